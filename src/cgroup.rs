@@ -1,0 +1,240 @@
+//! One cgroup per running container, made by us where no systemd does it.
+//!
+//! The supervisor launches systemd-nspawn inside `nixos-containers/NAME` of
+//! every cgroup hierarchy that nspawn uses (the cgroup2 tree, and on hybrid
+//! hosts also the v1 `name=systemd` tree), plus the v1 memory controller
+//! where it exists, for status. nspawn then makes `supervisor/` and
+//! `payload/` below it. Everything of the container is found, counted and
+//! killed through this cgroup; our own supervisor stays outside it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{IoContext, Result};
+
+pub const PARENT: &str = "nixos-containers";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// The cgroup2 tree.
+    Unified,
+    /// The v1 `name=systemd` tree (hybrid and legacy hosts).
+    SystemdV1,
+    /// The v1 memory controller (hybrid and legacy hosts).
+    MemoryV1,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub kind: Kind,
+    pub mount: PathBuf,
+}
+
+/// The hierarchies of interest, from /proc/self/mountinfo text.
+pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
+    let mut found = Vec::new();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
+        let (Some(fstype), Some(opts)) = (fields.get(sep + 1), fields.get(sep + 3)) else { continue };
+        let Some(mount) = fields.get(4) else { continue };
+        let kind = match *fstype {
+            "cgroup2" => Kind::Unified,
+            "cgroup" if opts.split(',').any(|o| o == "name=systemd") => Kind::SystemdV1,
+            "cgroup" if opts.split(',').any(|o| o == "memory") => Kind::MemoryV1,
+            _ => continue,
+        };
+        if !found.iter().any(|h: &Hierarchy| h.kind == kind) {
+            found.push(Hierarchy { kind, mount: PathBuf::from(mount) });
+        }
+    }
+    found
+}
+
+/// The cgroup of one container across the host's hierarchies.
+#[derive(Debug, Clone)]
+pub struct ContainerCgroup {
+    dirs: Vec<(Kind, PathBuf)>,
+}
+
+impl ContainerCgroup {
+    pub fn new(name: &str) -> Result<ContainerCgroup> {
+        let info = fs::read_to_string("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".into())?;
+        Ok(Self::in_hierarchies(&hierarchies_from(&info), name))
+    }
+
+    pub fn in_hierarchies(hierarchies: &[Hierarchy], name: &str) -> ContainerCgroup {
+        ContainerCgroup {
+            dirs: hierarchies
+                .iter()
+                .map(|h| (h.kind.clone(), h.mount.join(PARENT).join(name)))
+                .collect(),
+        }
+    }
+
+    fn dir(&self, kind: Kind) -> Option<&Path> {
+        self.dirs.iter().find(|(k, _)| *k == kind).map(|(_, d)| d.as_path())
+    }
+
+    /// The tree that tracks processes: cgroup2 if there is one.
+    fn tracking(&self) -> Option<&Path> {
+        self.dir(Kind::Unified).or_else(|| self.dir(Kind::SystemdV1))
+    }
+
+    /// Creates the directories.
+    pub fn create(&self) -> Result<()> {
+        for (_, d) in &self.dirs {
+            fs::create_dir_all(d).context(|| format!("creating cgroup {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling process into the cgroup. Meant for a child between
+    /// fork and exec, so it only writes files.
+    pub fn join_self(&self) -> std::io::Result<()> {
+        for (_, d) in &self.dirs {
+            fs::write(d.join("cgroup.procs"), "0")?;
+        }
+        Ok(())
+    }
+
+    /// All processes in the container's cgroup tree.
+    pub fn pids(&self) -> Vec<Pid> {
+        let mut pids = Vec::new();
+        if let Some(d) = self.tracking() {
+            collect_pids(d, &mut pids);
+        }
+        pids
+    }
+
+    /// Whether any process is left in the cgroup.
+    pub fn is_populated(&self) -> bool {
+        match self.dir(Kind::Unified) {
+            Some(d) => match fs::read_to_string(d.join("cgroup.events")) {
+                Ok(ev) => ev.lines().any(|l| l == "populated 1"),
+                Err(_) => false,
+            },
+            None => !self.pids().is_empty(),
+        }
+    }
+
+    /// The container's init: the process that is PID 1 in its own PID namespace.
+    pub fn leader(&self) -> Option<Pid> {
+        self.pids().into_iter().find(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("NSpid:"))
+                        .map(|l| l.split_whitespace().count() > 2 && l.split_whitespace().last() == Some("1"))
+                })
+                .unwrap_or(false)
+        })
+    }
+
+    /// Memory used by the container, in bytes, where the host tells.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        let read = |p: PathBuf| fs::read_to_string(p).ok()?.trim().parse().ok();
+        if let Some(d) = self.dir(Kind::MemoryV1) {
+            if let Some(v) = read(d.join("memory.usage_in_bytes")) {
+                return Some(v);
+            }
+        }
+        self.dir(Kind::Unified).and_then(|d| read(d.join("memory.current")))
+    }
+
+    /// Kills every process of the container and waits up to `wait` for them
+    /// to be gone. Returns whether the cgroup is empty.
+    pub fn kill_all(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            if !self.is_populated() {
+                return true;
+            }
+            let killed_by_kernel = self
+                .dir(Kind::Unified)
+                .map(|d| fs::write(d.join("cgroup.kill"), "1").is_ok())
+                .unwrap_or(false);
+            if !killed_by_kernel {
+                for pid in self.pids() {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+            if Instant::now() >= deadline {
+                return !self.is_populated();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Removes the (empty) cgroup directories, deepest first.
+    pub fn remove(&self) {
+        for (_, d) in &self.dirs {
+            remove_tree(d);
+        }
+    }
+}
+
+fn collect_pids(dir: &Path, pids: &mut Vec<Pid>) {
+    if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(s.lines().filter_map(|l| l.trim().parse().ok()).map(Pid::from_raw));
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_pids(&e.path(), pids);
+            }
+        }
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 1 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+27 25 0:24 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd
+28 25 0:25 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+29 25 0:26 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids
+";
+
+    #[test]
+    fn finds_the_hybrid_layout() {
+        let h = hierarchies_from(HYBRID);
+        assert_eq!(
+            h,
+            vec![
+                Hierarchy { kind: Kind::Unified, mount: "/sys/fs/cgroup/unified".into() },
+                Hierarchy { kind: Kind::SystemdV1, mount: "/sys/fs/cgroup/systemd".into() },
+                Hierarchy { kind: Kind::MemoryV1, mount: "/sys/fs/cgroup/memory".into() },
+            ]
+        );
+        let cg = ContainerCgroup::in_hierarchies(&h, "web");
+        assert_eq!(cg.tracking(), Some(Path::new("/sys/fs/cgroup/unified/nixos-containers/web")));
+    }
+
+    #[test]
+    fn finds_the_unified_layout() {
+        let h = hierarchies_from("30 1 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
+        let cg = ContainerCgroup::in_hierarchies(&h, "web");
+        assert_eq!(cg.tracking(), Some(Path::new("/sys/fs/cgroup/nixos-containers/web")));
+        assert_eq!(cg.dirs.len(), 1);
+    }
+}

@@ -1,0 +1,212 @@
+//! The command line, as clap definitions. Also the source of the shell
+//! completions and man pages.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success, 1 failure, 2 usage error, 3 no such container,
+4 container not running; `run` exits with the command's status.
+
+Paths can be moved with NIXOS_CONTAINER_CONF_DIR, NIXOS_CONTAINER_STATE_DIR,
+NIXOS_CONTAINER_PROFILES_DIR, NIXOS_CONTAINER_GCROOTS_DIR,
+NIXOS_CONTAINER_RUN_DIR and NIXOS_CONTAINER_HOSTS_FILE.";
+
+/// Create, run, update and destroy lightweight NixOS containers.
+#[derive(Debug, Parser)]
+#[command(name = "nixos-container", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Explain what is done (commands run, nspawn command line); twice for more
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List containers, one name per line
+    List,
+    /// Create a container and build its system (does not start it)
+    Create(CreateArgs),
+    /// Stop a container if it runs and remove it with all its state
+    Destroy(NameArg),
+    /// Start a container and wait until it is ready for commands
+    Start(StartArgs),
+    /// Halt a container cleanly, killing what is left after a timeout
+    Stop(StopArgs),
+    /// Kill all processes of a container at once
+    Terminate(NameArg),
+    /// Stop a container, then start it again
+    Restart(RestartArgs),
+    /// Print whether a container is up or down
+    Status(NameArg),
+    /// Run a command in a container as root
+    Run(RunArgs),
+    /// Print the container's IP address
+    ShowIp(NameArg),
+    /// Print the container's SSH host key
+    ShowHostKey(NameArg),
+    /// (internal) supervise a running container
+    #[command(name = "__supervise", hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The container's name
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The container's name (letters, digits and '-', at most 63 characters)
+    pub name: String,
+
+    /// The NixOS expression to build with
+    #[arg(long, value_name = "PATH", default_value = crate::profile::DEFAULT_NIXOS_PATH)]
+    pub nixos_path: String,
+
+    /// Use an already built NixOS system instead of building one
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "config_file", "flake"])]
+    pub system_path: Option<PathBuf>,
+
+    /// NixOS configuration as Nix attribute definitions
+    #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
+    pub config: Option<String>,
+
+    /// A NixOS configuration file (module) to import
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
+    pub config_file: Option<PathBuf>,
+
+    /// Build nixosConfigurations.ATTR of a flake (ATTR defaults to 'container')
+    #[arg(long, value_name = "REF[#ATTR]")]
+    pub flake: Option<String>,
+
+    /// If NAME is taken, try NAME-0, NAME-1, ... and print the name chosen
+    #[arg(long)]
+    pub ensure_unique_name: bool,
+
+    /// Start the container with 'start --auto' (at boot)
+    #[arg(long)]
+    pub auto_start: bool,
+
+    /// Attach the container's interface to this host bridge instead of routing
+    #[arg(long, value_name = "IFACE")]
+    pub bridge: Option<String>,
+
+    /// Forward a host port: [tcp:|udp:]HOSTPORT[:CONTAINERPORT] (repeatable, or comma-separated)
+    #[arg(long, value_name = "SPEC", value_delimiter = ',')]
+    pub port: Vec<String>,
+
+    /// The host side's IPv4 address (with --local-address)
+    #[arg(long, value_name = "ADDR", requires = "local_address")]
+    pub host_address: Option<String>,
+
+    /// The container's IPv4 address (with --host-address)
+    #[arg(long, value_name = "ADDR", requires = "host_address")]
+    pub local_address: Option<String>,
+
+    /// Bind-mount a host path into the container: SRC[:DST[:OPTIONS]] (repeatable)
+    #[arg(long, value_name = "SRC[:DST]", value_hint = clap::ValueHint::AnyPath)]
+    pub bind: Vec<String>,
+
+    /// Bind-mount a host path read-only: SRC[:DST[:OPTIONS]] (repeatable)
+    #[arg(long, value_name = "SRC[:DST]", value_hint = clap::ValueHint::AnyPath)]
+    pub bind_ro: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The container's name
+    pub name: String,
+    /// Seconds to wait for the container to be ready
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The container's name
+    pub name: String,
+    /// Seconds to wait for a clean halt before killing
+    #[arg(long, value_name = "SECONDS", default_value = "90", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// The container's name
+    pub name: String,
+    /// Seconds to wait for a clean halt before killing
+    #[arg(long, value_name = "SECONDS", default_value = "90", value_parser = parse_seconds)]
+    pub stop_timeout: Duration,
+    /// Seconds to wait for the container to be ready
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The container's name
+    pub name: String,
+    /// The command and its arguments (after --)
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    pub name: String,
+    #[arg(long)]
+    pub timeout_ms: u64,
+    #[arg(long)]
+    pub netns: Option<PathBuf>,
+}
+
+/// Parses a number of seconds (fractions allowed) into a Duration.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("'{s}' is not a usable number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn run_takes_everything_after_the_double_dash() {
+        let cli = Cli::try_parse_from(["nixos-container", "run", "c", "--", "ls", "-l", "--", "x"]).unwrap();
+        match cli.command {
+            Command::Run(r) => assert_eq!(r.command, ["ls", "-l", "--", "x"]),
+            other => panic!("{other:?}"),
+        }
+    }
+}

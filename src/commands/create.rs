@@ -1,0 +1,85 @@
+use crate::cli::CreateArgs;
+use crate::commands::{require_root, Ctx};
+use crate::conf::{parse_addr4, Bind, Conf};
+use crate::error::{Error, Result};
+use crate::lifecycle::{self, CreateRequest, Source};
+use crate::nixos_config::UserConfig;
+use crate::profile::{normalize_nixos_path, BuildOutput, DEFAULT_NIXOS_PATH};
+
+fn invalid(what: &'static str, value: &str, reason: String) -> Error {
+    Error::InvalidValue { what, value: value.to_string(), reason }
+}
+
+/// Turns the arguments into the conf to write, checking every value.
+fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
+    let mut conf = Conf {
+        private_network: true,
+        auto_start: args.auto_start,
+        host_bridge: args.bridge.clone(),
+        ..Conf::default()
+    };
+    if let Some(h) = &args.host_address {
+        conf.host_address = Some(parse_addr4(h).map_err(|r| invalid("host address", h, r))?);
+    }
+    if let Some(l) = &args.local_address {
+        conf.local_address = Some(parse_addr4(l).map_err(|r| invalid("local address", l, r))?);
+    }
+    for p in &args.port {
+        conf.host_port.push(p.parse().map_err(|r| invalid("port", p, r))?);
+    }
+    for (specs, ro) in [(&args.bind, false), (&args.bind_ro, true)] {
+        for spec in specs {
+            let b = Bind::parse(spec, ro).map_err(|r| invalid("bind", spec, r))?;
+            if !b.source.starts_with("+") && !b.source.exists() {
+                return Err(invalid("bind", spec, format!("{} does not exist", b.source.display())));
+            }
+            conf.binds.push(b);
+        }
+    }
+    Ok(conf)
+}
+
+pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
+    crate::name::validate(&args.name)?;
+    require_root()?;
+    let mut conf = conf_from_args(args)?;
+    let source = if let Some(p) = &args.system_path {
+        Source::SystemPath(p.clone())
+    } else if let Some(f) = &args.flake {
+        conf.flake = Some(f.clone());
+        Source::Flake(f.clone())
+    } else {
+        let user = match (&args.config, &args.config_file) {
+            (Some(s), _) => UserConfig::Inline(s.clone()),
+            (None, Some(f)) => UserConfig::file(f)?,
+            (None, None) => UserConfig::None,
+        };
+        let nixos_path = normalize_nixos_path(&args.nixos_path)?;
+        if nixos_path != DEFAULT_NIXOS_PATH {
+            conf.nixos_path = Some(nixos_path.clone());
+        }
+        Source::Config { nixos_path, user }
+    };
+    let output = if ctx.interactive && !ctx.quiet || ctx.verbose > 0 {
+        BuildOutput::Show
+    } else {
+        BuildOutput::Capture
+    };
+    let created = lifecycle::create(
+        &ctx.paths,
+        CreateRequest {
+            name: args.name.clone(),
+            ensure_unique_name: args.ensure_unique_name,
+            source,
+            conf,
+            output,
+        },
+    )?;
+    if let (Some(h), Some(l)) = (created.conf.host_address, created.conf.local_address) {
+        ctx.note(&format!("host IP is {}, container IP is {}", h.addr, l.addr));
+    }
+    if args.ensure_unique_name {
+        println!("{}", created.name);
+    }
+    Ok(0)
+}

@@ -1,0 +1,11 @@
+use crate::cli::RestartArgs;
+use crate::commands::{require_root, Ctx};
+use crate::error::Result;
+use crate::lifecycle;
+
+pub fn run(ctx: &Ctx, args: &RestartArgs) -> Result<i32> {
+    require_root()?;
+    lifecycle::stop(&ctx.paths, &args.name, args.stop_timeout)?;
+    lifecycle::start(&ctx.paths, &args.name, args.timeout)?;
+    Ok(0)
+}

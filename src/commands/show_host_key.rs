@@ -1,0 +1,26 @@
+use crate::cli::NameArg;
+use crate::commands::{require_root, Ctx};
+use crate::container::Container;
+use crate::error::{Error, Result};
+use crate::rootfs;
+
+/// The guest's public host keys, in the anchor's order of preference.
+const KEYS: &[&str] = &["etc/ssh/ssh_host_ed25519_key.pub", "etc/ssh/ssh_host_ecdsa_key.pub"];
+
+pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
+    require_root()?;
+    let c = Container::open(&ctx.paths, &args.name)?;
+    for key in KEYS {
+        if let Ok(fd) = rootfs::open_in_root(&c.paths.root, key, nix::fcntl::OFlag::O_RDONLY) {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)
+                .map_err(|e| Error::other(format!("reading {key}: {e}")))?;
+            print!("{text}");
+            return Ok(0);
+        }
+    }
+    Err(Error::other(format!(
+        "container '{}' has no SSH host key (/{} is missing; is services.openssh enabled in it?)",
+        c.name, KEYS[0]
+    )))
+}

@@ -1,0 +1,12 @@
+use crate::cli::NameArg;
+use crate::commands::{require_root, Ctx};
+use crate::error::Result;
+use crate::lifecycle::{self, Outcome};
+
+pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
+    require_root()?;
+    if lifecycle::terminate(&ctx.paths, &args.name)? == Outcome::AlreadyThere {
+        ctx.note(&format!("container '{}' is not running", args.name));
+    }
+    Ok(0)
+}

@@ -1,0 +1,647 @@
+//! The container's conf file, `/etc/nixos-containers/NAME.conf`.
+//!
+//! The format is the anchor's: shell-style `KEY=VALUE` lines that systemd can
+//! also read as an `EnvironmentFile`. Files written by nixpkgs (imperative or
+//! declarative containers) must load; keys we do not know are kept when we
+//! rewrite the file, so nothing a user or another tool wrote is lost.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+
+/// An address with an optional prefix length, as the conf writes it
+/// (`10.233.1.2` or `10.0.0.2/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrSpec<A> {
+    pub addr: A,
+    pub prefix: Option<u8>,
+}
+
+impl<A: FromStr + Copy> AddrSpec<A> {
+    fn parse(value: &str, max_prefix: u8) -> std::result::Result<Self, String> {
+        let (addr, prefix) = match value.split_once('/') {
+            Some((a, p)) => {
+                let p: u8 = p
+                    .parse()
+                    .ok()
+                    .filter(|p| *p <= max_prefix)
+                    .ok_or_else(|| format!("prefix length must be 0..{max_prefix}"))?;
+                (a, Some(p))
+            }
+            None => (value, None),
+        };
+        let addr = addr.parse().map_err(|_| "not an IP address".to_string())?;
+        Ok(AddrSpec { addr, prefix })
+    }
+}
+
+impl<A: std::fmt::Display> std::fmt::Display for AddrSpec<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.prefix {
+            Some(p) => write!(f, "{}/{p}", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+pub type Addr4 = AddrSpec<Ipv4Addr>;
+pub type Addr6 = AddrSpec<Ipv6Addr>;
+
+pub fn parse_addr4(value: &str) -> std::result::Result<Addr4, String> {
+    Addr4::parse(value, 32)
+}
+
+pub fn parse_addr6(value: &str) -> std::result::Result<Addr6, String> {
+    Addr6::parse(value, 128)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// A forwarded port, in systemd-nspawn's `--port` syntax:
+/// `[tcp:|udp:]HOSTPORT[:CONTAINERPORT]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortForward {
+    pub protocol: Protocol,
+    pub host: u16,
+    pub container: u16,
+}
+
+impl FromStr for PortForward {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let mut parts: Vec<&str> = s.split(':').collect();
+        let protocol = match parts.first() {
+            Some(&"tcp") => {
+                parts.remove(0);
+                Protocol::Tcp
+            }
+            Some(&"udp") => {
+                parts.remove(0);
+                Protocol::Udp
+            }
+            _ => Protocol::Tcp,
+        };
+        let port = |p: &str| -> std::result::Result<u16, String> {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("'{p}' is not a port number (1-65535)"))
+        };
+        match parts.as_slice() {
+            [host] => {
+                let host = port(host)?;
+                Ok(PortForward {
+                    protocol,
+                    host,
+                    container: host,
+                })
+            }
+            [host, container] => Ok(PortForward {
+                protocol,
+                host: port(host)?,
+                container: port(container)?,
+            }),
+            _ => Err("expected [tcp:|udp:]HOSTPORT[:CONTAINERPORT]".to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for PortForward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = match self.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        write!(f, "{proto}:{}:{}", self.host, self.container)
+    }
+}
+
+/// A bind mount in systemd-nspawn's syntax `SRC[:DST[:OPTIONS]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub options: Option<String>,
+    pub read_only: bool,
+}
+
+impl Bind {
+    /// Parses `SRC[:DST[:OPTIONS]]`. Both paths must be absolute; the source
+    /// may start with `+` (relative to the container root) as in nspawn.
+    pub fn parse(spec: &str, read_only: bool) -> std::result::Result<Bind, String> {
+        if spec.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("bind paths must not contain whitespace".into());
+        }
+        if spec.contains("\\:") {
+            return Err("escaped ':' in bind paths is not supported".into());
+        }
+        let mut parts = spec.splitn(3, ':');
+        let source = parts.next().unwrap_or_default();
+        let target = parts.next().filter(|t| !t.is_empty()).unwrap_or(source);
+        let options = parts.next().map(str::to_string);
+        let absolute = |p: &str| p.starts_with('/') || p.starts_with("+/");
+        if !absolute(source) {
+            return Err(format!("source '{source}' must be an absolute path"));
+        }
+        if !target.starts_with('/') {
+            return Err(format!("target '{target}' must be an absolute path"));
+        }
+        if target.split('/').any(|c| c == "..") || source.split('/').any(|c| c == "..") {
+            return Err("bind paths must not contain '..'".into());
+        }
+        Ok(Bind {
+            source: PathBuf::from(source),
+            target: PathBuf::from(target),
+            options,
+            read_only,
+        })
+    }
+
+    /// The nspawn flag for this bind.
+    pub fn nspawn_flag(&self) -> String {
+        let flag = if self.read_only { "--bind-ro" } else { "--bind" };
+        let mut s = format!("{flag}={}:{}", self.source.display(), self.target.display());
+        if let Some(o) = &self.options {
+            s.push(':');
+            s.push_str(o);
+        }
+        s
+    }
+
+    fn spec(&self) -> String {
+        let mut s = format!("{}:{}", self.source.display(), self.target.display());
+        if let Some(o) = &self.options {
+            s.push(':');
+            s.push_str(o);
+        }
+        s
+    }
+}
+
+/// The parsed conf file. Unknown keys are kept in `extra`, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conf {
+    pub private_network: bool,
+    pub host_address: Option<Addr4>,
+    pub local_address: Option<Addr4>,
+    pub host_address6: Option<Addr6>,
+    pub local_address6: Option<Addr6>,
+    pub host_bridge: Option<String>,
+    pub host_port: Vec<PortForward>,
+    pub auto_start: bool,
+    /// `REF#ATTR` as given; the attr defaults to `container`.
+    pub flake: Option<String>,
+    /// The NixOS expression builds use (default `<nixpkgs/nixos>`).
+    pub nixos_path: Option<String>,
+    /// A fixed system path (declarative containers): used instead of the profile.
+    pub system_path: Option<PathBuf>,
+    pub binds: Vec<Bind>,
+    /// Extra systemd-nspawn flags, split on whitespace as the anchor's
+    /// service does.
+    pub extra_nspawn_flags: Vec<String>,
+    pub private_users: Option<String>,
+    pub network_namespace_path: Option<PathBuf>,
+    pub interfaces: Vec<String>,
+    pub macvlans: Vec<String>,
+    pub extra: Vec<(String, String)>,
+}
+
+impl Conf {
+    /// The flake reference and attribute to build, if this container comes
+    /// from a flake.
+    pub fn flake_ref(&self) -> Option<(&str, &str)> {
+        self.flake.as_deref().map(split_flake)
+    }
+}
+
+/// Splits `REF#ATTR`; the attribute defaults to `container` as in the anchor.
+pub fn split_flake(flake: &str) -> (&str, &str) {
+    match flake.rsplit_once('#') {
+        Some((r, attr)) if !attr.is_empty() => (r, attr),
+        Some((r, _)) => (r, "container"),
+        None => (flake, "container"),
+    }
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "PRIVATE_NETWORK",
+    "HOST_ADDRESS",
+    "LOCAL_ADDRESS",
+    "HOST_ADDRESS6",
+    "LOCAL_ADDRESS6",
+    "HOST_BRIDGE",
+    "HOST_PORT",
+    "AUTO_START",
+    "FLAKE",
+    "NIXOS_PATH",
+    "SYSTEM_PATH",
+    "BINDS",
+    "BINDS_RO",
+    "EXTRA_NSPAWN_FLAGS",
+    "PRIVATE_USERS",
+    "NETWORK_NAMESPACE_PATH",
+    "INTERFACES",
+    "MACVLANS",
+];
+
+/// Keys nixpkgs writes that we accept and keep but do not act on.
+const PASSTHROUGH_KEYS: &[&str] = &["COPY_RESOLV_CONF"];
+
+/// Parses `KEY=VALUE` lines into pairs. Errors name the line.
+pub fn parse_pairs(text: &str) -> std::result::Result<Vec<(String, String)>, (usize, String)> {
+    let mut pairs = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let lineno = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err((lineno, format!("expected KEY=VALUE, found '{}'", shorten(raw))));
+        };
+        if key.is_empty()
+            || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || key.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err((lineno, format!("'{}' is not a valid key", shorten(key))));
+        }
+        let value = unquote(value).map_err(|e| (lineno, e))?;
+        pairs.push((key.to_string(), value));
+    }
+    Ok(pairs)
+}
+
+fn shorten(s: &str) -> String {
+    let s: String = s.chars().filter(|c| !c.is_control()).collect();
+    if s.chars().count() > 60 {
+        format!("{}...", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// Shell-like value syntax: bare words, "double" and 'single' quotes, which
+/// may be concatenated. Whitespace outside quotes is kept between words (the
+/// anchor writes space-separated lists unquoted only when they are empty).
+fn unquote(value: &str) -> std::result::Result<String, String> {
+    let mut out = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => loop {
+                match chars.next() {
+                    None => return Err("unterminated double quote".into()),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some(e @ ('"' | '\\' | '$' | '`')) => out.push(e),
+                        Some('\n') => {}
+                        Some(e) => {
+                            out.push('\\');
+                            out.push(e);
+                        }
+                        None => return Err("unterminated double quote".into()),
+                    },
+                    Some(c) => out.push(c),
+                }
+            },
+            '\'' => loop {
+                match chars.next() {
+                    None => return Err("unterminated single quote".into()),
+                    Some('\'') => break,
+                    Some(c) => out.push(c),
+                }
+            },
+            '\\' => match chars.next() {
+                Some(e) => out.push(e),
+                None => return Err("trailing backslash".into()),
+            },
+            c => out.push(c),
+        }
+    }
+    Ok(out.trim_end().to_string())
+}
+
+/// Quotes a value so that both sh and systemd read it back unchanged.
+fn quote(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:,@+%#=".contains(c));
+    if plain && !value.starts_with('#') {
+        return value.to_string();
+    }
+    let mut s = String::from("\"");
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
+fn parse_bool(key: &str, value: &str) -> std::result::Result<bool, String> {
+    match value {
+        "1" | "yes" | "true" => Ok(true),
+        "0" | "no" | "false" | "" => Ok(false),
+        _ => Err(format!("{key} must be 0 or 1, found '{}'", shorten(value))),
+    }
+}
+
+fn words(value: &str) -> impl Iterator<Item = &str> {
+    value.split_whitespace()
+}
+
+impl Conf {
+    /// Interprets parsed pairs. Later keys win, as in a shell.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> std::result::Result<(Conf, Vec<String>), String> {
+        let mut conf = Conf::default();
+        let mut warnings = Vec::new();
+        let nonempty = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        for (key, value) in pairs {
+            let v = value.as_str();
+            match key.as_str() {
+                "PRIVATE_NETWORK" => conf.private_network = parse_bool(&key, v)?,
+                "AUTO_START" => conf.auto_start = parse_bool(&key, v)?,
+                "HOST_ADDRESS" | "LOCAL_ADDRESS" => {
+                    let a = if v.is_empty() {
+                        None
+                    } else {
+                        Some(parse_addr4(v).map_err(|e| format!("{key}='{}': {e}", shorten(v)))?)
+                    };
+                    if key == "HOST_ADDRESS" {
+                        conf.host_address = a
+                    } else {
+                        conf.local_address = a
+                    }
+                }
+                "HOST_ADDRESS6" | "LOCAL_ADDRESS6" => {
+                    let a = if v.is_empty() {
+                        None
+                    } else {
+                        Some(parse_addr6(v).map_err(|e| format!("{key}='{}': {e}", shorten(v)))?)
+                    };
+                    if key == "HOST_ADDRESS6" {
+                        conf.host_address6 = a
+                    } else {
+                        conf.local_address6 = a
+                    }
+                }
+                "HOST_BRIDGE" => conf.host_bridge = nonempty(v),
+                "HOST_PORT" => {
+                    conf.host_port = v
+                        .split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.parse().map_err(|e| format!("HOST_PORT entry '{}': {e}", shorten(s))))
+                        .collect::<std::result::Result<_, _>>()?
+                }
+                "FLAKE" => conf.flake = nonempty(v),
+                "NIXOS_PATH" => conf.nixos_path = nonempty(v),
+                "SYSTEM_PATH" => conf.system_path = nonempty(v).map(PathBuf::from),
+                "BINDS" | "BINDS_RO" => {
+                    let ro = key == "BINDS_RO";
+                    conf.binds.retain(|b| b.read_only != ro);
+                    for spec in words(v) {
+                        conf.binds.push(
+                            Bind::parse(spec, ro).map_err(|e| format!("{key} entry '{}': {e}", shorten(spec)))?,
+                        );
+                    }
+                }
+                "EXTRA_NSPAWN_FLAGS" => conf.extra_nspawn_flags = words(v).map(str::to_string).collect(),
+                "PRIVATE_USERS" => conf.private_users = nonempty(v),
+                "NETWORK_NAMESPACE_PATH" => conf.network_namespace_path = nonempty(v).map(PathBuf::from),
+                "INTERFACES" => conf.interfaces = words(v).map(str::to_string).collect(),
+                "MACVLANS" => conf.macvlans = words(v).map(str::to_string).collect(),
+                _ => {
+                    if !PASSTHROUGH_KEYS.contains(&key.as_str()) {
+                        warnings.push(format!("unknown key {key} ignored"));
+                    }
+                    conf.extra.retain(|(k, _)| *k != key);
+                    conf.extra.push((key, value));
+                }
+            }
+        }
+        if conf.host_address.is_some() != conf.local_address.is_some() && conf.host_bridge.is_none() {
+            warnings.push("HOST_ADDRESS and LOCAL_ADDRESS should be set together".into());
+        }
+        Ok((conf, warnings))
+    }
+
+    /// Parses the text of a conf file; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<(Conf, Vec<String>)> {
+        let pairs = parse_pairs(text).map_err(|(line, message)| Error::ConfSyntax {
+            path: path.to_path_buf(),
+            line,
+            message,
+        })?;
+        Conf::from_pairs(pairs).map_err(|message| Error::ConfValue {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Conf> {
+        let text = std::fs::read_to_string(path).context(|| format!("reading {}", path.display()))?;
+        let (conf, warnings) = Conf::parse(&text, path)?;
+        for w in warnings {
+            tracing::warn!("{}: {w}", path.display());
+        }
+        Ok(conf)
+    }
+
+    /// Writes the conf atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        fsutil::write_atomic(path, self.render().as_bytes(), 0o644)
+    }
+
+    /// The file's text: the anchor's keys in the anchor's order, then ours,
+    /// then unknown keys as they were.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut put = |key: &str, value: &str| {
+            let _ = writeln!(out, "{key}={}", quote(value));
+        };
+        let opt = |a: &Option<String>| a.clone().unwrap_or_default();
+        let addr4 = |a: &Option<Addr4>| a.map(|a| a.to_string()).unwrap_or_default();
+        let addr6 = |a: &Option<Addr6>| a.map(|a| a.to_string()).unwrap_or_default();
+        put("PRIVATE_NETWORK", if self.private_network { "1" } else { "0" });
+        put("HOST_ADDRESS", &addr4(&self.host_address));
+        put("LOCAL_ADDRESS", &addr4(&self.local_address));
+        if self.host_address6.is_some() || self.local_address6.is_some() {
+            put("HOST_ADDRESS6", &addr6(&self.host_address6));
+            put("LOCAL_ADDRESS6", &addr6(&self.local_address6));
+        }
+        put("HOST_BRIDGE", &opt(&self.host_bridge));
+        let ports: Vec<String> = self.host_port.iter().map(|p| p.to_string()).collect();
+        put("HOST_PORT", &ports.join(","));
+        put("AUTO_START", if self.auto_start { "1" } else { "0" });
+        if let Some(f) = &self.flake {
+            put("FLAKE", f);
+        }
+        if let Some(p) = &self.nixos_path {
+            put("NIXOS_PATH", p);
+        }
+        if let Some(p) = &self.system_path {
+            put("SYSTEM_PATH", &p.to_string_lossy());
+        }
+        for ro in [false, true] {
+            let specs: Vec<String> = self.binds.iter().filter(|b| b.read_only == ro).map(Bind::spec).collect();
+            if !specs.is_empty() {
+                put(if ro { "BINDS_RO" } else { "BINDS" }, &specs.join(" "));
+            }
+        }
+        if !self.extra_nspawn_flags.is_empty() {
+            put("EXTRA_NSPAWN_FLAGS", &self.extra_nspawn_flags.join(" "));
+        }
+        if let Some(p) = &self.private_users {
+            put("PRIVATE_USERS", p);
+        }
+        if let Some(p) = &self.network_namespace_path {
+            put("NETWORK_NAMESPACE_PATH", &p.to_string_lossy());
+        }
+        if !self.interfaces.is_empty() {
+            put("INTERFACES", &self.interfaces.join(" "));
+        }
+        if !self.macvlans.is_empty() {
+            put("MACVLANS", &self.macvlans.join(" "));
+        }
+        for (k, v) in &self.extra {
+            debug_assert!(!KNOWN_KEYS.contains(&k.as_str()));
+            put(k, v);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Conf> {
+        Conf::parse(text, Path::new("/etc/nixos-containers/t.conf")).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn reads_a_conf_written_by_nixpkgs_create() {
+        let text = "PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nHOST_BRIDGE=\nHOST_PORT=\nAUTO_START=0\n";
+        let c = parse(text).unwrap();
+        assert!(c.private_network);
+        assert_eq!(c.host_address.unwrap().to_string(), "10.233.1.1");
+        assert_eq!(c.local_address.unwrap().to_string(), "10.233.1.2");
+        assert_eq!(c.host_bridge, None);
+        assert!(c.host_port.is_empty());
+        assert!(!c.auto_start);
+        assert_eq!(c.render(), text);
+    }
+
+    #[test]
+    fn reads_a_declarative_conf() {
+        let text = r#"SYSTEM_PATH=/nix/store/abc-nixos-system
+PRIVATE_NETWORK=1
+HOST_ADDRESS=10.0.0.1
+LOCAL_ADDRESS=10.0.0.2/24
+HOST_ADDRESS6=fc00::1
+LOCAL_ADDRESS6=fc00::2/64
+HOST_PORT="tcp:8080:80,udp:53"
+INTERFACES=""
+MACVLANS="mv1 mv2"
+AUTO_START=1
+EXTRA_NSPAWN_FLAGS="--bind=/data:/data --capability=CAP_NET_ADMIN"
+PRIVATE_USERS=no
+COPY_RESOLV_CONF=1
+"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.system_path.as_deref(), Some(Path::new("/nix/store/abc-nixos-system")));
+        assert_eq!(c.local_address.unwrap().prefix, Some(24));
+        assert_eq!(c.local_address6.unwrap().to_string(), "fc00::2/64");
+        assert_eq!(
+            c.host_port,
+            vec![
+                PortForward { protocol: Protocol::Tcp, host: 8080, container: 80 },
+                PortForward { protocol: Protocol::Udp, host: 53, container: 53 },
+            ]
+        );
+        assert_eq!(c.macvlans, ["mv1", "mv2"]);
+        assert_eq!(c.extra_nspawn_flags, ["--bind=/data:/data", "--capability=CAP_NET_ADMIN"]);
+        assert_eq!(c.private_users.as_deref(), Some("no"));
+        assert_eq!(c.extra, vec![("COPY_RESOLV_CONF".to_string(), "1".to_string())]);
+        assert!(c.auto_start);
+    }
+
+    #[test]
+    fn keeps_unknown_keys_and_round_trips() {
+        let mut c = parse("PRIVATE_NETWORK=1\nMY_NOTE=\"keep me\"\n").unwrap();
+        c.binds.push(Bind::parse("/srv/data:/data", false).unwrap());
+        c.binds.push(Bind::parse("/etc/ssl", true).unwrap());
+        c.flake = Some("/src/flake#web".into());
+        let again = parse(&c.render()).unwrap();
+        assert_eq!(again, c);
+        assert!(c.render().contains("MY_NOTE=\"keep me\"\n"));
+    }
+
+    #[test]
+    fn quoting_survives_special_characters() {
+        let mut c = Conf::default();
+        c.extra.push(("X".into(), "a \"b\" $c `d` \\e 'f'".into()));
+        let again = parse(&c.render()).unwrap();
+        assert_eq!(again.extra, c.extra);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = parse("PRIVATE_NETWORK=1\nthis is garbage\n").unwrap_err().to_string();
+        assert_eq!(err, "/etc/nixos-containers/t.conf:2: expected KEY=VALUE, found 'this is garbage'");
+        let err = parse("HOST_ADDRESS=10.1.2\n").unwrap_err().to_string();
+        assert!(err.contains("HOST_ADDRESS='10.1.2': not an IP address"), "{err}");
+        let err = parse("AUTO_START=maybe\n").unwrap_err().to_string();
+        assert!(err.contains("AUTO_START must be 0 or 1"), "{err}");
+        let err = parse("X=\"open\n").unwrap_err().to_string();
+        assert!(err.contains(":1: unterminated double quote"), "{err}");
+        let err = parse("HOST_PORT=tcp:99999\n").unwrap_err().to_string();
+        assert!(err.contains("not a port number"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let (_, warnings) = Conf::parse("AUTOSTART=1\n", Path::new("x")).unwrap();
+        assert_eq!(warnings, ["unknown key AUTOSTART ignored"]);
+    }
+
+    #[test]
+    fn flake_attr_defaults_to_container() {
+        assert_eq!(split_flake("/src/f"), ("/src/f", "container"));
+        assert_eq!(split_flake("/src/f#web"), ("/src/f", "web"));
+        assert_eq!(split_flake("github:a/b#"), ("github:a/b", "container"));
+    }
+
+    #[test]
+    fn port_specs() {
+        assert_eq!("8080".parse::<PortForward>().unwrap().to_string(), "tcp:8080:8080");
+        assert_eq!("udp:53:5353".parse::<PortForward>().unwrap().to_string(), "udp:53:5353");
+        assert!("tcp:0".parse::<PortForward>().is_err());
+        assert!("sctp:1".parse::<PortForward>().is_err());
+        assert!("1:2:3".parse::<PortForward>().is_err());
+    }
+
+    #[test]
+    fn bind_specs() {
+        let b = Bind::parse("/srv/a", true).unwrap();
+        assert_eq!(b.nspawn_flag(), "--bind-ro=/srv/a:/srv/a");
+        let b = Bind::parse("/srv/a:/data:norbind", false).unwrap();
+        assert_eq!(b.nspawn_flag(), "--bind=/srv/a:/data:norbind");
+        assert!(Bind::parse("relative", false).is_err());
+        assert!(Bind::parse("/a:rel", false).is_err());
+        assert!(Bind::parse("/a b", false).is_err());
+        assert!(Bind::parse("/a/../b", false).is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! A container: its name, paths and conf, and what is known of it at runtime.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::ContainerCgroup;
+use crate::conf::Conf;
+use crate::error::{Error, IoContext, Result};
+use crate::lock;
+use crate::name;
+use crate::paths::{ContainerPaths, Paths};
+
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub name: String,
+    pub paths: ContainerPaths,
+    pub conf: Conf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Up,
+    Down,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Down => "down",
+        }
+    }
+}
+
+/// What the supervisor records about a running container
+/// (`RUN/NAME/state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunState {
+    pub supervisor_pid: i32,
+    pub nspawn_pid: i32,
+    /// Seconds since the epoch.
+    pub started_at: u64,
+    /// The system store path the container booted.
+    pub system: String,
+}
+
+impl Container {
+    /// Opens an existing container; fails with `NoSuchContainer` when its
+    /// conf file is missing.
+    pub fn open(paths: &Paths, name: &str) -> Result<Container> {
+        name::validate(name)?;
+        let cpaths = paths.container(name);
+        if !cpaths.conf.exists() {
+            return Err(Error::NoSuchContainer(name.to_string()));
+        }
+        let conf = Conf::load(&cpaths.conf)?;
+        Ok(Container {
+            name: name.to_string(),
+            paths: cpaths,
+            conf,
+        })
+    }
+
+    /// Names of all containers, sorted.
+    pub fn list(paths: &Paths) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&paths.conf_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).context(|| format!("reading {}", paths.conf_dir.display())),
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name();
+                let file = file.to_str()?;
+                let name = file.strip_suffix(".conf")?;
+                name::validate(name).ok().map(str::to_string)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    pub fn cgroup(&self) -> Result<ContainerCgroup> {
+        ContainerCgroup::new(&self.name)
+    }
+
+    /// Up while any process of the container exists, supervised or not.
+    pub fn state(&self) -> Result<State> {
+        Ok(if self.cgroup()?.is_populated() { State::Up } else { State::Down })
+    }
+
+    pub fn supervisor_alive(&self) -> bool {
+        lock::is_held(&self.paths.supervisor_lock())
+    }
+
+    pub fn run_state(&self) -> Option<RunState> {
+        let text = std::fs::read_to_string(self.paths.state_file()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Whether this conf is managed declaratively (a read-only file or a
+    /// link into the Nix store): such containers are not ours to destroy.
+    pub fn is_declarative(&self) -> bool {
+        let conf = &self.paths.conf;
+        let into_store = std::fs::read_link(conf)
+            .map(|t| t.starts_with("/nix/store"))
+            .unwrap_or(false);
+        into_store || nix::unistd::access(conf.as_path(), nix::unistd::AccessFlags::W_OK).is_err()
+    }
+
+    /// The container's address as `show-ip` prints it: IPv4 without prefix,
+    /// else IPv6.
+    pub fn address(&self) -> Option<String> {
+        self.conf
+            .local_address
+            .map(|a| a.addr.to_string())
+            .or_else(|| self.conf.local_address6.map(|a| a.addr.to_string()))
+    }
+}
+
+/// The last lines of a console log, without terminal escapes, for errors.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let clean: Vec<String> = text
+        .lines()
+        .map(strip_ansi)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    clean[clean.len().saturating_sub(lines)..].join("\n")
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI sequences end with a letter.
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_terminal_colours() {
+        assert_eq!(strip_ansi("[\x1b[0;32m  OK  \x1b[0m] Started x.\r"), "[  OK  ] Started x.");
+    }
+
+    #[test]
+    fn lists_only_valid_conf_names() {
+        let base = tempfile::tempdir().unwrap();
+        let paths = Paths::under(base.path());
+        std::fs::create_dir_all(&paths.conf_dir).unwrap();
+        for f in ["b.conf", "a.conf", "bad_name.conf", "notes.txt", "c.conf.creating"] {
+            std::fs::write(paths.conf_dir.join(f), "").unwrap();
+        }
+        assert_eq!(Container::list(&paths).unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn opening_an_unknown_container_fails_cleanly() {
+        let base = tempfile::tempdir().unwrap();
+        let paths = Paths::under(base.path());
+        let err = Container::open(&paths, "ghost").unwrap_err();
+        assert!(matches!(err, Error::NoSuchContainer(_)));
+        assert_eq!(err.exit_code(), crate::error::exit::NO_SUCH_CONTAINER);
+        assert!(!paths.conf_dir.exists(), "nothing written");
+    }
+}

@@ -1,0 +1,119 @@
+//! Typed errors of the library, and the exit codes they map to.
+//!
+//! Every failure a user can cause or meet has its own variant here; the CLI
+//! turns them into one-line messages in `main.rs` and nowhere else.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Exit codes are part of the CLI's contract with scripts (see README).
+pub mod exit {
+    pub const SUCCESS: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const NO_SUCH_CONTAINER: i32 = 3;
+    pub const NOT_RUNNING: i32 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid container name '{name}': {reason}")]
+    InvalidName { name: String, reason: String },
+
+    #[error("container '{0}' does not exist (see 'nixos-container list')")]
+    NoSuchContainer(String),
+
+    #[error("container '{0}' already exists")]
+    AlreadyExists(String),
+
+    #[error("container '{0}' is not running (start it with 'nixos-container start {0}')")]
+    NotRunning(String),
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("this command needs root: run it as root (e.g. with sudo)")]
+    NotRoot,
+
+    #[error("{path}:{line}: {message}")]
+    ConfSyntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
+    #[error("{path}: {message}")]
+    ConfValue { path: PathBuf, message: String },
+
+    #[error("invalid {what} '{value}': {reason}")]
+    InvalidValue {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error("out of addresses: all {0} address pairs of the pool are in use")]
+    PoolExhausted(usize),
+
+    #[error("{program} not found: {hint}")]
+    MissingProgram {
+        program: &'static str,
+        hint: &'static str,
+    },
+
+    #[error("{0}")]
+    Build(String),
+
+    #[error("container '{name}' failed to start: {reason}")]
+    StartFailed { name: String, reason: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::NoSuchContainer(_) => exit::NO_SUCH_CONTAINER,
+            Error::NotRunning(_) => exit::NOT_RUNNING,
+            Error::Usage(_) | Error::InvalidName { .. } | Error::InvalidValue { .. } => exit::USAGE,
+            _ => exit::FAILURE,
+        }
+    }
+
+    pub fn other(msg: impl Into<String>) -> Self {
+        Error::Other(msg.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a human context ("writing /etc/foo") to I/O errors.
+pub trait IoContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: what(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|errno| Error::Io {
+            context: what(),
+            source: io::Error::from(errno),
+        })
+    }
+}

@@ -1,0 +1,33 @@
+//! nixos-container: lightweight NixOS containers on systemd-nspawn, driven
+//! without systemd, machined or D-Bus on the host.
+//!
+//! The CLI (`main.rs`, `cli.rs`, `commands/`) sits on these domain modules:
+//! - `paths`, `name`, `conf`: where things are, what names are valid, the
+//!   conf file format;
+//! - `addr`: address allocation;
+//! - `nixos_config`, `profile`: the generated configuration.nix and the Nix
+//!   builds into the per-container profile;
+//! - `rootfs`, `fsutil`: the container root and careful file operations;
+//! - `lock`: per-container and global locks;
+//! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
+//! - `guest`: the sockets inside a running guest;
+//! - `lifecycle`: create/start/stop/terminate/destroy on top of all that.
+
+pub mod addr;
+pub mod cgroup;
+pub mod cli;
+pub mod commands;
+pub mod conf;
+pub mod container;
+pub mod error;
+pub mod fsutil;
+pub mod guest;
+pub mod lifecycle;
+pub mod lock;
+pub mod name;
+pub mod nixos_config;
+pub mod nspawn;
+pub mod paths;
+pub mod profile;
+pub mod rootfs;
+pub mod supervisor;

@@ -1,0 +1,114 @@
+//! The systemd-nspawn command line of a container.
+//!
+//! It follows the seed and the anchor's container@.service: the host's Nix
+//! store, database and daemon socket read-only, the container's own profiles
+//! and GC roots read-write, then the conf's binds and flags. `--keep-unit
+//! --register=no` keep nspawn away from systemd and machined, which the host
+//! may not run; the supervisor puts nspawn into the container's cgroup.
+
+use std::path::{Path, PathBuf};
+
+use crate::conf::Conf;
+use crate::paths::ContainerPaths;
+
+/// Everything the command line depends on.
+pub struct Launch<'a> {
+    pub name: &'a str,
+    pub paths: &'a ContainerPaths,
+    pub conf: &'a Conf,
+    /// The network namespace to join (private networking), if any.
+    pub netns: Option<PathBuf>,
+    /// Which of the host's Nix paths exist (the daemon socket may not).
+    pub host_has: &'a dyn Fn(&Path) -> bool,
+}
+
+/// Inside the container, the profile dir is mounted here.
+pub const GUEST_PROFILES: &str = "/nix/var/nix/profiles";
+pub const GUEST_GCROOTS: &str = "/nix/var/nix/gcroots";
+
+/// The init the container boots: the conf's SYSTEM_PATH (declarative
+/// containers), else the profile's current generation.
+pub fn init_path(conf: &Conf) -> PathBuf {
+    match &conf.system_path {
+        Some(p) => p.join("init"),
+        None => PathBuf::from(GUEST_PROFILES).join("system/init"),
+    }
+}
+
+pub fn command_line(l: &Launch<'_>) -> Vec<String> {
+    let mut argv: Vec<String> = vec![
+        "systemd-nspawn".into(),
+        "--keep-unit".into(),
+        "--register=no".into(),
+        format!("--machine={}", l.name),
+        format!("--directory={}", l.paths.root.display()),
+        "--notify-ready=yes".into(),
+        "--kill-signal=SIGRTMIN+3".into(),
+        "--console=read-only".into(),
+        "--link-journal=no".into(),
+        "--bind-ro=/nix/store".into(),
+    ];
+    for p in ["/nix/var/nix/db", "/nix/var/nix/daemon-socket"] {
+        if (l.host_has)(Path::new(p)) {
+            argv.push(format!("--bind-ro={p}"));
+        }
+    }
+    argv.push(format!("--bind={}:{GUEST_PROFILES}", l.paths.profile_dir.display()));
+    argv.push(format!("--bind={}:{GUEST_GCROOTS}", l.paths.gcroots.display()));
+    if let Some(ns) = &l.netns {
+        argv.push(format!("--network-namespace-path={}", ns.display()));
+    } else if let Some(ns) = &l.conf.network_namespace_path {
+        argv.push(format!("--network-namespace-path={}", ns.display()));
+    }
+    for i in &l.conf.interfaces {
+        argv.push(format!("--network-interface={i}"));
+    }
+    for m in &l.conf.macvlans {
+        argv.push(format!("--network-macvlan={m}"));
+    }
+    if let Some(u) = &l.conf.private_users {
+        argv.push(format!("--private-users={u}"));
+    }
+    argv.extend(l.conf.binds.iter().map(|b| b.nspawn_flag()));
+    argv.extend(l.conf.extra_nspawn_flags.iter().cloned());
+    argv.push(init_path(l.conf).to_string_lossy().into_owned());
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::Bind;
+    use crate::paths::Paths;
+
+    #[test]
+    fn the_seeds_binds_then_the_confs() {
+        let paths = Paths::under(Path::new("/x")).container("web");
+        let mut conf = Conf::default();
+        conf.binds.push(Bind::parse("/srv/data:/data", false).unwrap());
+        conf.extra_nspawn_flags = vec!["--capability=CAP_NET_ADMIN".into()];
+        let no_daemon = |p: &Path| p != Path::new("/nix/var/nix/daemon-socket");
+        let argv = command_line(&Launch {
+            name: "web",
+            paths: &paths,
+            conf: &conf,
+            netns: Some("/run/netns/web".into()),
+            host_has: &no_daemon,
+        });
+        assert_eq!(
+            argv.join(" "),
+            "systemd-nspawn --keep-unit --register=no --machine=web --directory=/x/state/web \
+             --notify-ready=yes --kill-signal=SIGRTMIN+3 --console=read-only --link-journal=no \
+             --bind-ro=/nix/store --bind-ro=/nix/var/nix/db \
+             --bind=/x/profiles/web:/nix/var/nix/profiles --bind=/x/gcroots/web:/nix/var/nix/gcroots \
+             --network-namespace-path=/run/netns/web \
+             --bind=/srv/data:/data --capability=CAP_NET_ADMIN /nix/var/nix/profiles/system/init"
+        );
+    }
+
+    #[test]
+    fn declarative_system_path_wins() {
+        let conf = Conf { system_path: Some("/nix/store/abc-system".into()), ..Conf::default() };
+        assert_eq!(init_path(&conf), PathBuf::from("/nix/store/abc-system/init"));
+    }
+}

@@ -1,0 +1,239 @@
+//! The container's Nix profile, `PROFILES/NAME/system`, and the builds that
+//! fill it. Every build goes through `nix-env --set`, so a failed build
+//! leaves the profile's current generation selected.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, IoContext, Result};
+
+/// What a system is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemSource {
+    /// `nix-env -f NIXOS_PATH -I nixos-config=CONFIG --set -A system`.
+    NixosConfig { nixos_path: String, config: PathBuf },
+    /// A system that is already built (`--system-path`).
+    Path(PathBuf),
+    /// `REF#nixosConfigurations.ATTR.config.system.build.toplevel`.
+    Flake { reference: String, attr: String },
+}
+
+/// How a build shows Nix's own output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildOutput {
+    /// Pass Nix's progress through to our stderr (a person is watching).
+    Show,
+    /// Keep it, and show only the part that explains a failure.
+    Capture,
+}
+
+pub const DEFAULT_NIXOS_PATH: &str = "<nixpkgs/nixos>";
+
+/// `--nixos-path` as it should be stored: `<...>` search paths unchanged,
+/// file paths made absolute so later updates find them from anywhere.
+pub fn normalize_nixos_path(arg: &str) -> Result<String> {
+    if arg.starts_with('<') && arg.ends_with('>') {
+        return Ok(arg.to_string());
+    }
+    std::fs::canonicalize(arg)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| Error::InvalidValue {
+            what: "NixOS path",
+            value: arg.to_string(),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                "no such file or directory".into()
+            } else {
+                e.to_string()
+            },
+        })
+}
+
+fn missing(program: &'static str) -> Error {
+    Error::MissingProgram {
+        program,
+        hint: "install Nix (on Debian: apt-get install nix-bin) or put it on PATH",
+    }
+}
+
+/// The command lines a build runs, first to last.
+pub fn commands(profile: &Path, source: &SystemSource) -> Vec<Vec<String>> {
+    let p = profile.to_string_lossy().into_owned();
+    match source {
+        SystemSource::NixosConfig { nixos_path, config } => vec![vec![
+            "nix-env".into(),
+            "-p".into(),
+            p,
+            "-I".into(),
+            format!("nixos-config={}", config.display()),
+            "-f".into(),
+            nixos_path.clone(),
+            "--set".into(),
+            "-A".into(),
+            "system".into(),
+        ]],
+        SystemSource::Path(path) => vec![vec![
+            "nix-env".into(),
+            "-p".into(),
+            p,
+            "--set".into(),
+            path.to_string_lossy().into_owned(),
+        ]],
+        SystemSource::Flake { reference, attr } => vec![vec![
+            "nix".into(),
+            "--extra-experimental-features".into(),
+            "nix-command flakes".into(),
+            "build".into(),
+            "--no-link".into(),
+            "--print-out-paths".into(),
+            format!("{reference}#nixosConfigurations.\"{attr}\".config.system.build.toplevel"),
+        ]],
+    }
+}
+
+/// Builds the system and makes it the profile's new generation. Returns the
+/// system's store path.
+pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Result<PathBuf> {
+    if let Some(dir) = profile.parent() {
+        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+    }
+    let built = match source {
+        SystemSource::Flake { .. } => {
+            let argv = &commands(profile, source)[0];
+            let out = run(argv, output)?;
+            let path = out.lines().last().unwrap_or_default().trim().to_string();
+            if !path.starts_with('/') {
+                return Err(Error::Build(format!("nix build printed no store path (got '{out}')")));
+            }
+            let set = SystemSource::Path(PathBuf::from(&path));
+            run(&commands(profile, &set)[0], output)?;
+            return Ok(PathBuf::from(path));
+        }
+        _ => {
+            run(&commands(profile, source)[0], output)?;
+            current_system(profile)?
+        }
+    };
+    Ok(built)
+}
+
+/// The store path the profile points to now.
+pub fn current_system(profile: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(profile).context(|| format!("resolving {}", profile.display()))
+}
+
+/// Runs a Nix command; returns its stdout. On failure the error carries what
+/// Nix said, so the user sees the evaluation's message, not just "exit 1".
+fn run(argv: &[String], output: BuildOutput) -> Result<String> {
+    tracing::info!("running {}", shell_words(argv));
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_remove("NIXOS_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing(if argv[0] == "nix" { "nix" } else { "nix-env" }),
+            _ => Error::Io {
+                context: format!("running {}", argv[0]),
+                source: e,
+            },
+        })?;
+    let stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut s);
+        s
+    });
+    let mut said = Vec::new();
+    for line in BufReader::new(child.stderr.take().expect("piped")).lines() {
+        let Ok(line) = line else { break };
+        if output == BuildOutput::Show {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+        said.push(line);
+    }
+    let status = child.wait().context(|| format!("waiting for {}", argv[0]))?;
+    let stdout = reader.join().unwrap_or_default();
+    if status.success() {
+        return Ok(stdout);
+    }
+    Err(Error::Build(explain_failure(&argv[0], &said, status)))
+}
+
+/// Picks the lines of Nix's output that explain a failure: from the first
+/// `error:` on (the evaluation's message), else the last few lines.
+pub fn explain_failure(program: &str, said: &[String], status: std::process::ExitStatus) -> String {
+    let useful: Vec<&str> = said
+        .iter()
+        .map(|l| l.trim_end())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let start = useful
+        .iter()
+        .position(|l| l.trim_start().starts_with("error:"))
+        .unwrap_or(useful.len().saturating_sub(8));
+    let mut msg: Vec<&str> = useful[start..].to_vec();
+    msg.truncate(20);
+    if msg.is_empty() {
+        return format!("{program} failed ({status}) without saying why");
+    }
+    format!("build failed: {}", msg.join("\n"))
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:<>@".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn nixos_config_build_is_the_anchors_command_line() {
+        let src = SystemSource::NixosConfig {
+            nixos_path: "<nixpkgs/nixos>".into(),
+            config: "/var/lib/nixos-containers/foo/etc/nixos/configuration.nix".into(),
+        };
+        let cmds = commands(Path::new("/nix/var/nix/profiles/per-container/foo/system"), &src);
+        assert_eq!(
+            shell_words(&cmds[0]),
+            "nix-env -p /nix/var/nix/profiles/per-container/foo/system -I nixos-config=/var/lib/nixos-containers/foo/etc/nixos/configuration.nix -f <nixpkgs/nixos> --set -A system"
+        );
+    }
+
+    #[test]
+    fn flake_build_keeps_the_attr() {
+        let src = SystemSource::Flake { reference: "/src/f".into(), attr: "web".into() };
+        let cmds = commands(Path::new("/p/system"), &src);
+        assert_eq!(cmds[0].last().unwrap(), "/src/f#nixosConfigurations.\"web\".config.system.build.toplevel");
+    }
+
+    #[test]
+    fn failures_quote_the_evaluation_error() {
+        let said: Vec<String> = [
+            "building '/nix/store/x.drv'...",
+            "error: Failed assertions:",
+            "- the answer must be 42",
+            "(use '--show-trace' to show detailed location information)",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let msg = explain_failure("nix-env", &said, std::process::ExitStatus::from_raw(256));
+        assert!(msg.starts_with("build failed: error: Failed assertions:\n- the answer must be 42"), "{msg}");
+        let msg = explain_failure("nix-env", &[], std::process::ExitStatus::from_raw(256));
+        assert!(msg.contains("without saying why"));
+    }
+}

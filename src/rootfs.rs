@@ -1,0 +1,156 @@
+//! The container's root directory as the host sees it.
+//!
+//! The guest owns what is inside its root and may have put symlinks there,
+//! so every path inside it is resolved with the root as `/`
+//! (`openat2(RESOLVE_IN_ROOT)`): a guest's `var -> /etc` can never send the
+//! host to its own /etc.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use crate::error::{IoContext, Result};
+use crate::fsutil;
+use crate::paths::ContainerPaths;
+
+fn in_root() -> ResolveFlag {
+    ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS
+}
+
+fn open_root(root: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(root, OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .context(|| format!("opening {}", root.display()))
+}
+
+/// Opens `rel` (a path inside the container) with the container root as `/`.
+pub fn open_in_root(root: &Path, rel: &str, flags: OFlag) -> Result<OwnedFd> {
+    let root_fd = open_root(root)?;
+    openat2(
+        root_fd.as_fd(),
+        rel.trim_start_matches('/'),
+        OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(in_root()),
+    )
+    .context(|| format!("opening {} in {}", rel, root.display()))
+}
+
+/// Creates directory `rel` and its parents inside the root.
+pub fn ensure_dir(root: &Path, rel: &str, mode: u32) -> Result<()> {
+    let root_fd = open_root(root)?;
+    let mut prefix = PathBuf::new();
+    let mut parent = nix::unistd::dup(root_fd.as_fd()).context(|| "dup".into())?;
+    for comp in Path::new(rel.trim_start_matches('/')).components() {
+        prefix.push(comp);
+        let how = OpenHow::new()
+            .flags(OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(in_root());
+        parent = match openat2(root_fd.as_fd(), &prefix, how) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                let name = comp.as_os_str();
+                match nix::sys::stat::mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(mode)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e).context(|| format!("creating {}/{}", root.display(), prefix.display())),
+                }
+                openat2(root_fd.as_fd(), &prefix, how)
+                    .context(|| format!("opening {}/{}", root.display(), prefix.display()))?
+            }
+            Err(e) => return Err(e).context(|| format!("opening {}/{}", root.display(), prefix.display())),
+        };
+    }
+    Ok(())
+}
+
+/// Removes file `name` in directory `dir_rel` inside the root, if present.
+pub fn remove_file(root: &Path, dir_rel: &str, name: &str) -> Result<()> {
+    let dir = match open_in_root(root, dir_rel, OFlag::O_DIRECTORY | OFlag::O_PATH) {
+        Ok(d) => d,
+        Err(crate::error::Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e).context(|| format!("removing {}/{dir_rel}/{name}", root.display())),
+    }
+}
+
+/// Whether `rel` exists inside the root (without following symlinks out of it).
+pub fn exists(root: &Path, rel: &str) -> bool {
+    open_in_root(root, rel, OFlag::O_PATH).is_ok()
+}
+
+/// Makes the root bootable by systemd-nspawn, as the seed's service did: the
+/// mount points and files nspawn insists on, and no sockets left from a
+/// previous boot (start waits for the new ones to appear).
+pub fn prepare(paths: &ContainerPaths) -> Result<()> {
+    if let Some(state) = paths.root.parent() {
+        if !state.exists() {
+            fsutil::create_dir(state, 0o700)?;
+        }
+    }
+    if !paths.root.exists() {
+        fsutil::create_dir(&paths.root, 0o755)?;
+    }
+    for dir in ["etc", "usr", "var/lib", "nix/var/nix"] {
+        ensure_dir(&paths.root, dir, 0o755)?;
+    }
+    // nspawn wants an os-release; the guest's activation replaces it.
+    if !exists(&paths.root, "etc/os-release") {
+        let fd = open_in_root(&paths.root, "etc", OFlag::O_DIRECTORY | OFlag::O_PATH)?;
+        nix::fcntl::openat(
+            fd.as_fd(),
+            "os-release",
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .context(|| format!("creating {}/etc/os-release", paths.root.display()))?;
+    }
+    for sock in ["root-shell.socket", "login.socket"] {
+        remove_file(&paths.root, "var/lib", sock)?;
+    }
+    for dir in [&paths.profile_dir, &paths.gcroots] {
+        if !dir.exists() {
+            fsutil::create_dir(dir, 0o755)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_symlinks_stay_inside_the_root() {
+        let host = tempfile::tempdir().unwrap();
+        let outside = host.path().join("outside");
+        std::fs::create_dir_all(outside.join("lib")).unwrap();
+        std::fs::write(outside.join("lib/root-shell.socket"), "host file").unwrap();
+        let root = host.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        // The guest points its /var at a host directory.
+        std::os::unix::fs::symlink(&outside, root.join("var")).unwrap();
+        remove_file(&root, "var/lib", "root-shell.socket").unwrap();
+        assert!(outside.join("lib/root-shell.socket").exists(), "host file untouched");
+        // The link resolves inside the root, where its target does not exist.
+        assert!(ensure_dir(&root, "var/lib", 0o755).is_err());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1, "nothing created outside");
+    }
+
+    #[test]
+    fn prepare_makes_an_os_tree_and_clears_old_sockets() {
+        let base = tempfile::tempdir().unwrap();
+        let paths = crate::paths::Paths::under(base.path()).container("c1");
+        std::fs::create_dir_all(paths.root.join("var/lib")).unwrap();
+        std::fs::write(paths.root.join("var/lib/root-shell.socket"), "").unwrap();
+        prepare(&paths).unwrap();
+        for p in ["etc/os-release", "usr", "var/lib"] {
+            assert!(paths.root.join(p).exists(), "{p}");
+        }
+        assert!(!paths.root.join("var/lib/root-shell.socket").exists());
+        assert!(paths.profile_dir.is_dir() && paths.gcroots.is_dir());
+    }
+}

@@ -1,0 +1,421 @@
+//! Launch and supervision of a running container.
+//!
+//! There may be no systemd on the host to keep a container running after the
+//! CLI exits, so `start` forks a small supervisor of our own
+//! (`nixos-container __supervise NAME`, in a session of its own). The
+//! supervisor:
+//! - puts systemd-nspawn into the container's cgroup and runs it;
+//! - tells `start` through a pipe when the guest is ready (its root-shell
+//!   socket appeared, or nspawn forwarded the guest's READY=1), or why not;
+//! - restarts nspawn when the guest reboots (nspawn exits with 133);
+//! - when the guest is gone, kills what is left in the cgroup and removes
+//!   everything `start` set up, then exits.
+//!
+//! Its flock on `RUN/NAME/supervisor.lock` tells others that it lives.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::cgroup::ContainerCgroup;
+use crate::container::{log_tail, Container, RunState};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::lock::Lock;
+use crate::nspawn;
+
+/// The file descriptor on which the supervisor reports to `start`.
+const REPORT_FD: RawFd = 3;
+/// nspawn's exit status when the guest asked for a reboot.
+const EXIT_REBOOT: i32 = 133;
+
+/// The supervisor's command line arguments (after `__supervise`).
+pub struct SuperviseArgs {
+    pub timeout: Duration,
+    pub netns: Option<PathBuf>,
+}
+
+/// Starts the supervisor for `c` and waits until the container is ready or
+/// has failed. Called by `start` with the container's lock held.
+pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<()> {
+    fsutil::create_dir(&c.paths.run, 0o755)?;
+    let log = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(c.paths.console_log())
+        .context(|| format!("creating {}", c.paths.console_log().display()))?;
+    let (read_end, write_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "creating a pipe".into())?;
+
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("nixos-container")
+        .arg("__supervise")
+        .arg(&c.name)
+        .arg("--timeout-ms")
+        .arg(timeout.as_millis().to_string());
+    if let Some(ns) = netns {
+        cmd.arg("--netns").arg(ns);
+    }
+    let log2 = log.try_clone().context(|| "duplicating the log".into())?;
+    cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
+    let report = write_end.as_raw_fd();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if libc::dup2(report, REPORT_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    tracing::info!("launching the supervisor of {}", c.name);
+    cmd.spawn().context(|| "starting the supervisor".into())?;
+    drop(write_end);
+
+    // The supervisor applies the timeout itself; this margin only covers a
+    // supervisor that hangs.
+    let verdict = read_report(read_end, timeout + Duration::from_secs(15));
+    match verdict {
+        Some(line) if line == "ready" => Ok(()),
+        Some(line) => Err(Error::StartFailed {
+            name: c.name.clone(),
+            reason: line.strip_prefix("error ").unwrap_or(&line).to_string(),
+        }),
+        None => {
+            let tail = log_tail(&c.paths.console_log(), 8);
+            Err(Error::StartFailed {
+                name: c.name.clone(),
+                reason: if tail.is_empty() {
+                    "the supervisor exited without a word".into()
+                } else {
+                    format!("the supervisor exited; the console said:\n{tail}")
+                },
+            })
+        }
+    }
+}
+
+/// Reads the supervisor's one-line verdict; None on EOF or timeout.
+fn read_report(fd: OwnedFd, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    let mut file = File::from(fd);
+    let mut buf = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) if left.is_zero() => return None,
+            Ok(0) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return None,
+            Ok(_) => {}
+        }
+        let mut chunk = [0u8; 4096];
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.contains(&b'\n') {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let line = text.split('\n').next().unwrap_or("").replace('\x1f', "\n");
+    (!line.is_empty()).then_some(line)
+}
+
+/// Writes the verdict for `start`, once.
+struct Reporter(Option<File>);
+
+impl Reporter {
+    fn from_fd() -> Reporter {
+        // SAFETY: fd 3 was set up by `launch` for us alone.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(REPORT_FD) };
+        let valid = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok();
+        // nspawn must not inherit it, or `start` would wait for nspawn's end.
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        Reporter(valid.then(|| unsafe { File::from_raw_fd(REPORT_FD) }))
+    }
+
+    fn send(&mut self, line: &str) {
+        if let Some(mut f) = self.0.take() {
+            // Newlines inside a message travel as \x1f.
+            let _ = writeln!(f, "{}", line.replace('\n', "\x1f"));
+        }
+    }
+}
+
+static NSPAWN_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_stop(_: libc::c_int) {
+    let pid = NSPAWN_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The supervisor's main; returns its exit code.
+pub fn supervise(c: &Container, args: &SuperviseArgs) -> i32 {
+    let mut report = Reporter::from_fd();
+    match supervise_inner(c, args, &mut report) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("nixos-container supervisor: {e}");
+            report.send(&format!("error {e}"));
+            1
+        }
+    }
+}
+
+fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -> Result<()> {
+    let Some(_alive) = Lock::try_exclusive(&c.paths.supervisor_lock())? else {
+        return Err(Error::other("another supervisor runs this container"));
+    };
+    nix::sys::prctl::set_child_subreaper(true).context(|| "becoming a subreaper".into())?;
+    // SAFETY: installing handlers; forward_stop only calls kill.
+    unsafe {
+        for s in [Signal::SIGINT, Signal::SIGHUP, Signal::SIGPIPE] {
+            let _ = signal::signal(s, SigHandler::SigIgn);
+        }
+        let _ = signal::signal(Signal::SIGTERM, SigHandler::Handler(forward_stop));
+    }
+
+    let cgroup = c.cgroup()?;
+    cgroup.create()?;
+    let result = run_container(c, args, &cgroup, report);
+    if let Err(e) = &result {
+        report.send(&format!("error {e}"));
+    }
+    // Whatever happened, nothing of the container may outlive us.
+    if !cgroup.kill_all(Duration::from_secs(10)) {
+        eprintln!("nixos-container supervisor: processes of {} would not die", c.name);
+    }
+    reap_all();
+    crate::lifecycle::release_runtime(c, &cgroup);
+    result
+}
+
+fn run_container(c: &Container, args: &SuperviseArgs, cgroup: &ContainerCgroup, report: &mut Reporter) -> Result<()> {
+    let notify_path = c.paths.run.join("notify");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
+        .context(|| "creating the notify socket".into())?;
+    bind(notify.as_raw_fd(), &UnixAddr::new(&notify_path).map_err(|e| Error::other(e.to_string()))?)
+        .context(|| format!("binding {}", notify_path.display()))?;
+
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context(|| "inotify".into())?;
+    let var_lib = c.paths.root.join("var/lib");
+    inotify
+        .add_watch(&var_lib, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+        .context(|| format!("watching {}", var_lib.display()))?;
+
+    let argv = nspawn::command_line(&nspawn::Launch {
+        name: &c.name,
+        paths: &c.paths,
+        conf: &c.conf,
+        netns: args.netns.clone(),
+        host_has: &|p: &Path| p.exists(),
+    });
+    let system = std::fs::canonicalize(c.paths.system_profile())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut first_boot = true;
+    loop {
+        let child = spawn_nspawn(&argv, cgroup, &notify_path)?;
+        let pid = Pid::from_raw(child as i32);
+        NSPAWN_PID.store(pid.as_raw(), Ordering::SeqCst);
+        let state = RunState {
+            supervisor_pid: std::process::id() as i32,
+            nspawn_pid: pid.as_raw(),
+            started_at: now(),
+            system: system.clone(),
+        };
+        let json = serde_json::to_vec(&state).expect("state serialises");
+        fsutil::write_atomic(&c.paths.state_file(), &json, 0o644)?;
+
+        if first_boot {
+            first_boot = false;
+            match wait_ready(c, pid, &notify, &inotify, args.timeout) {
+                Ready::Yes => report.send("ready"),
+                Ready::Exited(status) => {
+                    let tail = log_tail(&c.paths.console_log(), 8);
+                    return Err(Error::other(format!("systemd-nspawn exited ({status}); the console said:\n{tail}")));
+                }
+                Ready::TimedOut => {
+                    stop_nspawn(pid, cgroup);
+                    let tail = log_tail(&c.paths.console_log(), 8);
+                    return Err(Error::other(format!(
+                        "not ready after {} s; the console said:\n{tail}",
+                        args.timeout.as_secs_f32()
+                    )));
+                }
+            }
+        }
+        drop_notify_backlog(&notify);
+        let code = wait_for(pid);
+        NSPAWN_PID.store(0, Ordering::SeqCst);
+        if code != EXIT_REBOOT {
+            return Ok(());
+        }
+        eprintln!("nixos-container supervisor: {} asked for a reboot", c.name);
+        // The old boot's sockets must not count as the new boot's readiness.
+        for sock in ["root-shell.socket", "login.socket"] {
+            let _ = crate::rootfs::remove_file(&c.paths.root, "var/lib", sock);
+        }
+    }
+}
+
+fn spawn_nspawn(argv: &[String], cgroup: &ContainerCgroup, notify: &Path) -> Result<u32> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).env("NOTIFY_SOCKET", notify).stdin(Stdio::null());
+    let cg = cgroup.clone();
+    // SAFETY: join_self only writes to cgroup files.
+    unsafe {
+        cmd.pre_exec(move || cg.join_self());
+    }
+    eprintln!("nixos-container supervisor: {}", argv.join(" "));
+    let child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::MissingProgram {
+            program: "systemd-nspawn",
+            hint: "install systemd-container (the same version as systemd)",
+        },
+        _ => Error::Io {
+            context: "starting systemd-nspawn".into(),
+            source: e,
+        },
+    })?;
+    Ok(child.id())
+}
+
+enum Ready {
+    Yes,
+    Exited(String),
+    TimedOut,
+}
+
+/// Waits until the guest's root-shell socket exists or nspawn forwards the
+/// guest's READY=1, while watching for nspawn's death.
+fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, inotify: &Inotify, timeout: Duration) -> Ready {
+    let deadline = Instant::now() + timeout;
+    let socket = c.paths.root_shell_socket();
+    loop {
+        if is_socket(&socket) {
+            return Ready::Yes;
+        }
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            Ok(status) => return Ready::Exited(describe(status)),
+            Err(e) => return Ready::Exited(e.to_string()),
+        }
+        if read_ready(notify) {
+            return Ready::Yes;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ready::TimedOut;
+        }
+        // Wake on a new file in var/lib or a notification; at least every
+        // 50 ms to notice nspawn's exit.
+        let ms = left.min(Duration::from_millis(50)).as_millis() as u16;
+        let mut fds = [
+            PollFd::new(notify.as_fd(), PollFlags::POLLIN),
+            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
+        ];
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+        while inotify.read_events().map(|e| !e.is_empty()).unwrap_or(false) {}
+    }
+}
+
+fn is_socket(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(p).map(|m| m.file_type().is_socket()).unwrap_or(false)
+}
+
+/// Reads pending notifications; true when one says READY=1.
+fn read_ready(notify: &OwnedFd) -> bool {
+    let mut ready = false;
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::sys::socket::recv(notify.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]);
+                ready |= msg.lines().any(|l| l == "READY=1");
+            }
+            Err(_) => return ready,
+        }
+    }
+}
+
+/// After readiness nobody reads the socket; drain what is queued so that
+/// nspawn never blocks on a full buffer.
+fn drop_notify_backlog(notify: &OwnedFd) {
+    read_ready(notify);
+}
+
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exit status {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Waits for nspawn to exit (reaping orphans meanwhile); returns its exit code.
+fn wait_for(pid: Pid) -> i32 {
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => return code,
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => return 128 + sig as i32,
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => return -1,
+        }
+    }
+}
+
+/// Asks nspawn to halt the guest, then kills what remains.
+fn stop_nspawn(pid: Pid, cgroup: &ContainerCgroup) {
+    let _ = signal::kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cgroup.kill_all(Duration::from_secs(5));
+}
+
+fn reap_all() {
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
