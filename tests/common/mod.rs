@@ -1,0 +1,308 @@
+//! Shared harness of the integration tests.
+//!
+//! Every test gets an `Env`: its own conf/state/profile/run directories and
+//! hosts file under a temporary directory, its own IPv4 pool, and container
+//! names that no other test uses. Dropping the `Env` (also when the test
+//! panics) terminates and destroys every container the test made and then
+//! removes anything that is still left of them: processes (through their
+//! cgroups), mounts and files.
+//!
+//! These tests use the real thing: systemd-nspawn, Nix, and a guest booting
+//! real systemd from the project's NixOS stand-in (`nixos/`). They need root.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nixos-container");
+pub const OFFLINE_NIX: &str = "substituters =";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The stand-in NixOS used as `--nixos-path`.
+pub fn nixos_path() -> PathBuf {
+    repo().join("nixos")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the integration tests drive real containers and must run as root (see README)"
+    );
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A /16 pool that no other running test uses: pools are numbered, and a
+/// test holds the flock of its pool's file for as long as it lives.
+fn claim_pool() -> (u8, Flock<File>) {
+    let dir = Path::new("/tmp/nixos-container-test-pools");
+    fs::create_dir_all(dir).unwrap();
+    for n in 0..120u8 {
+        let f = File::create(dir.join(format!("{n}.lock"))).unwrap();
+        if let Ok(lock) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            return (100 + n, lock);
+        }
+    }
+    panic!("no free test address pool");
+}
+
+pub struct Env {
+    pub base: PathBuf,
+    pub pool: u8,
+    _pool_lock: Flock<File>,
+    prefix: String,
+    names: Mutex<Vec<String>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        require_root();
+        let tmp = tempfile::Builder::new().prefix("nc-test-").tempdir_in("/tmp").unwrap();
+        let (pool, lock) = claim_pool();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("t{}{}", std::process::id() % 100000, n);
+        let env = Env {
+            base: tmp.path().to_path_buf(),
+            pool,
+            _pool_lock: lock,
+            prefix,
+            names: Mutex::new(Vec::new()),
+            _tmp: tmp,
+        };
+        fs::write(env.base.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        env
+    }
+
+    /// A container name unique to this test run, `{prefix}-{short}`.
+    pub fn name(&self, short: &str) -> String {
+        let name = format!("{}-{short}", self.prefix);
+        self.track(&name);
+        name
+    }
+
+    /// Registers a name (e.g. one chosen by --ensure-unique-name) for cleanup.
+    pub fn track(&self, name: &str) {
+        let mut names = self.names.lock().unwrap();
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        let b = &self.base;
+        cmd.env("NIXOS_CONTAINER_CONF_DIR", b.join("conf"))
+            .env("NIXOS_CONTAINER_STATE_DIR", b.join("state"))
+            .env("NIXOS_CONTAINER_PROFILES_DIR", b.join("profiles"))
+            .env("NIXOS_CONTAINER_GCROOTS_DIR", b.join("gcroots"))
+            .env("NIXOS_CONTAINER_RUN_DIR", b.join("run"))
+            .env("NIXOS_CONTAINER_HOSTS_FILE", b.join("hosts"))
+            .env("NIXOS_CONTAINER_IPV4_POOL", format!("10.{}.0.0/16", self.pool))
+            // These machines have no binary cache; asking for one costs seconds.
+            .env("NIX_CONFIG", OFFLINE_NIX)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the CLI and returns its output, whatever the exit code.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command().args(args).output().expect("running nixos-container")
+    }
+
+    /// Runs the CLI and fails the test unless it exits 0; returns stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "nixos-container {:?} failed ({}):\nstdout: {}\nstderr: {}",
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `create NAME --nixos-path <stand-in> --bind-ro /usr ...extra`.
+    pub fn create(&self, name: &str, extra: &[&str]) -> String {
+        let nixos = nixos_path();
+        let mut args: Vec<&OsStr> = vec![
+            "create".as_ref(),
+            name.as_ref(),
+            "--nixos-path".as_ref(),
+            nixos.as_os_str(),
+            "--bind-ro".as_ref(),
+            "/usr".as_ref(),
+        ];
+        args.extend(extra.iter().map(|s| s.as_ref() as &OsStr));
+        self.ok(args)
+    }
+
+    pub fn conf_dir(&self) -> PathBuf {
+        self.base.join("conf")
+    }
+
+    pub fn root(&self, name: &str) -> PathBuf {
+        self.base.join("state").join(name)
+    }
+
+    pub fn profile_dir(&self, name: &str) -> PathBuf {
+        self.base.join("profiles").join(name)
+    }
+
+    pub fn gcroots(&self, name: &str) -> PathBuf {
+        self.base.join("gcroots").join(name)
+    }
+
+    pub fn run_dir(&self, name: &str) -> PathBuf {
+        self.base.join("run").join(name)
+    }
+
+    /// What is left of container `name` on the host (empty when nothing).
+    pub fn leftovers(&self, name: &str) -> Vec<String> {
+        let mut left = Vec::new();
+        for p in [
+            self.conf_dir().join(format!("{name}.conf")),
+            self.root(name),
+            self.profile_dir(name),
+            self.gcroots(name),
+        ] {
+            if p.exists() {
+                left.push(format!("path {}", p.display()));
+            }
+        }
+        left.extend(processes_of(name).iter().map(|p| format!("process {p}")));
+        left.extend(cgroup_dirs(name).iter().map(|p| format!("cgroup {}", p.display())));
+        left.extend(mounts_under(&self.base.join("state").join(name)).iter().map(|m| format!("mount {m}")));
+        left
+    }
+}
+
+/// Cgroup directories of container `name` that exist.
+pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    ["unified", "systemd", "memory", ""]
+        .iter()
+        .map(|h| Path::new("/sys/fs/cgroup").join(h).join("nixos-containers").join(name))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// PIDs in container `name`'s cgroup tree.
+pub fn processes_of(name: &str) -> Vec<u32> {
+    fn walk(dir: &Path, out: &mut Vec<u32>) {
+        if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+            out.extend(s.lines().filter_map(|l| l.parse::<u32>().ok()));
+        }
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for d in cgroup_dirs(name) {
+        walk(&d, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .map(str::to_string)
+        .collect()
+}
+
+fn force_cleanup(name: &str) {
+    for d in cgroup_dirs(name) {
+        let _ = fs::write(d.join("cgroup.kill"), "1");
+    }
+    for pid in processes_of(name) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    fn rmdirs(dir: &Path) {
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    rmdirs(&e.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(dir);
+    }
+    for d in cgroup_dirs(name) {
+        rmdirs(&d);
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
+        for name in &names {
+            let _ = self.command().args(["terminate", name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = self.command().args(["destroy", name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            force_cleanup(name);
+        }
+        // Mounts under our base that the CLI did not remove: detach them so
+        // that removing the temporary directory cannot reach into them.
+        let mut mounts = mounts_under(&self.base);
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Runs `f` until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

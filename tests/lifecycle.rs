@@ -1,0 +1,218 @@
+//! The backbone: create, start, run, stop, destroy against real nspawn, Nix
+//! and a guest booting systemd.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn a_new_users_session_leaves_nothing_behind() {
+    let env = Env::new();
+    let name = env.name("demo");
+    let demo = fixture("demo.nix");
+    env.create(&name, &["--config-file", demo.to_str().unwrap()]);
+
+    let config = std::fs::read_to_string(env.root(&name).join("etc/nixos/configuration.nix")).unwrap();
+    assert!(config.contains(&format!("networking.hostName = lib.mkDefault \"{name}\";")), "{config}");
+    assert!(config.contains(&format!("imports = [ ./nixos-container-guest.nix {} ];", demo.display())), "{config}");
+    assert!(env.profile_dir(&name).join("system").exists());
+    assert!(env.gcroots(&name).is_dir());
+    let conf = std::fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap();
+    assert!(conf.starts_with("PRIVATE_NETWORK=1\nHOST_ADDRESS="), "{conf}");
+    assert_eq!(env.ok(["status", &name]), "down\n");
+
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["status", &name]), "up\n");
+    assert_eq!(env.ok(["run", &name, "--", "uname"]), "Linux\n");
+    // The config's tmpfiles rule and oneshot service did their work.
+    let hello = wait_for(Duration::from_secs(20), || {
+        let out = env.run(["run", &name, "--", "cat", "/var/lib/demo/hello"]);
+        let s = stdout(&out);
+        s.starts_with("hello").then_some(s)
+    });
+    assert_eq!(hello.as_deref(), Some(format!("hello from {name}\n").as_str()));
+
+    env.ok(["stop", &name]);
+    assert_eq!(env.ok(["status", &name]), "down\n");
+    assert!(processes_of(&name).is_empty(), "stop leaves no process");
+
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["status", &name]), "up\n");
+    env.ok(["destroy", &name]);
+    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+    assert!(!env.run_dir(&name).exists());
+    assert_eq!(env.ok(["list"]), "");
+}
+
+#[test]
+fn unique_names_get_their_own_addresses() {
+    let env = Env::new();
+    let base = env.name("uniq");
+    let first = env.create(&base, &["--ensure-unique-name", "--system-path", &system_path(&env)]);
+    let second = env.create(&base, &["--ensure-unique-name", "--system-path", &system_path(&env)]);
+    env.track(first.trim());
+    env.track(second.trim());
+    assert_eq!(first.trim(), base);
+    assert_eq!(second.trim(), format!("{base}-0"));
+    let ip1 = env.ok(["show-ip", first.trim()]);
+    let ip2 = env.ok(["show-ip", second.trim()]);
+    assert_ne!(ip1, ip2);
+    assert_eq!(ip1, format!("10.{}.1.2\n", env.pool));
+    assert_eq!(ip2, format!("10.{}.2.2\n", env.pool));
+    // Without --ensure-unique-name a taken name is an error.
+    let out = env.run(["create", &base, "--system-path", &system_path(&env)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), format!("error: container '{base}' already exists\n"));
+}
+
+/// A system built once per test environment, for tests that do not care
+/// about its configuration.
+fn system_path(env: &Env) -> String {
+    let out = std::process::Command::new("nix-build")
+        .env("NIX_CONFIG", OFFLINE_NIX)
+        .args(["--no-out-link", "-E"])
+        .arg(format!(
+            "(import {} {{ configuration = {{ imports = [ {} ]; }}; }}).system",
+            nixos_path().display(),
+            common::repo().join("guest/container-login.nix").display()
+        ))
+        .output()
+        .expect("nix-build");
+    assert!(out.status.success(), "nix-build: {}", stderr(&out));
+    let _ = env;
+    stdout(&out).trim().to_string()
+}
+
+#[test]
+fn a_failing_assertion_leaves_nothing() {
+    let env = Env::new();
+    let name = env.name("assert");
+    let nixos = nixos_path();
+    let out = env.run([
+        "create",
+        &name,
+        "--nixos-path",
+        nixos.to_str().unwrap(),
+        "--config-file",
+        fixture("failing-assertion.nix").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("this container must be called nope"), "the evaluation's message is shown: {err}");
+    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+    assert!(!env.conf_dir().join(format!("{name}.conf.creating")).exists());
+    assert_eq!(env.ok(["list"]), "");
+}
+
+#[test]
+fn bind_mounted_data_survives_destroy() {
+    let env = Env::new();
+    let name = env.name("data");
+    let data = env.base.join("precious");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("file"), "keep me").unwrap();
+    env.create(&name, &["--bind", &format!("{}:/srv/data", data.display())]);
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["run", &name, "--", "cat", "/srv/data/file"]), "keep me");
+    env.ok(["run", &name, "--", "sh", "-c", "echo more > /srv/data/new"]);
+
+    // Data also mounted into the root from the host side, by hand.
+    let by_hand = env.root(&name).join("mnt-by-hand");
+    std::fs::create_dir_all(&by_hand).unwrap();
+    nix::mount::mount(Some(&data), &by_hand, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).unwrap();
+    // An immutable file in the container's own data.
+    let immutable = env.root(&name).join("var/immutable");
+    std::fs::write(&immutable, "x").unwrap();
+    let chattr = std::process::Command::new("chattr").arg("+i").arg(&immutable).status().unwrap();
+    assert!(chattr.success());
+
+    env.ok(["destroy", &name]);
+    assert_eq!(std::fs::read_to_string(data.join("file")).unwrap(), "keep me");
+    assert_eq!(std::fs::read_to_string(data.join("new")).unwrap(), "more\n");
+    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+}
+
+#[test]
+fn stop_while_booting_then_start_again() {
+    let env = Env::new();
+    let name = env.name("boot");
+    env.create(&name, &[]);
+    let mut start = env.command().args(["start", &name]).spawn().unwrap();
+    // Wait until the guest exists, then stop it while it boots.
+    wait_for(Duration::from_secs(10), || (!processes_of(&name).is_empty()).then_some(()))
+        .expect("the container's processes appear");
+    let stop = env.run(["stop", &name, "--timeout", "20"]);
+    assert!(stop.status.success(), "{}", stderr(&stop));
+    let _ = start.wait();
+    assert_eq!(env.ok(["status", &name]), "down\n");
+    assert!(processes_of(&name).is_empty());
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["run", &name, "--", "echo", "again"]), "again\n");
+    env.ok(["stop", &name]);
+}
+
+#[test]
+fn start_and_stop_are_idempotent_like_systemctl() {
+    let env = Env::new();
+    let name = env.name("idem");
+    env.create(&name, &[]);
+    let out = env.run(["stop", &name]);
+    assert!(out.status.success());
+    env.ok(["start", &name]);
+    let again = env.run(["start", &name]);
+    assert!(again.status.success());
+    assert!(stderr(&again).contains("already running"), "{}", stderr(&again));
+    env.ok(["restart", &name]);
+    assert_eq!(env.ok(["status", &name]), "up\n");
+    env.ok(["terminate", &name]);
+    assert_eq!(env.ok(["status", &name]), "down\n");
+    assert!(processes_of(&name).is_empty());
+}
+
+#[test]
+fn names_of_63_characters_work() {
+    let env = Env::new();
+    let long = env.name(&"l".repeat(40));
+    let name = format!("{long}{}", "x".repeat(63 - long.len()));
+    env.track(&name);
+    assert_eq!(name.len(), 63);
+    env.create(&name, &[]);
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["run", &name, "--", "hostname"]), format!("{name}\n"));
+    env.ok(["destroy", &name]);
+    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+}
+
+#[test]
+fn bad_input_gets_one_line_and_writes_nothing() {
+    let env = Env::new();
+    let too_long = "x".repeat(64);
+    for bad in ["", "-foo", "a/b", "a b", "..", "a_b", too_long.as_str()] {
+        let out = env.run(["create", "--config", "", "--", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
+        assert!(err.starts_with("error: invalid container name"), "{bad:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = env.run(["start", "ghost"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stderr(&out), "error: container 'ghost' does not exist (see 'nixos-container list')\n");
+    let out = env.run(["create", "cfgmissing", "--config-file", "/nonexistent/x.nix"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out), "error: invalid config file '/nonexistent/x.nix': no such file\n");
+    let out = env.run(["create", "badaddr", "--host-address", "10.1.1", "--local-address", "10.1.1.2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invalid host address '10.1.1'"), "{}", stderr(&out));
+    let out = env.run(["create", "badbind", "--bind", "relative/path"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("must be an absolute path"), "{}", stderr(&out));
+    // Nothing was written by any of these.
+    for dir in ["conf", "state", "profiles", "gcroots"] {
+        let p = env.base.join(dir);
+        let entries = std::fs::read_dir(&p).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(entries, 0, "{} has entries", p.display());
+    }
+}
