@@ -3,6 +3,9 @@
 pub mod create;
 pub mod destroy;
 pub mod list;
+pub mod many;
+pub mod pick;
+pub mod progress;
 pub mod restart;
 pub mod run;
 pub mod show_host_key;
@@ -26,6 +29,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A person can answer a prompt: stdin and stderr are terminals.
+    pub fn can_prompt(&self) -> bool {
+        use std::io::IsTerminal;
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+
     /// Prints a note for the user on stderr unless --quiet.
     pub fn note(&self, msg: &str) {
         if !self.quiet {
