@@ -11,19 +11,22 @@
 //! - `lock`: per-container and global locks;
 //! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
 //! - `guest`: the sockets inside a running guest;
-//! - `lifecycle`: create/start/stop/terminate/destroy on top of all that.
+//! - `lifecycle`: create/start/stop/terminate/destroy on top of all that;
+//! - `manpages`: the man pages, generated from the CLI definition.
 
 pub mod addr;
 pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod conf;
+pub mod completion;
 pub mod container;
 pub mod error;
 pub mod fsutil;
 pub mod guest;
 pub mod lifecycle;
 pub mod lock;
+pub mod manpages;
 pub mod name;
 pub mod nixos_config;
 pub mod nspawn;

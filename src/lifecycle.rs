@@ -151,6 +151,9 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
         conf.host_address = Some(Addr4 { addr: host, prefix: None });
         conf.local_address = Some(Addr4 { addr: local, prefix: None });
     }
+    if let (Some(h), Some(l)) = (conf.host_address, conf.local_address) {
+        tracing::info!("creating '{name}' with host address {h} and container address {l}");
+    }
     let container_lock = Lock::exclusive(&p.lock, "the container's lock")?;
     let marker = creating_marker(&p);
     conf.save(&marker)?;
@@ -235,6 +238,8 @@ pub fn start(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
             "container '{name}' has no system (its create did not finish); run 'nixos-container update {name}' to build one"
         )));
     }
+    crate::nspawn::require_installed()?;
+    tracing::info!("preparing the root {}", c.paths.root.display());
     rootfs::prepare(&c.paths)?;
     supervisor::launch(&c, timeout, None)?;
     Ok(Outcome::Done)
@@ -267,6 +272,7 @@ pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
         }
         return Ok(Outcome::AlreadyThere);
     }
+    tracing::info!("waiting up to {} s for {name} to halt", timeout.as_secs_f32());
     let deadline = Instant::now() + timeout;
     let mut next_signal = Instant::now();
     while cgroup.is_populated() && Instant::now() < deadline {
@@ -331,6 +337,13 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
     let _lock = lock_container(&c)?;
     let cgroup = c.cgroup()?;
     finish_off(&c, &cgroup)?;
+    tracing::info!(
+        "removing {}, {}, {} and {}",
+        c.paths.root.display(),
+        c.paths.profile_dir.display(),
+        c.paths.gcroots.display(),
+        c.paths.conf.display()
+    );
     remove_container_files(&c.paths)?;
     std::fs::remove_file(&c.paths.conf).context(|| format!("removing {}", c.paths.conf.display()))?;
     Ok(())

@@ -1,6 +1,6 @@
 use std::io::IsTerminal;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use nixos_container::cli::{Cli, Command};
 use nixos_container::commands::{self, Ctx};
@@ -100,7 +100,7 @@ fn install_panic_hook() {
 fn main() {
     // Completion requests from the shell scripts in completions/ (COMPLETE=bash
     // etc.) are answered here, before anything else is printed.
-    clap_complete::CompleteEnv::with_factory(Cli::command).completer("nixos-container").complete();
+    nixos_container::completion::answer_if_asked();
     // Writing into a closed pipe (`list | head`) ends the program quietly,
     // as for other Unix tools, instead of failing on EPIPE.
     // SAFETY: resetting a signal disposition at startup, before any thread.
