@@ -1,0 +1,107 @@
+//! A real terminal for tests: a shell in a private tmux server, driven with
+//! send-keys and read with capture-pane. The server is killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::{wait_for, Env, BIN};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub struct Tmux {
+    socket: String,
+    /// A directory for the shell's rc files, removed with the Env.
+    pub dir: PathBuf,
+}
+
+impl Tmux {
+    /// Starts `shell` (argv) in a 200x50 terminal, with the Env's variables,
+    /// the CLI's directory first on PATH, and `extra` variables.
+    pub fn start(env: &Env, shell: &[&str], extra: &[(&str, &str)]) -> Tmux {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let socket = format!("nc-test-{}-{n}", std::process::id());
+        let dir = env.base.join(format!("tmux-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin_dir = Path::new(BIN).parent().unwrap();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let mut cmd = Command::new("tmux");
+        cmd.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50"])
+            .envs(env.vars())
+            .env("PATH", path)
+            .env("TERM", "xterm-256color")
+            .env("HOME", &dir)
+            .env_remove("TMUX")
+            .args(shell)
+            .stdin(Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let status = cmd.status().expect("tmux (installed by scripts/setup)");
+        assert!(status.success(), "tmux new-session failed");
+        Tmux { socket, dir }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Types `text` literally.
+    pub fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-l", text]);
+    }
+
+    /// Presses keys by tmux name ("Tab", "Enter", "Escape", "C-c").
+    pub fn press(&self, key: &str) {
+        self.tmux(&["send-keys", key]);
+    }
+
+    /// What the terminal shows now.
+    pub fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p"])
+    }
+
+    /// Waits until the screen satisfies `pred`; panics with the screen if
+    /// it does not within a generous time (the machine is shared).
+    pub fn wait_screen(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        wait_for(Duration::from_secs(60), || {
+            let s = self.screen();
+            pred(&s).then_some(s)
+        })
+        .unwrap_or_else(|| panic!("the terminal never showed {what}; it shows:\n{}", self.screen()))
+    }
+
+    /// Waits until the screen contains `text`.
+    pub fn wait_text(&self, text: &str) -> String {
+        self.wait_screen(&format!("'{text}'"), |s| s.contains(text))
+    }
+
+    /// Abandons the shell's line and clears the screen for the next step;
+    /// `prompt` is how the shell's prompt ends.
+    pub fn clear(&self, prompt: &str) {
+        // Ctrl-C may land in a completion still running; repeat it until the
+        // shell shows an empty prompt.
+        let empty_prompt = |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end() == prompt);
+        let cleared = wait_for(Duration::from_secs(30), || {
+            self.press("C-c");
+            wait_for(Duration::from_secs(2), || empty_prompt(&self.screen()).then_some(()))
+        });
+        assert!(cleared.is_some(), "the shell never came back to its prompt:\n{}", self.screen());
+        self.type_text("clear");
+        self.press("Enter");
+        self.wait_screen("a cleared screen", |s| !s.contains("clear") && empty_prompt(s));
+        self.tmux(&["clear-history"]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
