@@ -74,7 +74,7 @@ pub fn name(ctx: &Ctx, given: Option<&str>, which: Which, command: &str) -> Resu
     }
     if !ctx.can_prompt() {
         return Err(Error::Usage(format!(
-            "'{command}' needs a container NAME: nixos-container {command} NAME ('nixos-container list' shows them)"
+            "'nixos-container {command}' needs a container NAME ('nixos-container list' shows them)"
         )));
     }
     let found = candidates(&ctx.paths, which)?;
