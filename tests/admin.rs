@@ -95,6 +95,15 @@ fn a_missing_name_is_picked_at_a_terminal() {
     assert_eq!(env.ok(["status", &name]), "down\n");
     term.clear(PROMPT);
 
+    // Ctrl-C ends the program as usual, and gives the cursor back.
+    run_in(&term, "nixos-container start");
+    term.wait_text("Which container to start?");
+    term.press("C-c");
+    let (code, screen) = exit_status(&term);
+    assert_eq!(code, 130, "{screen}");
+    assert!(term.cursor_visible(), "the cursor is hidden after Ctrl-C");
+    term.clear(PROMPT);
+
     run_in(&term, "nixos-container start");
     let screen = term.wait_text("Which container to start?");
     assert!(screen.contains(&format!("{name}  down 10.{}.1.2", env.pool)), "{screen}");

@@ -5,6 +5,7 @@
 use std::ffi::OsStr;
 
 use clap_complete::engine::CompletionCandidate;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::cgroup::{self, ContainerCgroup};
 use crate::commands::Ctx;
@@ -88,12 +89,15 @@ pub fn name(ctx: &Ctx, given: Option<&str>, which: Which, command: &str) -> Resu
     }
     let width = found.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let items: Vec<String> = found.iter().map(|c| format!("{:width$}  {}", c.name, c.describe())).collect();
-    let chosen = dialoguer::Select::new()
-        .with_prompt(format!("Which container to {command}? (Esc cancels)"))
-        .items(&items)
-        .default(0)
-        .interact_opt()
-        .map_err(prompt_error)?;
+    let chosen = {
+        let _restore = CursorOnInterrupt::install();
+        dialoguer::Select::new()
+            .with_prompt(format!("Which container to {command}? (Esc cancels)"))
+            .items(&items)
+            .default(0)
+            .interact_opt()
+            .map_err(prompt_error)?
+    };
     match chosen {
         Some(i) => Ok(found[i].name.clone()),
         None => Err(Error::Cancelled("no container chosen".into())),
@@ -102,12 +106,43 @@ pub fn name(ctx: &Ctx, given: Option<&str>, which: Which, command: &str) -> Resu
 
 /// Asks a yes/no question at the terminal; the default answer is No.
 pub fn confirm(question: &str) -> Result<bool> {
+    let _restore = CursorOnInterrupt::install();
     dialoguer::Confirm::new()
         .with_prompt(question)
         .default(false)
         .interact_opt()
         .map(|answer| answer.unwrap_or(false))
         .map_err(prompt_error)
+}
+
+/// While a prompt has hidden the cursor, Ctrl-C shows it again before the
+/// program dies as usual (exit 130); the shell would keep it hidden otherwise.
+struct CursorOnInterrupt(Option<SigAction>);
+
+extern "C" fn show_cursor_and_exit(_: libc::c_int) {
+    const SHOW: &[u8] = b"\x1b[?25h\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe.
+    unsafe {
+        libc::write(libc::STDERR_FILENO, SHOW.as_ptr().cast(), SHOW.len());
+        libc::_exit(130);
+    }
+}
+
+impl CursorOnInterrupt {
+    fn install() -> CursorOnInterrupt {
+        let action = SigAction::new(SigHandler::Handler(show_cursor_and_exit), SaFlags::empty(), SigSet::empty());
+        // SAFETY: the handler only makes async-signal-safe calls.
+        CursorOnInterrupt(unsafe { sigaction(Signal::SIGINT, &action) }.ok())
+    }
+}
+
+impl Drop for CursorOnInterrupt {
+    fn drop(&mut self) {
+        if let Some(previous) = self.0.take() {
+            // SAFETY: puts back the disposition that was there before.
+            let _ = unsafe { sigaction(Signal::SIGINT, &previous) };
+        }
+    }
 }
 
 fn prompt_error(e: dialoguer::Error) -> Error {

@@ -58,6 +58,11 @@ impl Tmux {
         self.tmux(&["send-keys", key]);
     }
 
+    /// Whether the terminal shows its cursor (a prompt may hide it).
+    pub fn cursor_visible(&self) -> bool {
+        self.tmux(&["display-message", "-p", "#{cursor_flag}"]).trim() == "1"
+    }
+
     /// What the terminal shows now.
     pub fn screen(&self) -> String {
         self.tmux(&["capture-pane", "-p"])
