@@ -35,6 +35,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// List containers: a table at a terminal, one name per line in a pipe
     List(ListArgs),

@@ -145,10 +145,10 @@ fn names_offered_follow_the_live_state() {
         assert_eq!(names_offered(&env, &["nixos-container", cmd, ""]), both, "{cmd}");
     }
     for cmd in ["stop", "run"] {
-        assert_eq!(names_offered(&env, &["nixos-container", cmd, ""]), [up.clone()], "{cmd} offers running ones only");
+        assert_eq!(names_offered(&env, &["nixos-container", cmd, ""]), vec![up.clone()], "{cmd} offers running ones only");
     }
     // A prefix narrows; a container made a moment ago is there at once.
-    assert_eq!(names_offered(&env, &["nixos-container", "status", &down[..down.len() - 1]]), [down.clone()]);
+    assert_eq!(names_offered(&env, &["nixos-container", "status", &down[..down.len() - 1]]), vec![down.clone()]);
     env.ok(["stop", &up]);
     assert!(names_offered(&env, &["nixos-container", "stop", ""]).is_empty());
     // The hidden supervisor command is never offered.

@@ -26,6 +26,10 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<i32> {
             Err(e) => tracing::warn!("skipping '{name}': {e}"),
         }
     }
+    if rows.is_empty() && !args.json {
+        ctx.note("no containers (create one with 'nixos-container create NAME')");
+        return Ok(0);
+    }
     let text = if args.json {
         let mut json = serde_json::to_string_pretty(&rows).expect("summaries serialise");
         json.push('\n');
