@@ -89,6 +89,7 @@ fn a_missing_name_is_picked_at_a_terminal() {
     // Escape cancels.
     run_in(&term, "nixos-container start");
     term.wait_text("Which container to start?");
+    term.wait_text(&format!("{name}  down"));
     term.press("Escape");
     let (code, screen) = exit_status(&term);
     assert!(code == 1 && screen.contains("cancelled: no container chosen"), "{screen}");
@@ -98,6 +99,7 @@ fn a_missing_name_is_picked_at_a_terminal() {
     // Ctrl-C ends the program as usual, and gives the cursor back.
     run_in(&term, "nixos-container start");
     term.wait_text("Which container to start?");
+    term.wait_text(&format!("{name}  down"));
     term.press("C-c");
     let (code, screen) = exit_status(&term);
     assert_eq!(code, 130, "{screen}");
@@ -105,8 +107,8 @@ fn a_missing_name_is_picked_at_a_terminal() {
     term.clear(PROMPT);
 
     run_in(&term, "nixos-container start");
-    let screen = term.wait_text("Which container to start?");
-    assert!(screen.contains(&format!("{name}  down 10.{}.1.2", env.pool)), "{screen}");
+    term.wait_text("Which container to start?");
+    term.wait_text(&format!("{name}  down 10.{}.1.2", env.pool));
     term.press("Enter");
     let (code, screen) = exit_status(&term);
     assert_eq!(code, 0, "{screen}");
@@ -115,14 +117,16 @@ fn a_missing_name_is_picked_at_a_terminal() {
 
     run_in(&term, "nixos-container run -- hostname");
     term.wait_text("Which container to run?");
+    term.wait_text(&format!("{name}  up"));
     term.press("Enter");
     let (code, screen) = exit_status(&term);
     assert!(code == 0 && screen.lines().any(|l| l.trim() == name), "{screen}");
     term.clear(PROMPT);
 
     run_in(&term, "nixos-container stop");
-    let screen = term.wait_text("Which container to stop?");
-    assert!(screen.contains(&format!("{name}  up")), "{screen}");
+    term.wait_text("Which container to stop?");
+    // Only the running one is offered (it is the only container anyway).
+    term.wait_text(&format!("{name}  up"));
     term.press("Enter");
     let (code, screen) = exit_status(&term);
     assert_eq!(code, 0, "{screen}");
