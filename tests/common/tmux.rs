@@ -11,7 +11,9 @@ use super::{wait_for, Env, BIN};
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub struct Tmux {
-    socket: String,
+    /// The server's socket, inside the Env's directory, so that nothing is
+    /// left in /tmp/tmux-UID.
+    socket: PathBuf,
     /// A directory for the shell's rc files, removed with the Env.
     pub dir: PathBuf,
 }
@@ -21,13 +23,13 @@ impl Tmux {
     /// the CLI's directory first on PATH, and `extra` variables.
     pub fn start(env: &Env, shell: &[&str], extra: &[(&str, &str)]) -> Tmux {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let socket = format!("nc-test-{}-{n}", std::process::id());
         let dir = env.base.join(format!("tmux-{n}"));
         std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("socket");
         let bin_dir = Path::new(BIN).parent().unwrap();
         let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
         let mut cmd = Command::new("tmux");
-        cmd.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50"])
+        cmd.arg("-S").arg(&socket).args(["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50"])
             .envs(env.vars())
             .env("PATH", path)
             .env("TERM", "xterm-256color")
@@ -44,7 +46,7 @@ impl Tmux {
     }
 
     fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().unwrap();
+        let out = Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -104,7 +106,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
