@@ -16,7 +16,7 @@ fn bash(env: &Env) -> Tmux {
 
 /// Types a command line; its exit status shows as a line `exit=N`.
 fn run_in(term: &Tmux, line: &str) {
-    term.type_text(&format!("{line}; echo \"exit=$?\""));
+    term.type_line(&format!("{line}; echo \"exit=$?\""));
     term.press("Enter");
 }
 
@@ -25,6 +25,7 @@ fn exit_status(term: &Tmux) -> (i32, String) {
     let screen = term.wait_screen("an exit status", |s| s.lines().any(|l| l.starts_with("exit=") && !l.contains('$')));
     let code = screen
         .lines()
+        .rev()
         .find_map(|l| l.strip_prefix("exit=").and_then(|c| c.trim().parse().ok()))
         .unwrap_or_else(|| panic!("{screen}"));
     (code, screen)

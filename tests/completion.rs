@@ -41,7 +41,7 @@ fn exercise(term: &Tmux, env: &Env, name: &str, prompt: &str) {
     term.wait_text(prompt);
 
     // Subcommands: "sta" is ambiguous, so the candidates are listed.
-    term.type_text("nixos-container sta");
+    term.type_line("nixos-container sta");
     term.press("Tab");
     term.press("Tab");
     let screen = term.wait_screen("'start' and 'status' offered", |s| {
@@ -52,7 +52,7 @@ fn exercise(term: &Tmux, env: &Env, name: &str, prompt: &str) {
 
     // A container's name, from a prefix of it.
     let prefix = &name[..name.len() - 3];
-    term.type_text(&format!("nixos-container start {prefix}"));
+    term.type_line(&format!("nixos-container start {prefix}"));
     term.press("Tab");
     term.wait_screen("the container's name completed", |s| {
         line_with(s, "nixos-container start").is_some_and(|l| l.contains(name))
@@ -60,14 +60,14 @@ fn exercise(term: &Tmux, env: &Env, name: &str, prompt: &str) {
     term.clear(prompt);
 
     // Flags.
-    term.type_text("nixos-container stop --tim");
+    term.type_line("nixos-container stop --tim");
     term.press("Tab");
     term.wait_screen("--timeout completed", |s| line_with(s, "nixos-container stop").is_some_and(|l| l.contains("--timeout")));
     term.clear(prompt);
 
     // File paths for --config-file.
     let fixtures = repo().join("tests/fixtures");
-    term.type_text(&format!("nixos-container create x --config-file {}/dem", fixtures.display()));
+    term.type_line(&format!("nixos-container create x --config-file {}/dem", fixtures.display()));
     term.press("Tab");
     term.wait_screen("the file name completed", |s| {
         line_with(s, "--config-file").is_some_and(|l| l.contains("demo.nix"))

@@ -88,18 +88,35 @@ impl Tmux {
     /// Abandons the shell's line and clears the screen for the next step;
     /// `prompt` is how the shell's prompt ends.
     pub fn clear(&self, prompt: &str) {
-        // Ctrl-C may land in a completion still running; repeat it until the
-        // shell shows an empty prompt.
         let empty_prompt = |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end() == prompt);
-        let cleared = wait_for(Duration::from_secs(30), || {
-            self.press("C-c");
-            wait_for(Duration::from_secs(2), || empty_prompt(&self.screen()).then_some(()))
+        // Ctrl-U empties the line in bash, zsh and fish; it waits for a
+        // completion still running, where Ctrl-C would land in it.
+        let mut tries = 0;
+        let emptied = wait_for(Duration::from_secs(30), || {
+            if empty_prompt(&self.screen()) {
+                return Some(());
+            }
+            tries += 1;
+            self.press(if tries % 5 == 0 { "C-c" } else { "C-u" });
+            wait_for(Duration::from_secs(1), || empty_prompt(&self.screen()).then_some(()))
         });
-        assert!(cleared.is_some(), "the shell never came back to its prompt:\n{}", self.screen());
-        self.type_text("clear");
-        self.press("Enter");
-        self.wait_screen("a cleared screen", |s| !s.contains("clear") && empty_prompt(s));
+        assert!(emptied.is_some(), "the shell never came back to its prompt:\n{}", self.screen());
+        // Ctrl-L: clear-screen in bash, zsh and fish alike.
+        let cleared = wait_for(Duration::from_secs(30), || {
+            self.press("C-l");
+            wait_for(Duration::from_secs(2), || {
+                let s = self.screen();
+                (s.lines().filter(|l| !l.trim().is_empty()).count() == 1 && empty_prompt(&s)).then_some(())
+            })
+        });
+        assert!(cleared.is_some(), "the screen was never cleared:\n{}", self.screen());
         self.tmux(&["clear-history"]);
+    }
+
+    /// Types `text` and waits until the shell shows it on its line.
+    pub fn type_line(&self, text: &str) {
+        self.type_text(text);
+        self.wait_text(text);
     }
 }
 
