@@ -20,6 +20,8 @@ fn init_logging(cli: &Cli) {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("nixos_container={level}"))),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person; logs and scripts get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(false)
         .init();

@@ -227,6 +227,7 @@ fn verbose_explains_and_scripts_stay_quiet() {
     let err = stderr(&out);
     assert!(err.contains(&format!("systemd-nspawn --keep-unit --register=no --machine={name}")), "{err}");
     assert!(err.contains("preparing the root"), "{err}");
+    assert!(!err.contains('\x1b'), "no terminal escapes in a pipe: {err:?}");
 
     // In a script, success is silent.
     let out = env.run(["stop", &name]);
