@@ -304,10 +304,11 @@ pub fn terminate(paths: &Paths, name: &str) -> Result<Outcome> {
 /// state even if there is no supervisor any more.
 fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
     if !cgroup.kill_all(Duration::from_secs(5)) {
+        let pids: Vec<String> = cgroup.pids().iter().map(|p| p.to_string()).collect();
         return Err(Error::other(format!(
-            "processes of container '{}' survive SIGKILL: {:?}",
+            "processes of container '{}' survive SIGKILL (PIDs {}); they may be stuck in the kernel (D state)",
             c.name,
-            cgroup.pids()
+            pids.join(" ")
         )));
     }
     wait_for_supervisor_exit(c, Duration::from_secs(10));
