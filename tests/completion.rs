@@ -40,6 +40,16 @@ fn exercise(term: &Tmux, env: &Env, name: &str, prompt: &str) {
     let prompt = prompt.trim_end();
     term.wait_text(prompt);
 
+    // A container's name, from a prefix of it, with the very first TAB
+    // (zsh autoloads the script then: that TAB must complete too).
+    let prefix = &name[..name.len() - 3];
+    term.type_line(&format!("nixos-container start {prefix}"));
+    term.press("Tab");
+    term.wait_screen("the container's name completed", |s| {
+        line_with(s, "nixos-container start").is_some_and(|l| l.contains(name))
+    });
+    term.clear(prompt);
+
     // Subcommands: "sta" is ambiguous, so the candidates are listed.
     term.type_line("nixos-container sta");
     term.press("Tab");
@@ -48,15 +58,6 @@ fn exercise(term: &Tmux, env: &Env, name: &str, prompt: &str) {
         s.lines().skip(1).any(|l| l.contains("start")) && s.lines().skip(1).any(|l| l.contains("status"))
     });
     assert!(!screen.contains("show-ip"), "only matching subcommands:\n{screen}");
-    term.clear(prompt);
-
-    // A container's name, from a prefix of it.
-    let prefix = &name[..name.len() - 3];
-    term.type_line(&format!("nixos-container start {prefix}"));
-    term.press("Tab");
-    term.wait_screen("the container's name completed", |s| {
-        line_with(s, "nixos-container start").is_some_and(|l| l.contains(name))
-    });
     term.clear(prompt);
 
     // Flags.
