@@ -23,6 +23,7 @@ pub mod error;
 pub mod faults;
 pub mod fsutil;
 pub mod guest;
+pub mod hostlimits;
 pub mod lifecycle;
 pub mod lock;
 pub mod name;

@@ -256,6 +256,7 @@ pub fn start(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
             "container '{name}' has no system (its create did not finish); run 'nixos-container update {name}' to build one"
         )));
     }
+    crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     rootfs::prepare(&c.paths)?;
     crash_point("start-prepared");
     supervisor::launch(&c, timeout, None)?;

@@ -337,11 +337,6 @@ fn run_container(
     bind(notify.as_raw_fd(), &UnixAddr::new(&notify_path).map_err(|e| Error::other(e.to_string()))?)
         .context(|| format!("binding {}", notify_path.display()))?;
 
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context(|| "inotify".into())?;
-    let var_lib = c.paths.root.join("var/lib");
-    inotify
-        .add_watch(&var_lib, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-        .context(|| format!("watching {}", var_lib.display()))?;
 
     let argv = nspawn::command_line(&nspawn::Launch {
         name: &c.name,
@@ -376,7 +371,7 @@ fn run_container(
 
         if first_boot {
             first_boot = false;
-            match wait_ready(c, pid, &notify, &inotify, args.timeout) {
+            match wait_ready(c, pid, &notify, args.timeout) {
                 Ready::Yes => {
                     set_phase(alive, Phase::Running);
                     report.send("ready")
@@ -387,6 +382,10 @@ fn run_container(
                 Ready::Exited(status) => {
                     let tail = log_tail(&c.paths.console_log(), 8);
                     return Err(Error::other(format!("systemd-nspawn exited ({status}); the console said:\n{tail}")));
+                }
+                Ready::Failed(why) => {
+                    stop_nspawn(pid, cgroup);
+                    return Err(Error::other(why));
                 }
                 Ready::TimedOut => {
                     stop_nspawn(pid, cgroup);
@@ -436,14 +435,30 @@ fn spawn_nspawn(argv: &[String], cgroup: &ContainerCgroup, notify: &Path) -> Res
 
 enum Ready {
     Yes,
+    /// We could not watch for readiness.
+    Failed(String),
     Exited(String),
     TimedOut,
 }
 
+fn watch_var_lib(c: &Container) -> Result<Inotify> {
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context(|| "inotify".into())?;
+    let var_lib = c.paths.root.join("var/lib");
+    inotify
+        .add_watch(&var_lib, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+        .context(|| format!("watching {}", var_lib.display()))?;
+    Ok(inotify)
+}
+
 /// Waits until the guest's root-shell socket exists or nspawn forwards the
 /// guest's READY=1, while watching for nspawn's death.
-fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, inotify: &Inotify, timeout: Duration) -> Ready {
+fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, timeout: Duration) -> Ready {
     let deadline = Instant::now() + timeout;
+    // Only while waiting: every instance counts against the host's limit.
+    let inotify = match watch_var_lib(c) {
+        Ok(i) => i,
+        Err(e) => return Ready::Failed(e.to_string()),
+    };
     let socket = c.paths.root_shell_socket();
     loop {
         // The file appears at bind(), but connections work only after
