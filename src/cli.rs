@@ -122,6 +122,22 @@ pub struct CreateArgs {
     /// Bind-mount a host path read-only: SRC[:DST[:OPTIONS]] (repeatable)
     #[arg(long, value_name = "SRC[:DST]", value_hint = clap::ValueHint::AnyPath)]
     pub bind_ro: Vec<String>,
+
+    /// Give the container a capability beyond nspawn's default set (repeatable, or comma-separated)
+    #[arg(long, value_name = "CAP", value_delimiter = ',')]
+    pub capability: Vec<String>,
+
+    /// Allow (NAME, @GROUP) or deny (~NAME) system calls, as systemd-nspawn does (repeatable)
+    #[arg(long, value_name = "FILTER")]
+    pub system_call_filter: Vec<String>,
+
+    /// Make a host device node available in the container, e.g. /dev/fuse (repeatable)
+    #[arg(long, value_name = "DEVICE", value_hint = clap::ValueHint::FilePath)]
+    pub device: Vec<String>,
+
+    /// Run the container in a user namespace: pick (default), yes, identity or a UID base
+    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "pick")]
+    pub private_users: Option<String>,
 }
 
 #[derive(Debug, Args)]

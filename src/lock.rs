@@ -30,7 +30,8 @@ fn open(path: &Path) -> Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o644)
+        // Root only: anyone who can open a lock file can hold it.
+        .mode(0o600)
         .open(path)
         .context(|| format!("opening lock {}", path.display()))
 }
