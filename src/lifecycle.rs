@@ -185,13 +185,7 @@ fn build_new(name: &str, p: &ContainerPaths, source: &Source, output: BuildOutpu
             SystemSource::Flake { reference: reference.into(), attr: attr.into() }
         }
     };
-    let system = profile::build(&p.system_profile(), &build, output)?;
-    if !system.join("init").exists() {
-        return Err(Error::Build(format!(
-            "{} has no 'init': it is not a NixOS system",
-            system.display()
-        )));
-    }
+    profile::build(&p.system_profile(), &build, output)?;
     Ok(())
 }
 
@@ -213,7 +207,9 @@ pub enum Outcome {
     AlreadyThere,
 }
 
-fn lock_container(c: &Container) -> Result<Lock> {
+/// Takes the container's lock, which every command that changes the
+/// container holds for its whole run.
+pub fn lock_container(c: &Container) -> Result<Lock> {
     Lock::exclusive(&c.paths.lock, &format!("container '{}'", c.name))
 }
 
@@ -223,12 +219,18 @@ pub fn start(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     let _lock = lock_container(&c)?;
     // Re-read under the lock: another command may have changed it.
     let c = Container::open(paths, name)?;
+    start_locked(&c, timeout)
+}
+
+/// `start` for a caller that holds the container's lock.
+pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
+    let name = &c.name;
     let cgroup = c.cgroup()?;
     if cgroup.is_populated() {
         return Ok(Outcome::AlreadyThere);
     }
-    wait_for_supervisor_exit(&c, Duration::from_secs(15));
-    release_runtime(&c, &cgroup);
+    wait_for_supervisor_exit(c, Duration::from_secs(15));
+    release_runtime(c, &cgroup);
 
     if c.conf.system_path.is_none() && !c.paths.system_profile().exists() {
         return Err(Error::other(format!(
@@ -236,7 +238,7 @@ pub fn start(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
         )));
     }
     rootfs::prepare(&c.paths)?;
-    supervisor::launch(&c, timeout, None)?;
+    supervisor::launch(c, timeout, None)?;
     Ok(Outcome::Done)
 }
 
@@ -260,10 +262,16 @@ fn send_halt(cgroup: &ContainerCgroup, c: &Container) {
 pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     let c = Container::open(paths, name)?;
     let _lock = lock_container(&c)?;
+    stop_locked(&c, timeout)
+}
+
+/// `stop` for a caller that holds the container's lock.
+pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
+    let name = &c.name;
     let cgroup = c.cgroup()?;
     if !cgroup.is_populated() {
         if !c.supervisor_alive() {
-            release_runtime(&c, &cgroup);
+            release_runtime(c, &cgroup);
         }
         return Ok(Outcome::AlreadyThere);
     }
@@ -272,7 +280,7 @@ pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     while cgroup.is_populated() && Instant::now() < deadline {
         // Repeat the request: a guest still in early boot has no handler yet.
         if Instant::now() >= next_signal {
-            send_halt(&cgroup, &c);
+            send_halt(&cgroup, c);
             next_signal = Instant::now() + Duration::from_secs(1);
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -280,7 +288,7 @@ pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     if cgroup.is_populated() {
         tracing::warn!("{name} did not halt within {} s; killing it", timeout.as_secs_f32());
     }
-    finish_off(&c, &cgroup)?;
+    finish_off(c, &cgroup)?;
     Ok(Outcome::Done)
 }
 

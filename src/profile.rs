@@ -92,12 +92,13 @@ pub fn commands(profile: &Path, source: &SystemSource) -> Vec<Vec<String>> {
 }
 
 /// Builds the system and makes it the profile's new generation. Returns the
-/// system's store path.
+/// system's store path. A build that fails, or whose result is not a NixOS
+/// system, leaves the profile's current generation selected.
 pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Result<PathBuf> {
     if let Some(dir) = profile.parent() {
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     }
-    let built = match source {
+    match source {
         SystemSource::Flake { .. } => {
             let argv = &commands(profile, source)[0];
             let out = run(argv, output)?;
@@ -105,21 +106,138 @@ pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Resu
             if !path.starts_with('/') {
                 return Err(Error::Build(format!("nix build printed no store path (got '{out}')")));
             }
+            check_system(Path::new(&path))?;
             let set = SystemSource::Path(PathBuf::from(&path));
             run(&commands(profile, &set)[0], output)?;
-            return Ok(PathBuf::from(path));
+            Ok(PathBuf::from(path))
         }
-        _ => {
+        SystemSource::Path(path) => {
+            check_system(path)?;
             run(&commands(profile, source)[0], output)?;
-            current_system(profile)?
+            current_system(profile)
         }
-    };
-    Ok(built)
+        SystemSource::NixosConfig { .. } => {
+            // nix-env builds and selects in one step (the anchor's command),
+            // so a result that is no system is taken back afterwards.
+            let before = current_generation(profile)?;
+            run(&commands(profile, source)[0], output)?;
+            let system = current_system(profile)?;
+            if let Err(e) = check_system(&system) {
+                let after = current_generation(profile)?;
+                if after != before {
+                    undo_generation(profile, before, after)?;
+                }
+                return Err(e);
+            }
+            Ok(system)
+        }
+    }
+}
+
+/// A NixOS system has an `init` to boot.
+fn check_system(system: &Path) -> Result<()> {
+    if system.join("init").exists() {
+        return Ok(());
+    }
+    Err(Error::Build(format!("{} has no 'init': it is not a NixOS system", system.display())))
+}
+
+/// Selects `before` again (or no generation) and deletes `bad`.
+fn undo_generation(profile: &Path, before: Option<u64>, bad: Option<u64>) -> Result<()> {
+    match before {
+        Some(n) => switch_generation(profile, n)?,
+        None => {
+            let _ = std::fs::remove_file(profile);
+        }
+    }
+    if let Some(n) = bad {
+        let _ = std::fs::remove_file(generation_link(profile, n));
+    }
+    Ok(())
 }
 
 /// The store path the profile points to now.
 pub fn current_system(profile: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(profile).context(|| format!("resolving {}", profile.display()))
+}
+
+/// One generation of a profile: its `NAME-N-link`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub number: u64,
+    /// When the link was made, in seconds since the epoch (what
+    /// `nix-env --list-generations` shows).
+    pub created: i64,
+    /// The store path it selects.
+    pub system: PathBuf,
+    pub current: bool,
+}
+
+fn generation_link(profile: &Path, n: u64) -> PathBuf {
+    let name = profile.file_name().unwrap_or_default().to_string_lossy();
+    profile.with_file_name(format!("{name}-{n}-link"))
+}
+
+/// The number in a generation link's name `PROFILE-N-link`.
+pub fn generation_number(profile_name: &str, link_name: &str) -> Option<u64> {
+    let n = link_name.strip_prefix(profile_name)?.strip_prefix('-')?.strip_suffix("-link")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// The generation the profile selects, if any.
+pub fn current_generation(profile: &Path) -> Result<Option<u64>> {
+    let target = match std::fs::read_link(profile) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context(|| format!("reading {}", profile.display())),
+    };
+    let name = profile.file_name().unwrap_or_default().to_string_lossy();
+    let link = target.file_name().unwrap_or_default().to_string_lossy();
+    Ok(generation_number(&name, &link))
+}
+
+/// The profile's generations, oldest first, read from its links (the same
+/// data `nix-env --list-generations` reads).
+pub fn generations(profile: &Path) -> Result<Vec<Generation>> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = profile.parent() else { return Ok(Vec::new()) };
+    let name = profile.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let current = current_generation(profile)?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).context(|| format!("reading {}", dir.display())),
+    };
+    let mut gens = Vec::new();
+    for e in entries.flatten() {
+        let Some(number) = generation_number(&name, &e.file_name().to_string_lossy()) else { continue };
+        let Ok(system) = std::fs::read_link(e.path()) else { continue };
+        let created = std::fs::symlink_metadata(e.path()).map(|m| m.mtime()).unwrap_or(0);
+        gens.push(Generation { number, created, system, current: current == Some(number) });
+    }
+    gens.sort_by_key(|g| g.number);
+    Ok(gens)
+}
+
+/// The generation a rollback selects: the newest one older than the current.
+pub fn previous_generation(gens: &[Generation]) -> Option<&Generation> {
+    let current = gens.iter().find(|g| g.current)?.number;
+    gens.iter().filter(|g| g.number < current).max_by_key(|g| g.number)
+}
+
+/// Selects generation `n` (`nix-env --switch-generation`).
+pub fn switch_generation(profile: &Path, n: u64) -> Result<()> {
+    let argv: Vec<String> = vec![
+        "nix-env".into(),
+        "-p".into(),
+        profile.to_string_lossy().into_owned(),
+        "--switch-generation".into(),
+        n.to_string(),
+    ];
+    run(&argv, BuildOutput::Capture).map(|_| ())
 }
 
 /// Runs a Nix command; returns its stdout. On failure the error carries what
@@ -218,6 +336,42 @@ mod tests {
         let src = SystemSource::Flake { reference: "/src/f".into(), attr: "web".into() };
         let cmds = commands(Path::new("/p/system"), &src);
         assert_eq!(cmds[0].last().unwrap(), "/src/f#nixosConfigurations.\"web\".config.system.build.toplevel");
+    }
+
+    #[test]
+    fn generation_links_are_recognised() {
+        assert_eq!(generation_number("system", "system-12-link"), Some(12));
+        assert_eq!(generation_number("system", "system-link"), None);
+        assert_eq!(generation_number("system", "system-1x-link"), None);
+        assert_eq!(generation_number("system", "other-1-link"), None);
+        assert_eq!(generation_number("system", "system"), None);
+    }
+
+    #[test]
+    fn generations_are_read_from_the_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("system");
+        assert_eq!(generations(&profile).unwrap(), vec![]);
+        assert_eq!(current_generation(&profile).unwrap(), None);
+        for n in [1, 2, 10] {
+            std::os::unix::fs::symlink(format!("/nix/store/s{n}"), dir.path().join(format!("system-{n}-link"))).unwrap();
+        }
+        std::os::unix::fs::symlink("system-2-link", &profile).unwrap();
+        std::fs::write(dir.path().join("system-x-link"), "").unwrap();
+        let gens = generations(&profile).unwrap();
+        let summary: Vec<(u64, String, bool)> =
+            gens.iter().map(|g| (g.number, g.system.display().to_string(), g.current)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, "/nix/store/s1".to_string(), false),
+                (2, "/nix/store/s2".to_string(), true),
+                (10, "/nix/store/s10".to_string(), false),
+            ]
+        );
+        assert!(gens[0].created > 0);
+        assert_eq!(previous_generation(&gens).map(|g| g.number), Some(1));
+        assert_eq!(previous_generation(&gens[..1]), None);
     }
 
     #[test]
