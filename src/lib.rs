@@ -31,3 +31,4 @@ pub mod paths;
 pub mod profile;
 pub mod rootfs;
 pub mod supervisor;
+pub mod update;

@@ -49,6 +49,38 @@ pub fn normalize_nixos_path(arg: &str) -> Result<String> {
         })
 }
 
+/// `--flake REF[#ATTR]` as it should be stored: a local path (`/...`,
+/// `./...`, `.`) made absolute, so later updates find it from anywhere;
+/// other references (`path:`, `git+file:`, `github:` ...) unchanged.
+pub fn normalize_flake(arg: &str) -> Result<String> {
+    let (reference, attr) = match arg.split_once('#') {
+        Some((r, a)) => (r, Some(a)),
+        None => (arg, None),
+    };
+    let local = reference.starts_with('/') || reference.starts_with('.');
+    if !local {
+        if reference.is_empty() {
+            return Err(Error::InvalidValue {
+                what: "flake",
+                value: arg.to_string(),
+                reason: "expected REF[#ATTR], e.g. /srv/flake#web".into(),
+            });
+        }
+        return Ok(arg.to_string());
+    }
+    let abs = std::fs::canonicalize(reference).map_err(|e| Error::InvalidValue {
+        what: "flake",
+        value: arg.to_string(),
+        reason: if e.kind() == std::io::ErrorKind::NotFound { "no such directory".into() } else { e.to_string() },
+    })?;
+    let mut out = abs.to_string_lossy().into_owned();
+    if let Some(a) = attr {
+        out.push('#');
+        out.push_str(a);
+    }
+    Ok(out)
+}
+
 fn missing(program: &'static str) -> Error {
     Error::MissingProgram {
         program,
@@ -85,7 +117,8 @@ pub fn commands(profile: &Path, source: &SystemSource) -> Vec<Vec<String>> {
             "nix-command flakes".into(),
             "build".into(),
             "--no-link".into(),
-            "--print-out-paths".into(),
+            // Nix 2.8 has no --print-out-paths yet.
+            "--json".into(),
             format!("{reference}#nixosConfigurations.\"{attr}\".config.system.build.toplevel"),
         ]],
     }
@@ -102,10 +135,8 @@ pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Resu
         SystemSource::Flake { .. } => {
             let argv = &commands(profile, source)[0];
             let out = run(argv, output)?;
-            let path = out.lines().last().unwrap_or_default().trim().to_string();
-            if !path.starts_with('/') {
-                return Err(Error::Build(format!("nix build printed no store path (got '{out}')")));
-            }
+            let path = built_out_path(&out)
+                .ok_or_else(|| Error::Build(format!("nix build printed no store path (got '{}')", out.trim())))?;
             check_system(Path::new(&path))?;
             let set = SystemSource::Path(PathBuf::from(&path));
             run(&commands(profile, &set)[0], output)?;
@@ -132,6 +163,13 @@ pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Resu
             Ok(system)
         }
     }
+}
+
+/// The `out` path in `nix build --json`'s answer.
+pub fn built_out_path(json: &str) -> Option<String> {
+    let built: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+    let out = built.get(0)?.get("outputs")?.get("out")?.as_str()?;
+    out.starts_with('/').then(|| out.to_string())
 }
 
 /// A NixOS system has an `init` to boot.
@@ -292,12 +330,33 @@ pub fn explain_failure(program: &str, said: &[String], status: std::process::Exi
         .iter()
         .position(|l| l.trim_start().starts_with("error:"))
         .unwrap_or(useful.len().saturating_sub(8));
-    let mut msg: Vec<&str> = useful[start..].to_vec();
+    let mut msg: Vec<String> = useful[start..].iter().map(|l| l.to_string()).collect();
     msg.truncate(20);
     if msg.is_empty() {
         return format!("{program} failed ({status}) without saying why");
     }
+    // Legacy commands print a failed builder's log before the error; quote
+    // its end under the error, as `nix build` does.
+    let log = builder_log(&useful[..start], &msg[0]);
+    if !log.is_empty() {
+        let quoted = log.iter().map(|l| format!("> {l}"));
+        msg.splice(1..1, std::iter::once(format!("last {} log lines:", log.len())).chain(quoted));
+    }
     format!("build failed: {}", msg.join("\n"))
+}
+
+/// The last lines a failed builder printed: those after its
+/// `building '<drv>'...` line, when `error` is `error: builder for '<drv>' failed ...`.
+fn builder_log<'a>(before: &[&'a str], error: &str) -> Vec<&'a str> {
+    let Some(drv) = error.trim_start().strip_prefix("error: builder for '").and_then(|r| r.split('\'').next()) else {
+        return Vec::new();
+    };
+    let building = format!("building '{drv}'");
+    let Some(at) = before.iter().rposition(|l| l.starts_with(&building)) else {
+        return Vec::new();
+    };
+    let log = &before[at + 1..];
+    log[log.len().saturating_sub(10)..].to_vec()
 }
 
 fn shell_words(argv: &[String]) -> String {
@@ -336,6 +395,28 @@ mod tests {
         let src = SystemSource::Flake { reference: "/src/f".into(), attr: "web".into() };
         let cmds = commands(Path::new("/p/system"), &src);
         assert_eq!(cmds[0].last().unwrap(), "/src/f#nixosConfigurations.\"web\".config.system.build.toplevel");
+    }
+
+    #[test]
+    fn nix_builds_json_answer_names_the_output() {
+        let json = r#"[{"drvPath":"/nix/store/a.drv","outputs":{"out":"/nix/store/b-system"}}]"#;
+        assert_eq!(built_out_path(json).as_deref(), Some("/nix/store/b-system"));
+        assert_eq!(built_out_path("[]"), None);
+        assert_eq!(built_out_path("not json"), None);
+    }
+
+    #[test]
+    fn local_flakes_are_made_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let abs = std::fs::canonicalize(dir.path()).unwrap();
+        let rel = format!("{}/./", abs.display());
+        assert_eq!(normalize_flake(&format!("{rel}#web")).unwrap(), format!("{}#web", abs.display()));
+        assert_eq!(normalize_flake(&rel).unwrap(), abs.display().to_string());
+        assert_eq!(normalize_flake("github:o/r#x").unwrap(), "github:o/r#x");
+        assert_eq!(normalize_flake("path:/srv/f").unwrap(), "path:/srv/f");
+        let err = normalize_flake("/nonexistent/flake#x").unwrap_err().to_string();
+        assert_eq!(err, "invalid flake '/nonexistent/flake#x': no such directory");
+        assert!(normalize_flake("#x").is_err());
     }
 
     #[test]
@@ -389,5 +470,27 @@ mod tests {
         assert!(msg.starts_with("build failed: error: Failed assertions:\n- the answer must be 42"), "{msg}");
         let msg = explain_failure("nix-env", &[], std::process::ExitStatus::from_raw(256));
         assert!(msg.contains("without saying why"));
+    }
+
+    #[test]
+    fn builder_failures_quote_the_builders_log() {
+        let said: Vec<String> = [
+            "these 2 derivations will be built:",
+            "building '/nix/store/a-boom.drv'...",
+            "boom-from-builder",
+            "line2",
+            "error: builder for '/nix/store/a-boom.drv' failed with exit code 1",
+            "error: 1 dependencies of derivation '/nix/store/b-etc.drv' failed to build",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let msg = explain_failure("nix-env", &said, std::process::ExitStatus::from_raw(256));
+        assert_eq!(
+            msg,
+            "build failed: error: builder for '/nix/store/a-boom.drv' failed with exit code 1\n\
+             last 2 log lines:\n> boom-from-builder\n> line2\n\
+             error: 1 dependencies of derivation '/nix/store/b-etc.drv' failed to build"
+        );
     }
 }
