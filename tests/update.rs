@@ -79,9 +79,22 @@ fn served(env: &Env, name: &str, port: u16, expected: &str) -> String {
     last
 }
 
+/// Runs a command in the guest; retried while the guest does not answer
+/// yet (see `pid1_start`).
+fn guest(env: &Env, name: &str, cmd: &[&str]) -> String {
+    let args = [&["run", name, "--"][..], cmd].concat();
+    wait_for(Duration::from_secs(10), || {
+        let out = env.run(&args);
+        out.status.success().then(|| stdout(&out))
+    })
+    .unwrap_or_else(|| panic!("the guest does not answer {cmd:?}"))
+}
+
 /// The guest's PID 1 start time (clock ticks since boot, /proc/1/stat field 22).
 fn pid1_start(env: &Env, name: &str) -> String {
-    let stat = env.ok(["run", name, "--", "cat", "/proc/1/stat"]);
+    // Right after start the root shell's socket may exist a moment before
+    // the guest listens on it (a readiness race outside update): retry.
+    let stat = guest(env, name, &["cat", "/proc/1/stat"]);
     let after_comm = stat.rsplit_once(')').expect("a stat line").1;
     // Field 3 (state) is the first after the command name.
     after_comm.split_whitespace().nth(22 - 3).expect("starttime").to_string()
@@ -321,7 +334,7 @@ fn a_flakes_attr_is_built_and_remembered() {
 
     // The flake's system boots and is what the guest runs.
     env.ok(["start", &name]);
-    assert_eq!(env.ok(["run", &name, "--", "cat", "/etc/flavour"]), "web-2");
+    assert_eq!(guest(&env, &name, &["cat", "/etc/flavour"]), "web-2");
 }
 
 #[test]
@@ -350,12 +363,12 @@ fn changed_nspawn_settings_need_a_restart() {
         stderr(&out)
     );
     assert_eq!(pid1_start(&env, &name), boot, "not restarted without --restart");
-    assert!(!env.ok(["run", &name, "--", "ls", "/srv"]).contains("data"));
+    assert!(!guest(&env, &name, &["ls", "/srv"]).contains("data"));
 
     let out = env.run(["update", &name, "--restart"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("was restarted"), "{}", stderr(&out));
-    assert_eq!(env.ok(["run", &name, "--", "cat", "/srv/data/x"]), "bound");
+    assert_eq!(guest(&env, &name, &["cat", "/srv/data/x"]), "bound");
     assert_ne!(pid1_start(&env, &name), boot, "a new boot");
     assert_eq!(served(&env, &name, p, "v1\n"), "v1\n");
 

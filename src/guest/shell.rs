@@ -10,6 +10,7 @@
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::guest;
@@ -50,10 +51,27 @@ pub fn parse(raw: &[u8], marker: &str) -> Option<Finished> {
     Some(Finished { status, output: text[..at].to_string() })
 }
 
+/// Connects to the root shell. The socket file appears when the guest's
+/// systemd binds it, a moment before it listens: a refused connection is
+/// tried again for a few seconds.
+fn connect(root: &Path) -> Result<std::os::unix::net::UnixStream> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match guest::connect(root, "var/lib/root-shell.socket") {
+            Err(Error::Io { source, .. })
+                if source.raw_os_error() == Some(libc::ECONNREFUSED) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs `command` (shell text) as root in the guest whose root is `root`.
 pub fn run(root: &Path, command: &str) -> Result<Finished> {
     let marker = new_marker();
-    let mut stream = guest::connect(root, "var/lib/root-shell.socket")?;
+    let mut stream = connect(root)?;
     stream
         .write_all(script(command, &marker).as_bytes())
         .context(|| "sending the command to the guest".into())?;
