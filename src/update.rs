@@ -265,6 +265,36 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    fn opts() -> ApplyOptions {
+        ApplyOptions { restart: false, stop_timeout: Duration::from_secs(1), start_timeout: Duration::from_secs(1) }
+    }
+
+    #[test]
+    fn declarative_containers_are_refused_before_anything_is_built() {
+        let base = tempfile::tempdir().unwrap();
+        let paths = Paths::under(base.path());
+        std::fs::create_dir_all(&paths.conf_dir).unwrap();
+        std::fs::write(paths.conf_dir.join("decl.conf"), "SYSTEM_PATH=/nix/store/abc-system\n").unwrap();
+        let err = update(&paths, "decl", NewSource::Stored, BuildOutput::Capture, opts()).unwrap_err().to_string();
+        assert!(err.contains("boots the fixed system /nix/store/abc-system"), "{err}");
+        let err = switch_generation(&paths, "decl", None, opts()).unwrap_err().to_string();
+        assert!(err.contains("it is declarative"), "{err}");
+        assert!(!paths.profiles_dir.exists());
+    }
+
+    #[test]
+    fn a_rebuild_needs_a_configuration_or_a_flake() {
+        let base = tempfile::tempdir().unwrap();
+        let paths = Paths::under(base.path());
+        std::fs::create_dir_all(&paths.conf_dir).unwrap();
+        std::fs::write(paths.conf_dir.join("bare.conf"), "PRIVATE_NETWORK=0\n").unwrap();
+        let err = update(&paths, "bare", NewSource::Stored, BuildOutput::Capture, opts()).unwrap_err().to_string();
+        assert!(err.contains("has no") && err.contains("give --config, --config-file or --flake"), "{err}");
+        let err = switch_generation(&paths, "bare", None, opts()).unwrap_err().to_string();
+        assert_eq!(err, "container 'bare' has no system generation selected");
+        assert!(!paths.profiles_dir.exists() && !paths.state_dir.exists());
+    }
+
     #[test]
     fn only_changed_settings_need_a_restart() {
         let then = settings(&[("BINDS", ""), ("HOST_PORT", "tcp:80:80"), ("PRIVATE_NETWORK", "1")]);

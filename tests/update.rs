@@ -418,3 +418,32 @@ fn update_waits_for_its_containers_lock_and_never_for_others() {
     assert!(status.success(), "{rest:?}");
     assert_eq!(current_link(&env, &a), "system-2-link");
 }
+
+#[test]
+fn bad_update_input_gets_one_line_and_changes_nothing() {
+    let env = Env::new();
+    let name = env.name("badupd");
+    env.create(&name, &[]);
+    let profile = profile_state(&env, &name);
+    let conf_path = env.conf_dir().join(format!("{name}.conf"));
+    let conf = std::fs::read(&conf_path).unwrap();
+    for (args, code, says) in [
+        (vec!["update", "ghost"], 3, "error: container 'ghost' does not exist".to_string()),
+        (vec!["update", &name, "--config-file", "/nonexistent/x.nix"], 2, "error: invalid config file '/nonexistent/x.nix'".into()),
+        (vec!["update", &name, "--flake", "/nonexistent/flake#x"], 2, "error: invalid flake '/nonexistent/flake#x': no such directory".into()),
+        (vec!["update", &name, "--switch-generation", "7"], 2, "error: invalid generation '7'".into()),
+        (vec!["update", &name, "--rollback"], 1, format!("error: container '{name}' has no generation before 1")),
+        (vec!["update", &name, "--rollback", "--config", "{}"], 2, "cannot be used with".into()),
+    ] {
+        let out = env.run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.starts_with("error: ") && err.contains(&says), "{args:?}: {err}");
+        if code != 2 || !err.contains("cannot be used with") {
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(profile_state(&env, &name), profile);
+    assert_eq!(std::fs::read(&conf_path).unwrap(), conf);
+}
