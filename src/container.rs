@@ -93,9 +93,10 @@ impl Container {
         ContainerCgroup::new(&self.name)
     }
 
-    /// Up while any process of the container exists, supervised or not.
+    /// Up while any process of the container exists, supervised or not, or
+    /// while its supervisor lives (starting it, or cleaning up after it).
     pub fn state(&self) -> Result<State> {
-        Ok(if self.cgroup()?.is_populated() { State::Up } else { State::Down })
+        Ok(if self.cgroup()?.is_populated() || self.supervisor_alive() { State::Up } else { State::Down })
     }
 
     pub fn supervisor_alive(&self) -> bool {

@@ -21,6 +21,7 @@ pub mod commands;
 pub mod conf;
 pub mod container;
 pub mod error;
+pub mod faults;
 pub mod fsutil;
 pub mod guest;
 pub mod lifecycle;

@@ -19,13 +19,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::container::{Container, State};
+use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::guest;
 use crate::lifecycle;
 use crate::nixos_config::{EtcNixos, UserConfig};
 use crate::paths::Paths;
 use crate::profile::{self, BuildOutput, SystemSource, DEFAULT_NIXOS_PATH};
+use crate::supervisor::{Phase, Record};
 
 /// Where the new system comes from.
 #[derive(Debug, Clone)]
@@ -196,7 +197,7 @@ fn apply(
     before: Option<u64>,
     opts: ApplyOptions,
 ) -> Result<Updated> {
-    if c.state()? != State::Up {
+    if !guest_runs(c)? {
         return Ok(Updated { generation, system, applied: Applied::NotRunning, restart_needed: Vec::new() });
     }
     let changed = match c.run_state().and_then(|st| st.started_with) {
@@ -210,6 +211,15 @@ fn apply(
     }
     let output = activate(c, generation, before)?;
     Ok(Updated { generation, system, applied: Applied::Activated { output }, restart_needed: changed })
+}
+
+/// Whether there is a guest to activate in: processes in the cgroup, and
+/// not a supervisor cleaning up after a guest that is gone.
+fn guest_runs(c: &Container) -> Result<bool> {
+    if Record::of_live_supervisor(c).is_some_and(|r| r.phase == Phase::Stopping) {
+        return Ok(false);
+    }
+    Ok(c.cgroup()?.is_populated())
 }
 
 /// Runs switch-to-configuration in the guest; an error unless it exits 0.
