@@ -98,6 +98,8 @@ fn flake_source(flake: &str) -> SystemSource {
 /// Builds a new generation from `source` and applies it.
 pub fn update(paths: &Paths, name: &str, source: NewSource, output: BuildOutput, opts: ApplyOptions) -> Result<Updated> {
     let (c, _lock) = open_locked(paths, name)?;
+    let profile_path = c.paths.system_profile();
+    let before = profile::current_generation(&profile_path)?;
     let mut conf = c.conf.clone();
     let mut rewritten = None;
     let build = match source {
@@ -141,8 +143,6 @@ pub fn update(paths: &Paths, name: &str, source: NewSource, output: BuildOutput,
         }
     };
 
-    let profile_path = c.paths.system_profile();
-    let before = profile::current_generation(&profile_path)?;
     let system = match profile::build(&profile_path, &build, output) {
         Ok(system) => system,
         Err(e) => {
