@@ -5,6 +5,7 @@
 //! declarative containers) must load; keys we do not know are kept when we
 //! rewrite the file, so nothing a user or another tool wrote is lost.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -260,6 +261,29 @@ const KNOWN_KEYS: &[&str] = &[
     "NETWORK_NAMESPACE_PATH",
     "INTERFACES",
     "MACVLANS",
+];
+
+/// Keys whose values a running container was started with: the nspawn
+/// command line and the network setup depend on them, so a change takes
+/// effect only when the container is restarted.
+pub const RESTART_KEYS: &[&str] = &[
+    "PRIVATE_NETWORK",
+    "HOST_ADDRESS",
+    "LOCAL_ADDRESS",
+    "HOST_ADDRESS6",
+    "LOCAL_ADDRESS6",
+    "HOST_BRIDGE",
+    "HOST_PORT",
+    "BINDS",
+    "BINDS_RO",
+    "EXTRA_NSPAWN_FLAGS",
+    "PRIVATE_USERS",
+    "NETWORK_NAMESPACE_PATH",
+    "INTERFACES",
+    "MACVLANS",
+    "CAPABILITIES",
+    "SYSTEM_CALL_FILTER",
+    "DEVICES",
 ];
 
 /// Keys nixpkgs writes that we accept and keep but do not act on.
@@ -551,6 +575,19 @@ impl Conf {
         Ok(conf)
     }
 
+    /// The values of `RESTART_KEYS` as the conf renders them (absent keys
+    /// as empty), to record what a container was started with.
+    pub fn launch_settings(&self) -> BTreeMap<String, String> {
+        let rendered = parse_pairs(&self.render()).unwrap_or_default();
+        RESTART_KEYS
+            .iter()
+            .map(|k| {
+                let v = rendered.iter().rev().find(|(rk, _)| rk == k).map(|(_, v)| v.clone());
+                (k.to_string(), v.unwrap_or_default())
+            })
+            .collect()
+    }
+
     /// Writes the conf atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<()> {
         fsutil::write_atomic(path, self.render().as_bytes(), 0o644)
@@ -731,6 +768,25 @@ COPY_RESOLV_CONF=1
         assert!(parse("DEVICES=/etc/passwd\n").unwrap_err().to_string().contains("under /dev"));
         assert!(parse("DEVICES=/dev/../etc\n").is_err());
         assert!(parse("PRIVATE_USERS=maybe\n").is_err());
+    }
+
+    #[test]
+    fn launch_settings_cover_what_nspawn_and_the_network_use() {
+        let mut c = parse("PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nAUTO_START=0\n").unwrap();
+        let before = c.launch_settings();
+        assert_eq!(before.len(), RESTART_KEYS.len());
+        assert_eq!(before["LOCAL_ADDRESS"], "10.233.1.2");
+        assert_eq!(before["BINDS"], "");
+        // Keys that need no restart do not count.
+        c.auto_start = true;
+        c.flake = Some("/f#web".into());
+        assert_eq!(c.launch_settings(), before);
+        c.binds.push(Bind::parse("/srv/a:/a", false).unwrap());
+        c.extra_nspawn_flags.push("--capability=CAP_NET_ADMIN".into());
+        let after = c.launch_settings();
+        let changed: Vec<&String> = after.keys().filter(|k| after[*k] != before[*k]).collect();
+        assert_eq!(changed, ["BINDS", "EXTRA_NSPAWN_FLAGS"]);
+        assert_eq!(after["BINDS"], "/srv/a:/a");
     }
 
     #[test]

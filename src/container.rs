@@ -1,5 +1,6 @@
 //! A container: its name, paths and conf, and what is known of it at runtime.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,11 @@ pub struct RunState {
     pub started_at: u64,
     /// The system store path the container booted.
     pub system: String,
+    /// The conf's `RESTART_KEYS` as they were at start (`Conf::launch_settings`),
+    /// so that `update` can tell when a change needs a restart. Absent in
+    /// state written by an older supervisor.
+    #[serde(default)]
+    pub started_with: Option<BTreeMap<String, String>>,
 }
 
 impl Container {

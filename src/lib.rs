@@ -11,7 +11,8 @@
 //! - `lock`: per-container and global locks;
 //! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
 //! - `guest`: the sockets inside a running guest;
-//! - `lifecycle`: create/start/stop/terminate/destroy on top of all that.
+//! - `lifecycle`: create/start/stop/terminate/destroy on top of all that;
+//! - `update`: new generations, live activation, rollback.
 
 pub mod addr;
 pub mod cgroup;
@@ -33,3 +34,4 @@ pub mod paths;
 pub mod profile;
 pub mod rootfs;
 pub mod supervisor;
+pub mod update;

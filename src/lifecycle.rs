@@ -193,13 +193,7 @@ fn build_new(name: &str, p: &ContainerPaths, source: &Source, output: BuildOutpu
             SystemSource::Flake { reference: reference.into(), attr: attr.into() }
         }
     };
-    let system = profile::build(&p.system_profile(), &build, output)?;
-    if !system.join("init").exists() {
-        return Err(Error::Build(format!(
-            "{} has no 'init': it is not a NixOS system",
-            system.display()
-        )));
-    }
+    profile::build(&p.system_profile(), &build, output)?;
     Ok(())
 }
 
@@ -221,7 +215,9 @@ pub enum Outcome {
     AlreadyThere,
 }
 
-fn lock_container(c: &Container) -> Result<Lock> {
+/// Takes the container's lock, which every command that changes the
+/// container holds for its whole run.
+pub fn lock_container(c: &Container) -> Result<Lock> {
     Lock::exclusive(&c.paths.lock, &format!("container '{}'", c.name))
 }
 
@@ -232,24 +228,30 @@ pub fn start(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     crash_point("start-locked");
     // Re-read under the lock: another command may have changed it.
     let c = Container::open(paths, name)?;
+    start_locked(&c, timeout)
+}
+
+/// `start` for a caller that holds the container's lock.
+pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
+    let name = &c.name;
     let cgroup = c.cgroup()?;
-    match Record::of_live_supervisor(&c) {
+    match Record::of_live_supervisor(c) {
         // Its guest is gone and it is cleaning up: let it finish, then start anew.
         Some(r) if r.phase == Phase::Stopping => {
-            wait_for_supervisor_exit(&c, Duration::from_secs(15));
+            wait_for_supervisor_exit(c, Duration::from_secs(15));
         }
         Some(r) if r.phase == Phase::Running => return Ok(Outcome::AlreadyThere),
         // Being started by a start that died: wait for it, as for our own.
         Some(_) => {
-            if wait_while_starting(&c, timeout) {
+            if wait_while_starting(c, timeout) {
                 return Ok(Outcome::AlreadyThere);
             }
-            wait_for_supervisor_exit(&c, Duration::from_secs(15));
+            wait_for_supervisor_exit(c, Duration::from_secs(15));
         }
         None if cgroup.is_populated() => return Ok(Outcome::AlreadyThere),
         None => {}
     }
-    release_runtime(&c, &cgroup);
+    release_runtime(c, &cgroup);
 
     if c.conf.system_path.is_none() && !c.paths.system_profile().exists() {
         return Err(Error::other(format!(
@@ -259,7 +261,7 @@ pub fn start(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     rootfs::prepare(&c.paths)?;
     crash_point("start-prepared");
-    supervisor::launch(&c, timeout, None)?;
+    supervisor::launch(c, timeout, None)?;
     Ok(Outcome::Done)
 }
 
@@ -298,10 +300,16 @@ fn sigrtmin3_to_guest_init(cgroup: &ContainerCgroup, c: &Container) {
 pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     let c = Container::open(paths, name)?;
     let _lock = lock_container(&c)?;
+    stop_locked(&c, timeout)
+}
+
+/// `stop` for a caller that holds the container's lock.
+pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
+    let name = &c.name;
     let cgroup = c.cgroup()?;
     let gone = || !cgroup.is_populated() && !c.supervisor_alive();
     if gone() {
-        release_runtime(&c, &cgroup);
+        release_runtime(c, &cgroup);
         return Ok(Outcome::AlreadyThere);
     }
     let deadline = Instant::now() + timeout;
@@ -309,7 +317,7 @@ pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     let mut next_signal = Instant::now();
     while !gone() && Instant::now() < deadline {
         if !told_supervisor {
-            if let Some(pid) = Record::of_live_supervisor(&c).map(|r| r.pid).filter(|p| *p > 0) {
+            if let Some(pid) = Record::of_live_supervisor(c).map(|r| r.pid).filter(|p| *p > 0) {
                 tracing::info!("asking the supervisor of {name} (PID {pid}) to halt it");
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
                 told_supervisor = true;
@@ -317,7 +325,7 @@ pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
             }
         }
         if Instant::now() >= next_signal {
-            sigrtmin3_to_guest_init(&cgroup, &c);
+            sigrtmin3_to_guest_init(&cgroup, c);
             next_signal = Instant::now() + Duration::from_secs(1);
         }
         crash_point("stop-signalled");
@@ -326,7 +334,7 @@ pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     if !gone() {
         tracing::warn!("{name} did not halt within {} s; killing it", timeout.as_secs_f32());
     }
-    finish_off(&c, &cgroup)?;
+    finish_off(c, &cgroup)?;
     Ok(Outcome::Done)
 }
 

@@ -365,6 +365,7 @@ fn run_container(
             nspawn_pid: pid.as_raw(),
             started_at: now(),
             system: system.clone(),
+            started_with: Some(c.conf.launch_settings()),
         };
         let json = serde_json::to_vec(&state).expect("state serialises");
         fsutil::write_atomic(&c.paths.state_file(), &json, 0o644)?;

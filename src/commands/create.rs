@@ -7,7 +7,7 @@ use crate::conf::{
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, CreateRequest, Source};
 use crate::nixos_config::UserConfig;
-use crate::profile::{normalize_nixos_path, BuildOutput, DEFAULT_NIXOS_PATH};
+use crate::profile::{normalize_flake, normalize_nixos_path, BuildOutput, DEFAULT_NIXOS_PATH};
 
 fn invalid(what: &'static str, value: &str, reason: String) -> Error {
     Error::InvalidValue { what, value: value.to_string(), reason }
@@ -73,8 +73,9 @@ pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
     let source = if let Some(p) = &args.system_path {
         Source::SystemPath(p.clone())
     } else if let Some(f) = &args.flake {
+        let f = normalize_flake(f)?;
         conf.flake = Some(f.clone());
-        Source::Flake(f.clone())
+        Source::Flake(f)
     } else {
         let user = match (&args.config, &args.config_file) {
             (Some(s), _) => UserConfig::Inline(s.clone()),

@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod destroy;
+pub mod generations;
 pub mod list;
 pub mod restart;
 pub mod run;
@@ -12,6 +13,7 @@ pub mod status;
 pub mod stop;
 pub mod supervise;
 pub mod terminate;
+pub mod update;
 
 use crate::error::{Error, Result};
 use crate::paths::Paths;
@@ -26,6 +28,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Builds show Nix's progress when a person watches or -v was given.
+    pub fn build_output(&self) -> crate::profile::BuildOutput {
+        if self.interactive && !self.quiet || self.verbose > 0 {
+            crate::profile::BuildOutput::Show
+        } else {
+            crate::profile::BuildOutput::Capture
+        }
+    }
+
     /// Prints a note for the user on stderr unless --quiet.
     pub fn note(&self, msg: &str) {
         if !self.quiet {

@@ -1,5 +1,7 @@
 //! Talking to a running guest through the sockets in its root.
 
+pub mod shell;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
