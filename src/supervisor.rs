@@ -296,7 +296,9 @@ fn set_phase(lock: &File, phase: Phase) {
 }
 
 fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -> Result<()> {
-    let alive = adopt_lock(c)?;
+    // Held until the process is gone (never dropped): whoever waits for the
+    // supervisor's exit must not see it released a moment before.
+    let alive = std::mem::ManuallyDrop::new(adopt_lock(c)?);
     set_phase(&alive, Phase::Starting);
     nix::sys::prctl::set_child_subreaper(true).context(|| "becoming a subreaper".into())?;
     // SAFETY: installing handlers; forward_stop only calls kill.
