@@ -55,6 +55,18 @@ pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
     found
 }
 
+/// How many containers have a cgroup now (running, or being started).
+pub fn container_count() -> u64 {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return 0 };
+    let hierarchies = hierarchies_from(&info);
+    let Some(tracking) = hierarchies.iter().find(|h| h.kind == Kind::Unified).or(hierarchies.first()) else {
+        return 0;
+    };
+    fs::read_dir(tracking.mount.join(PARENT))
+        .map(|d| d.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).count() as u64)
+        .unwrap_or(0)
+}
+
 /// The cgroup of one container across the host's hierarchies.
 #[derive(Debug, Clone)]
 pub struct ContainerCgroup {

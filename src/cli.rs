@@ -52,6 +52,10 @@ pub enum Command {
     Terminate(NameArg),
     /// Stop a container, then start it again
     Restart(RestartArgs),
+    /// Build a new generation of a container's system and activate it live
+    Update(UpdateArgs),
+    /// List the generations of a container's system (number, date, store path)
+    Generations(NameArg),
     /// Print whether a container is up or down
     Status(StatusArgs),
     /// Run a command in a container as root
@@ -155,6 +159,64 @@ pub struct CreateArgs {
     /// Bind-mount a host path read-only: SRC[:DST[:OPTIONS]] (repeatable)
     #[arg(long, value_name = "SRC[:DST]", value_hint = clap::ValueHint::AnyPath)]
     pub bind_ro: Vec<String>,
+
+    /// Give the container a capability beyond nspawn's default set (repeatable, or comma-separated)
+    #[arg(long, value_name = "CAP", value_delimiter = ',')]
+    pub capability: Vec<String>,
+
+    /// Allow (NAME, @GROUP) or deny (~NAME) system calls, as systemd-nspawn does (repeatable)
+    #[arg(long, value_name = "FILTER")]
+    pub system_call_filter: Vec<String>,
+
+    /// Make a host device node available in the container, e.g. /dev/fuse (repeatable)
+    #[arg(long, value_name = "DEVICE", value_hint = clap::ValueHint::FilePath)]
+    pub device: Vec<String>,
+
+    /// Run the container in a user namespace: pick (default), yes, identity or a UID base
+    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "pick")]
+    pub private_users: Option<String>,
+}
+
+/// Without a source option, update rebuilds from what create stored: the
+/// flake (with its attr), else the container's configuration.nix.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+
+    /// Build configuration.nix with this NixOS expression (remembered)
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["system_path", "flake"])]
+    pub nixos_path: Option<String>,
+
+    /// Select an already built NixOS system instead of building one
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "config_file", "flake"])]
+    pub system_path: Option<PathBuf>,
+
+    /// New NixOS configuration as Nix attribute definitions (replaces configuration.nix)
+    #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
+    pub config: Option<String>,
+
+    /// New NixOS configuration file to import (replaces configuration.nix)
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
+    pub config_file: Option<PathBuf>,
+
+    /// Build nixosConfigurations.ATTR of a flake (ATTR defaults to 'container'; remembered)
+    #[arg(long, value_name = "REF[#ATTR]")]
+    pub flake: Option<String>,
+
+    /// Select the generation before the current one instead of building
+    #[arg(long, conflicts_with_all = ["nixos_path", "system_path", "config", "config_file", "flake"])]
+    pub rollback: bool,
+
+    /// Select generation N (see 'generations') instead of building
+    #[arg(long, value_name = "N", conflicts_with_all = ["rollback", "nixos_path", "system_path", "config", "config_file", "flake"])]
+    pub switch_generation: Option<u64>,
+
+    /// Restart a running container whose nspawn or network settings changed
+    /// since it started, instead of only saying that it needs a restart
+    #[arg(long)]
+    pub restart: bool,
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +307,25 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("inf").is_err());
         assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn update_sources_exclude_each_other() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["nixos-container", "update", "c"], args].concat());
+        assert!(parse(&[]).is_ok());
+        assert!(parse(&["--config-file", "x.nix", "--nixos-path", "/n"]).is_ok());
+        assert!(parse(&["--flake", "/f#a", "--restart"]).is_ok());
+        for bad in [
+            &["--flake", "/f", "--config", "{}"][..],
+            &["--system-path", "/s", "--config-file", "x"],
+            &["--rollback", "--flake", "/f"],
+            &["--rollback", "--nixos-path", "/n"],
+            &["--rollback", "--switch-generation", "1"],
+            &["--switch-generation", "1", "--config", "{}"],
+            &["--flake", "/f", "--nixos-path", "/n"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

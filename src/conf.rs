@@ -5,6 +5,7 @@
 //! declarative containers) must load; keys we do not know are kept when we
 //! rewrite the file, so nothing a user or another tool wrote is lost.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -209,6 +210,12 @@ pub struct Conf {
     /// service does.
     pub extra_nspawn_flags: Vec<String>,
     pub private_users: Option<String>,
+    /// Capabilities on top of nspawn's default set.
+    pub capabilities: Vec<String>,
+    /// systemd-nspawn --system-call-filter tokens (`name`, `@group`, `~deny`).
+    pub system_call_filter: Vec<String>,
+    /// Device nodes made available in the container (e.g. /dev/fuse).
+    pub devices: Vec<PathBuf>,
     pub network_namespace_path: Option<PathBuf>,
     pub interfaces: Vec<String>,
     pub macvlans: Vec<String>,
@@ -248,9 +255,35 @@ const KNOWN_KEYS: &[&str] = &[
     "BINDS_RO",
     "EXTRA_NSPAWN_FLAGS",
     "PRIVATE_USERS",
+    "CAPABILITIES",
+    "SYSTEM_CALL_FILTER",
+    "DEVICES",
     "NETWORK_NAMESPACE_PATH",
     "INTERFACES",
     "MACVLANS",
+];
+
+/// Keys whose values a running container was started with: the nspawn
+/// command line and the network setup depend on them, so a change takes
+/// effect only when the container is restarted.
+pub const RESTART_KEYS: &[&str] = &[
+    "PRIVATE_NETWORK",
+    "HOST_ADDRESS",
+    "LOCAL_ADDRESS",
+    "HOST_ADDRESS6",
+    "LOCAL_ADDRESS6",
+    "HOST_BRIDGE",
+    "HOST_PORT",
+    "BINDS",
+    "BINDS_RO",
+    "EXTRA_NSPAWN_FLAGS",
+    "PRIVATE_USERS",
+    "NETWORK_NAMESPACE_PATH",
+    "INTERFACES",
+    "MACVLANS",
+    "CAPABILITIES",
+    "SYSTEM_CALL_FILTER",
+    "DEVICES",
 ];
 
 /// Keys nixpkgs writes that we accept and keep but do not act on.
@@ -350,6 +383,67 @@ fn quote(value: &str) -> String {
     s
 }
 
+/// The capabilities Linux knows, as systemd-nspawn names them.
+const CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+/// A capability name (`CAP_NET_ADMIN`; `net_admin` is accepted and normalised).
+pub fn validate_capability(name: &str) -> std::result::Result<String, String> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+    if CAPABILITIES.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err("not a Linux capability (e.g. CAP_NET_ADMIN, CAP_SYS_TIME)".into())
+    }
+}
+
+/// A --system-call-filter token: `name`, `@group`, or either prefixed by `~`
+/// to deny it.
+pub fn validate_syscall_filter(token: &str) -> std::result::Result<String, String> {
+    let body = token.strip_prefix('~').unwrap_or(token);
+    let (group, body) = match body.strip_prefix('@') {
+        Some(b) => (true, b),
+        None => (false, body),
+    };
+    // Group names have dashes (@system-service); system calls do not.
+    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (group && c == '-');
+    if body.starts_with(|c: char| c.is_ascii_lowercase()) && body.chars().all(valid_char) {
+        Ok(token.to_string())
+    } else {
+        Err("expected a system call or @group, optionally prefixed with ~ (e.g. @clock, ~chroot)".into())
+    }
+}
+
+/// A device node path under /dev.
+pub fn validate_device_path(path: &str) -> std::result::Result<PathBuf, String> {
+    let p = Path::new(path);
+    if !p.starts_with("/dev/") || p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err("devices are paths under /dev (e.g. /dev/fuse)".into());
+    }
+    Ok(p.to_path_buf())
+}
+
+/// PRIVATE_USERS as systemd-nspawn takes it: no, yes, pick, identity, or a UID base.
+pub fn validate_private_users(v: &str) -> std::result::Result<(), String> {
+    let ok = matches!(v, "no" | "yes" | "pick" | "identity" | "0" | "1")
+        || v.split(':').all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err("expected no, yes, pick, identity or a UID base".into())
+    }
+}
+
 fn parse_bool(key: &str, value: &str) -> std::result::Result<bool, String> {
     match value {
         "1" | "yes" | "true" => Ok(true),
@@ -418,7 +512,29 @@ impl Conf {
                     }
                 }
                 "EXTRA_NSPAWN_FLAGS" => conf.extra_nspawn_flags = words(v).map(str::to_string).collect(),
-                "PRIVATE_USERS" => conf.private_users = nonempty(v),
+                "PRIVATE_USERS" => {
+                    conf.private_users = nonempty(v);
+                    if let Some(p) = &conf.private_users {
+                        validate_private_users(p).map_err(|e| format!("PRIVATE_USERS='{}': {e}", shorten(p)))?;
+                    }
+                }
+                "CAPABILITIES" => {
+                    conf.capabilities = words(v)
+                        .map(|c| validate_capability(c).map_err(|e| format!("CAPABILITIES entry '{}': {e}", shorten(c))))
+                        .collect::<std::result::Result<_, _>>()?
+                }
+                "SYSTEM_CALL_FILTER" => {
+                    conf.system_call_filter = words(v)
+                        .map(|t| {
+                            validate_syscall_filter(t).map_err(|e| format!("SYSTEM_CALL_FILTER entry '{}': {e}", shorten(t)))
+                        })
+                        .collect::<std::result::Result<_, _>>()?
+                }
+                "DEVICES" => {
+                    conf.devices = words(v)
+                        .map(|d| validate_device_path(d).map_err(|e| format!("DEVICES entry '{}': {e}", shorten(d))))
+                        .collect::<std::result::Result<_, _>>()?
+                }
                 "NETWORK_NAMESPACE_PATH" => conf.network_namespace_path = nonempty(v).map(PathBuf::from),
                 "INTERFACES" => conf.interfaces = words(v).map(str::to_string).collect(),
                 "MACVLANS" => conf.macvlans = words(v).map(str::to_string).collect(),
@@ -457,6 +573,19 @@ impl Conf {
             tracing::warn!("{}: {w}", path.display());
         }
         Ok(conf)
+    }
+
+    /// The values of `RESTART_KEYS` as the conf renders them (absent keys
+    /// as empty), to record what a container was started with.
+    pub fn launch_settings(&self) -> BTreeMap<String, String> {
+        let rendered = parse_pairs(&self.render()).unwrap_or_default();
+        RESTART_KEYS
+            .iter()
+            .map(|k| {
+                let v = rendered.iter().rev().find(|(rk, _)| rk == k).map(|(_, v)| v.clone());
+                (k.to_string(), v.unwrap_or_default())
+            })
+            .collect()
     }
 
     /// Writes the conf atomically (temporary file, fsync, rename).
@@ -505,6 +634,16 @@ impl Conf {
         }
         if let Some(p) = &self.private_users {
             put("PRIVATE_USERS", p);
+        }
+        if !self.capabilities.is_empty() {
+            put("CAPABILITIES", &self.capabilities.join(" "));
+        }
+        if !self.system_call_filter.is_empty() {
+            put("SYSTEM_CALL_FILTER", &self.system_call_filter.join(" "));
+        }
+        if !self.devices.is_empty() {
+            let d: Vec<String> = self.devices.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            put("DEVICES", &d.join(" "));
         }
         if let Some(p) = &self.network_namespace_path {
             put("NETWORK_NAMESPACE_PATH", &p.to_string_lossy());
@@ -615,6 +754,39 @@ COPY_RESOLV_CONF=1
     fn unknown_keys_warn() {
         let (_, warnings) = Conf::parse("AUTOSTART=1\n", Path::new("x")).unwrap();
         assert_eq!(warnings, ["unknown key AUTOSTART ignored"]);
+    }
+
+    #[test]
+    fn isolation_keys_round_trip_and_are_checked() {
+        let c = parse("CAPABILITIES=\"CAP_NET_ADMIN sys_time\"\nSYSTEM_CALL_FILTER=\"@clock ~chroot\"\nDEVICES=/dev/fuse\nPRIVATE_USERS=pick\n").unwrap();
+        assert_eq!(c.capabilities, ["CAP_NET_ADMIN", "CAP_SYS_TIME"]);
+        assert_eq!(c.system_call_filter, ["@clock", "~chroot"]);
+        assert_eq!(c.devices, [PathBuf::from("/dev/fuse")]);
+        assert_eq!(parse(&c.render()).unwrap(), c);
+        assert!(parse("CAPABILITIES=CAP_FLY\n").unwrap_err().to_string().contains("not a Linux capability"));
+        assert!(parse("SYSTEM_CALL_FILTER='rm -rf'\n").is_err());
+        assert!(parse("DEVICES=/etc/passwd\n").unwrap_err().to_string().contains("under /dev"));
+        assert!(parse("DEVICES=/dev/../etc\n").is_err());
+        assert!(parse("PRIVATE_USERS=maybe\n").is_err());
+    }
+
+    #[test]
+    fn launch_settings_cover_what_nspawn_and_the_network_use() {
+        let mut c = parse("PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nAUTO_START=0\n").unwrap();
+        let before = c.launch_settings();
+        assert_eq!(before.len(), RESTART_KEYS.len());
+        assert_eq!(before["LOCAL_ADDRESS"], "10.233.1.2");
+        assert_eq!(before["BINDS"], "");
+        // Keys that need no restart do not count.
+        c.auto_start = true;
+        c.flake = Some("/f#web".into());
+        assert_eq!(c.launch_settings(), before);
+        c.binds.push(Bind::parse("/srv/a:/a", false).unwrap());
+        c.extra_nspawn_flags.push("--capability=CAP_NET_ADMIN".into());
+        let after = c.launch_settings();
+        let changed: Vec<&String> = after.keys().filter(|k| after[*k] != before[*k]).collect();
+        assert_eq!(changed, ["BINDS", "EXTRA_NSPAWN_FLAGS"]);
+        assert_eq!(after["BINDS"], "/srv/a:/a");
     }
 
     #[test]

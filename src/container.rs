@@ -1,5 +1,6 @@
 //! A container: its name, paths and conf, and what is known of it at runtime.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,11 @@ pub struct RunState {
     pub started_at: u64,
     /// The system store path the container booted.
     pub system: String,
+    /// The conf's `RESTART_KEYS` as they were at start (`Conf::launch_settings`),
+    /// so that `update` can tell when a change needs a restart. Absent in
+    /// state written by an older supervisor.
+    #[serde(default)]
+    pub started_with: Option<BTreeMap<String, String>>,
 }
 
 impl Container {
@@ -104,9 +110,10 @@ impl Container {
         ContainerCgroup::new(&self.name)
     }
 
-    /// Up while any process of the container exists, supervised or not.
+    /// Up while any process of the container exists, supervised or not, or
+    /// while its supervisor lives (starting it, or cleaning up after it).
     pub fn state(&self) -> Result<State> {
-        Ok(if self.cgroup()?.is_populated() { State::Up } else { State::Down })
+        Ok(if self.cgroup()?.is_populated() || self.supervisor_alive() { State::Up } else { State::Down })
     }
 
     /// Like `state`, with the host's hierarchies read once by the caller.

@@ -64,6 +64,20 @@ pub enum Error {
     #[error("{0}")]
     Build(String),
 
+    /// The new system is selected but did not take effect in the running
+    /// guest.
+    #[error("{}", activation_message(name, *generation, failure, output, back))]
+    Activation {
+        name: String,
+        generation: Option<u64>,
+        /// What went wrong ("switch-to-configuration exited with status 4").
+        failure: String,
+        /// What switch-to-configuration printed.
+        output: String,
+        /// The generation selected before, and the command that selects it again.
+        back: Option<(u64, String)>,
+    },
+
     #[error("container '{name}' failed to start: {reason}")]
     StartFailed { name: String, reason: String },
 
@@ -106,6 +120,29 @@ impl Error {
     }
 }
 
+fn activation_message(
+    name: &str,
+    generation: Option<u64>,
+    failure: &str,
+    output: &str,
+    back: &Option<(u64, String)>,
+) -> String {
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    let shown = &lines[lines.len().saturating_sub(40)..];
+    let mut msg = format!("activating the new system in container '{name}' failed: {failure}");
+    if !shown.is_empty() {
+        msg.push_str(":\n");
+        msg.push_str(&shown.join("\n"));
+    }
+    let which = generation.map(|g| format!("generation {g}")).unwrap_or_else(|| "the new system".into());
+    msg.push_str(&format!("\n{which} stays selected"));
+    match back {
+        Some((g, command)) => msg.push_str(&format!("; to go back to generation {g}, run '{command}'")),
+        None => msg.push_str(&format!("; 'nixos-container generations {name}' lists the others")),
+    }
+    msg
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Attach a human context ("writing /etc/foo") to I/O errors.
@@ -128,5 +165,29 @@ impl<T> IoContext<T> for nix::Result<T> {
             context: what(),
             source: io::Error::from(errno),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_activation_says_how_to_roll_back() {
+        let e = Error::Activation {
+            name: "web".into(),
+            generation: Some(3),
+            failure: "switch-to-configuration exited with status 4".into(),
+            output: "activating the configuration...\n\nwarning: the following units failed: x.service\n".into(),
+            back: Some((2, "nixos-container update web --rollback".into())),
+        };
+        assert_eq!(
+            e.to_string(),
+            "activating the new system in container 'web' failed: switch-to-configuration exited with status 4:\n\
+             activating the configuration...\n\
+             warning: the following units failed: x.service\n\
+             generation 3 stays selected; to go back to generation 2, run 'nixos-container update web --rollback'"
+        );
+        assert_eq!(e.exit_code(), exit::FAILURE);
     }
 }

@@ -12,7 +12,8 @@
 //! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
 //! - `guest`: the sockets inside a running guest;
 //! - `lifecycle`: create/start/stop/terminate/destroy on top of all that;
-//! - `manpages`: the man pages, generated from the CLI definition.
+//! - `manpages`: the man pages, generated from the CLI definition;
+//! - `update`: new generations, live activation, rollback.
 
 pub mod addr;
 pub mod cgroup;
@@ -22,8 +23,10 @@ pub mod conf;
 pub mod completion;
 pub mod container;
 pub mod error;
+pub mod faults;
 pub mod fsutil;
 pub mod guest;
+pub mod hostlimits;
 pub mod lifecycle;
 pub mod lock;
 pub mod manpages;
@@ -34,3 +37,4 @@ pub mod paths;
 pub mod profile;
 pub mod rootfs;
 pub mod supervisor;
+pub mod update;

@@ -14,6 +14,7 @@ use crate::cgroup::ContainerCgroup;
 use crate::conf::{Addr4, Conf};
 use crate::container::Container;
 use crate::error::{Error, IoContext, Result};
+use crate::faults::crash_point;
 use crate::fsutil;
 use crate::lock::Lock;
 use crate::name;
@@ -21,7 +22,9 @@ use crate::nixos_config::{self, UserConfig};
 use crate::paths::{ContainerPaths, Paths};
 use crate::profile::{self, BuildOutput, SystemSource};
 use crate::rootfs;
-use crate::supervisor;
+use crate::supervisor::{self, Phase, Record};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// Where a new container's system comes from.
 #[derive(Debug, Clone)]
@@ -158,6 +161,7 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
     let marker = creating_marker(&p);
     conf.save(&marker)?;
     drop(global);
+    crash_point("create-reserved");
 
     match build_new(&name, &p, &req.source, req.output) {
         Ok(()) => {}
@@ -168,7 +172,11 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
             return Err(e);
         }
     }
+    crash_point("create-built");
+    // Under the global lock, so that allocation never sees neither file.
+    let global = Lock::exclusive(&paths.global_lock(), "the global lock")?;
     std::fs::rename(&marker, &p.conf).context(|| format!("writing {}", p.conf.display()))?;
+    drop(global);
     drop(container_lock);
     Ok(Created { name, conf: req.conf })
 }
@@ -188,13 +196,7 @@ fn build_new(name: &str, p: &ContainerPaths, source: &Source, output: BuildOutpu
             SystemSource::Flake { reference: reference.into(), attr: attr.into() }
         }
     };
-    let system = profile::build(&p.system_profile(), &build, output)?;
-    if !system.join("init").exists() {
-        return Err(Error::Build(format!(
-            "{} has no 'init': it is not a NixOS system",
-            system.display()
-        )));
-    }
+    profile::build(&p.system_profile(), &build, output)?;
     Ok(())
 }
 
@@ -216,7 +218,9 @@ pub enum Outcome {
     AlreadyThere,
 }
 
-fn lock_container(c: &Container) -> Result<Lock> {
+/// Takes the container's lock, which every command that changes the
+/// container holds for its whole run.
+pub fn lock_container(c: &Container) -> Result<Lock> {
     Lock::exclusive(&c.paths.lock, &format!("container '{}'", c.name))
 }
 
@@ -224,14 +228,33 @@ fn lock_container(c: &Container) -> Result<Lock> {
 pub fn start(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     let c = Container::open(paths, name)?;
     let _lock = lock_container(&c)?;
+    crash_point("start-locked");
     // Re-read under the lock: another command may have changed it.
     let c = Container::open(paths, name)?;
+    start_locked(&c, timeout)
+}
+
+/// `start` for a caller that holds the container's lock.
+pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
+    let name = &c.name;
     let cgroup = c.cgroup()?;
-    if cgroup.is_populated() {
-        return Ok(Outcome::AlreadyThere);
+    match Record::of_live_supervisor(c) {
+        // Its guest is gone and it is cleaning up: let it finish, then start anew.
+        Some(r) if r.phase == Phase::Stopping => {
+            wait_for_supervisor_exit(c, Duration::from_secs(15));
+        }
+        Some(r) if r.phase == Phase::Running => return Ok(Outcome::AlreadyThere),
+        // Being started by a start that died: wait for it, as for our own.
+        Some(_) => {
+            if wait_while_starting(c, timeout) {
+                return Ok(Outcome::AlreadyThere);
+            }
+            wait_for_supervisor_exit(c, Duration::from_secs(15));
+        }
+        None if cgroup.is_populated() => return Ok(Outcome::AlreadyThere),
+        None => {}
     }
-    wait_for_supervisor_exit(&c, Duration::from_secs(15));
-    release_runtime(&c, &cgroup);
+    release_runtime(c, &cgroup);
 
     if c.conf.system_path.is_none() && !c.paths.system_profile().exists() {
         return Err(Error::other(format!(
@@ -239,10 +262,25 @@ pub fn start(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
         )));
     }
     crate::nspawn::require_installed()?;
+    crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     tracing::info!("preparing the root {}", c.paths.root.display());
     rootfs::prepare(&c.paths)?;
-    supervisor::launch(&c, timeout, None)?;
+    crash_point("start-prepared");
+    supervisor::launch(c, timeout, None)?;
     Ok(Outcome::Done)
+}
+
+/// Waits while the supervisor starts the guest; true once it runs.
+fn wait_while_starting(c: &Container, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match Record::of_live_supervisor(c) {
+            Some(r) if r.phase == Phase::Running => return true,
+            Some(r) if r.phase == Phase::Starting => std::thread::sleep(Duration::from_millis(10)),
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Waits until a supervisor that is tearing down has finished.
@@ -250,43 +288,59 @@ fn wait_for_supervisor_exit(c: &Container, wait: Duration) -> bool {
     matches!(Lock::exclusive_within(&c.paths.supervisor_lock(), wait), Ok(Some(_)))
 }
 
-fn send_halt(cgroup: &ContainerCgroup, c: &Container) {
+fn sigrtmin3_to_guest_init(cgroup: &ContainerCgroup, c: &Container) {
     if let Some(leader) = cgroup.leader() {
         tracing::info!("sending SIGRTMIN+3 to {} (PID {leader})", c.name);
         // SAFETY: plain kill(2).
         unsafe { libc::kill(leader.as_raw(), libc::SIGRTMIN() + 3) };
-    } else if let Some(st) = c.run_state() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.nspawn_pid), nix::sys::signal::Signal::SIGTERM);
     }
 }
 
-/// Halts the guest cleanly (SIGRTMIN+3 to its init), and kills whatever is
-/// left after `timeout`. When it returns, no process of the container exists.
+/// Halts the guest cleanly and kills whatever is left after `timeout`.
+/// When it returns, no process of the container exists.
+///
+/// The halt request goes to the supervisor (which passes it to nspawn, and
+/// which also understands it before nspawn runs), then SIGRTMIN+3 to the
+/// guest's init every second: an init in early boot has no handler yet.
 pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
     let c = Container::open(paths, name)?;
     let _lock = lock_container(&c)?;
+    stop_locked(&c, timeout)
+}
+
+/// `stop` for a caller that holds the container's lock.
+pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
+    let name = &c.name;
     let cgroup = c.cgroup()?;
-    if !cgroup.is_populated() {
-        if !c.supervisor_alive() {
-            release_runtime(&c, &cgroup);
-        }
+    let gone = || !cgroup.is_populated() && !c.supervisor_alive();
+    if gone() {
+        release_runtime(c, &cgroup);
         return Ok(Outcome::AlreadyThere);
     }
     tracing::info!("waiting up to {} s for {name} to halt", timeout.as_secs_f32());
     let deadline = Instant::now() + timeout;
+    let mut told_supervisor = false;
     let mut next_signal = Instant::now();
-    while cgroup.is_populated() && Instant::now() < deadline {
-        // Repeat the request: a guest still in early boot has no handler yet.
+    while !gone() && Instant::now() < deadline {
+        if !told_supervisor {
+            if let Some(pid) = Record::of_live_supervisor(c).map(|r| r.pid).filter(|p| *p > 0) {
+                tracing::info!("asking the supervisor of {name} (PID {pid}) to halt it");
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                told_supervisor = true;
+                next_signal = Instant::now() + Duration::from_secs(1);
+            }
+        }
         if Instant::now() >= next_signal {
-            send_halt(&cgroup, &c);
+            sigrtmin3_to_guest_init(&cgroup, c);
             next_signal = Instant::now() + Duration::from_secs(1);
         }
+        crash_point("stop-signalled");
         std::thread::sleep(Duration::from_millis(10));
     }
-    if cgroup.is_populated() {
+    if !gone() {
         tracing::warn!("{name} did not halt within {} s; killing it", timeout.as_secs_f32());
     }
-    finish_off(&c, &cgroup)?;
+    finish_off(c, &cgroup)?;
     Ok(Outcome::Done)
 }
 
@@ -295,14 +349,25 @@ pub fn terminate(paths: &Paths, name: &str) -> Result<Outcome> {
     let c = Container::open(paths, name)?;
     let _lock = lock_container(&c)?;
     let cgroup = c.cgroup()?;
-    let was_up = cgroup.is_populated();
+    let was_up = cgroup.is_populated() || c.supervisor_alive();
     finish_off(&c, &cgroup)?;
     Ok(if was_up { Outcome::Done } else { Outcome::AlreadyThere })
 }
 
-/// Kills what is left, lets the supervisor finish, and removes the runtime
-/// state even if there is no supervisor any more.
+/// Kills the supervisor (so it launches nothing more) and every process of
+/// the container, and removes the runtime state, which the dead supervisor
+/// may not have done.
 fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Some(record) = Record::of_live_supervisor(c) {
+        if record.pid > 0 {
+            let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::other(format!("the supervisor of container '{}' does not exit", c.name)));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     if !cgroup.kill_all(Duration::from_secs(5)) {
         let pids: Vec<String> = cgroup.pids().iter().map(|p| p.to_string()).collect();
         return Err(Error::other(format!(
@@ -311,7 +376,6 @@ fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
             pids.join(" ")
         )));
     }
-    wait_for_supervisor_exit(c, Duration::from_secs(10));
     release_runtime(c, cgroup);
     Ok(())
 }
@@ -328,6 +392,16 @@ pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
 /// mounted into it), profile, GC roots, runtime state and conf, in that
 /// order: until the conf is gone, a failed destroy can be run again.
 pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
+    name::validate(name)?;
+    let p = paths.container(name);
+    let marker = creating_marker(&p);
+    if !p.conf.exists() && marker.exists() {
+        // The remains of a create that died half-way.
+        let Some(_lock) = Lock::try_exclusive(&p.lock)? else {
+            return Err(crate::lock::busy(name));
+        };
+        return remove_container_files(&p);
+    }
     let c = Container::open(paths, name)?;
     if c.is_declarative() {
         return Err(Error::other(format!(
@@ -338,6 +412,7 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
     let _lock = lock_container(&c)?;
     let cgroup = c.cgroup()?;
     finish_off(&c, &cgroup)?;
+    crash_point("destroy-stopped");
     tracing::info!(
         "removing {}, {}, {} and {}",
         c.paths.root.display(),
@@ -346,6 +421,7 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
         c.paths.conf.display()
     );
     remove_container_files(&c.paths)?;
+    crash_point("destroy-files");
     std::fs::remove_file(&c.paths.conf).context(|| format!("removing {}", c.paths.conf.display()))?;
     Ok(())
 }

@@ -5,19 +5,20 @@
 //! waiter must lock the same inode.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, IoContext, Result};
 
-/// A held lock; released on drop.
+/// A held lock. It is released when the last descriptor of its open file
+/// goes: on drop, or, when handed to a child process, when that child exits.
 #[derive(Debug)]
 pub struct Lock {
-    _file: Flock<File>,
+    file: File,
 }
 
 fn open(path: &Path) -> Result<File> {
@@ -29,9 +30,15 @@ fn open(path: &Path) -> Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
+        // Root only: anyone who can open a lock file can hold it.
         .mode(0o600)
         .open(path)
         .context(|| format!("opening lock {}", path.display()))
+}
+
+fn flock(file: &File, op: libc::c_int) -> nix::Result<()> {
+    // SAFETY: flock on a descriptor we own.
+    Errno::result(unsafe { libc::flock(file.as_raw_fd(), op) }).map(drop)
 }
 
 impl Lock {
@@ -39,26 +46,28 @@ impl Lock {
     /// `what` names the lock in the message shown while waiting.
     pub fn exclusive(path: &Path, what: &str) -> Result<Lock> {
         let file = open(path)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Lock { _file: lock }),
-            Err((file, Errno::EWOULDBLOCK)) => {
-                tracing::info!("waiting for {what} (another nixos-container command holds it)");
-                Flock::lock(file, FlockArg::LockExclusive)
-                    .map(|l| Lock { _file: l })
-                    .map_err(|(_, e)| e)
-                    .context(|| format!("locking {}", path.display()))
+        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => return Ok(Lock { file }),
+            Err(Errno::EWOULDBLOCK) => {}
+            Err(e) => return Err(e).context(|| format!("locking {}", path.display())),
+        }
+        tracing::info!("waiting for {what} (another nixos-container command holds it)");
+        loop {
+            match flock(&file, libc::LOCK_EX) {
+                Ok(()) => return Ok(Lock { file }),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e).context(|| format!("locking {}", path.display())),
             }
-            Err((_, e)) => Err(e).context(|| format!("locking {}", path.display())),
         }
     }
 
     /// Takes an exclusive lock if it is free right now.
     pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
         let file = open(path)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(Lock { _file: lock })),
-            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, e)) => Err(e).context(|| format!("locking {}", path.display())),
+        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => Ok(Some(Lock { file })),
+            Err(Errno::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(e).context(|| format!("locking {}", path.display())),
         }
     }
 
@@ -77,18 +86,30 @@ impl Lock {
             pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
+
+    /// The lock file, e.g. to record who holds it.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Keeps the lock held by the returned file (and whoever inherits it).
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
+    /// The descriptor, for handing the lock to a child process.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
 }
 
 /// Whether someone holds a lock on `path`, without creating it. Works for
 /// any user who can read the file.
-pub fn is_held(path: &PathBuf) -> bool {
+pub fn is_held(path: &Path) -> bool {
     let Ok(file) = File::open(path) else {
         return false;
     };
-    match Flock::lock(file, FlockArg::LockSharedNonblock) {
-        Ok(_) => false,
-        Err((_, e)) => e == Errno::EWOULDBLOCK,
-    }
+    flock(&file, libc::LOCK_SH | libc::LOCK_NB) == Err(Errno::EWOULDBLOCK)
 }
 
 /// Explains a lock that could not be taken in time.

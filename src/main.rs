@@ -36,6 +36,8 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
         Command::Stop(a) => commands::stop::run(ctx, a),
         Command::Terminate(a) => commands::terminate::run(ctx, a),
         Command::Restart(a) => commands::restart::run(ctx, a),
+        Command::Update(a) => commands::update::run(ctx, a),
+        Command::Generations(a) => commands::generations::run(ctx, a),
         Command::Status(a) => commands::status::run(ctx, a),
         Command::Run(a) => commands::run::run(ctx, a),
         Command::ShowIp(a) => commands::show_ip::run(ctx, a),

@@ -55,6 +55,10 @@ fn is_executable(p: &Path) -> bool {
 }
 
 pub fn command_line(l: &Launch<'_>) -> Vec<String> {
+    let private_users = l.conf.private_users.as_deref().filter(|u| *u != "no");
+    // In a user namespace, the host's Nix paths are mapped to the guest's
+    // root (idmapped mounts) instead of showing up as nobody's.
+    let idmap = if private_users.is_some() { ":idmap" } else { "" };
     let mut argv: Vec<String> = vec![
         "systemd-nspawn".into(),
         "--keep-unit".into(),
@@ -65,15 +69,20 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
         "--kill-signal=SIGRTMIN+3".into(),
         "--console=read-only".into(),
         "--link-journal=no".into(),
-        "--bind-ro=/nix/store".into(),
     ];
-    for p in ["/nix/var/nix/db", "/nix/var/nix/daemon-socket"] {
-        if (l.host_has)(Path::new(p)) {
-            argv.push(format!("--bind-ro={p}"));
+    for p in ["/nix/store", "/nix/var/nix/db", "/nix/var/nix/daemon-socket"] {
+        if p == "/nix/store" || (l.host_has)(Path::new(p)) {
+            argv.push(format!("--bind-ro={p}:{p}{idmap}"));
         }
     }
-    argv.push(format!("--bind={}:{GUEST_PROFILES}", l.paths.profile_dir.display()));
-    argv.push(format!("--bind={}:{GUEST_GCROOTS}", l.paths.gcroots.display()));
+    argv.push(format!("--bind={}:{GUEST_PROFILES}{idmap}", l.paths.profile_dir.display()));
+    argv.push(format!("--bind={}:{GUEST_GCROOTS}{idmap}", l.paths.gcroots.display()));
+    if let Some(u) = private_users {
+        argv.push(format!("--private-users={u}"));
+        // Shift the root's ownership on first start (idmapped mounts where
+        // the kernel and file system can, chown otherwise).
+        argv.push("--private-users-ownership=auto".into());
+    }
     if let Some(ns) = &l.netns {
         argv.push(format!("--network-namespace-path={}", ns.display()));
     } else if let Some(ns) = &l.conf.network_namespace_path {
@@ -85,8 +94,14 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
     for m in &l.conf.macvlans {
         argv.push(format!("--network-macvlan={m}"));
     }
-    if let Some(u) = &l.conf.private_users {
-        argv.push(format!("--private-users={u}"));
+    if !l.conf.capabilities.is_empty() {
+        argv.push(format!("--capability={}", l.conf.capabilities.join(",")));
+    }
+    if !l.conf.system_call_filter.is_empty() {
+        argv.push(format!("--system-call-filter={}", l.conf.system_call_filter.join(" ")));
+    }
+    for d in &l.conf.devices {
+        argv.push(format!("--bind={}", d.display()));
     }
     argv.extend(l.conf.binds.iter().map(|b| b.nspawn_flag()));
     argv.extend(l.conf.extra_nspawn_flags.iter().cloned());
@@ -118,11 +133,40 @@ mod tests {
             argv.join(" "),
             "systemd-nspawn --keep-unit --register=no --machine=web --directory=/x/state/web \
              --notify-ready=yes --kill-signal=SIGRTMIN+3 --console=read-only --link-journal=no \
-             --bind-ro=/nix/store --bind-ro=/nix/var/nix/db \
+             --bind-ro=/nix/store:/nix/store --bind-ro=/nix/var/nix/db:/nix/var/nix/db \
              --bind=/x/profiles/web:/nix/var/nix/profiles --bind=/x/gcroots/web:/nix/var/nix/gcroots \
              --network-namespace-path=/run/netns/web \
              --bind=/srv/data:/data --capability=CAP_NET_ADMIN /nix/var/nix/profiles/system/init"
         );
+    }
+
+    #[test]
+    fn user_namespaces_get_idmapped_nix_binds_and_the_confs_isolation() {
+        let paths = Paths::under(Path::new("/x")).container("web");
+        let conf = Conf {
+            private_users: Some("pick".into()),
+            capabilities: vec!["CAP_NET_ADMIN".into(), "CAP_SYS_TIME".into()],
+            system_call_filter: vec!["@clock".into(), "~chroot".into()],
+            devices: vec!["/dev/fuse".into()],
+            ..Conf::default()
+        };
+        let all = |_: &Path| true;
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, netns: None, host_has: &all });
+        for flag in [
+            "--bind-ro=/nix/store:/nix/store:idmap",
+            "--bind-ro=/nix/var/nix/daemon-socket:/nix/var/nix/daemon-socket:idmap",
+            "--bind=/x/profiles/web:/nix/var/nix/profiles:idmap",
+            "--private-users=pick",
+            "--private-users-ownership=auto",
+            "--capability=CAP_NET_ADMIN,CAP_SYS_TIME",
+            "--system-call-filter=@clock ~chroot",
+            "--bind=/dev/fuse",
+        ] {
+            assert!(argv.iter().any(|a| a == flag), "{flag} missing from {argv:?}");
+        }
+        let no = Conf { private_users: Some("no".into()), ..Conf::default() };
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &no, netns: None, host_has: &all });
+        assert!(!argv.iter().any(|a| a.contains("idmap") || a.starts_with("--private-users")));
     }
 
     #[test]

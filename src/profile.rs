@@ -49,6 +49,38 @@ pub fn normalize_nixos_path(arg: &str) -> Result<String> {
         })
 }
 
+/// `--flake REF[#ATTR]` as it should be stored: a local path (`/...`,
+/// `./...`, `.`) made absolute, so later updates find it from anywhere;
+/// other references (`path:`, `git+file:`, `github:` ...) unchanged.
+pub fn normalize_flake(arg: &str) -> Result<String> {
+    let (reference, attr) = match arg.split_once('#') {
+        Some((r, a)) => (r, Some(a)),
+        None => (arg, None),
+    };
+    let local = reference.starts_with('/') || reference.starts_with('.');
+    if !local {
+        if reference.is_empty() {
+            return Err(Error::InvalidValue {
+                what: "flake",
+                value: arg.to_string(),
+                reason: "expected REF[#ATTR], e.g. /srv/flake#web".into(),
+            });
+        }
+        return Ok(arg.to_string());
+    }
+    let abs = std::fs::canonicalize(reference).map_err(|e| Error::InvalidValue {
+        what: "flake",
+        value: arg.to_string(),
+        reason: if e.kind() == std::io::ErrorKind::NotFound { "no such directory".into() } else { e.to_string() },
+    })?;
+    let mut out = abs.to_string_lossy().into_owned();
+    if let Some(a) = attr {
+        out.push('#');
+        out.push_str(a);
+    }
+    Ok(out)
+}
+
 fn missing(program: &'static str) -> Error {
     Error::MissingProgram {
         program,
@@ -85,41 +117,165 @@ pub fn commands(profile: &Path, source: &SystemSource) -> Vec<Vec<String>> {
             "nix-command flakes".into(),
             "build".into(),
             "--no-link".into(),
-            "--print-out-paths".into(),
+            // Nix 2.8 has no --print-out-paths yet.
+            "--json".into(),
             format!("{reference}#nixosConfigurations.\"{attr}\".config.system.build.toplevel"),
         ]],
     }
 }
 
 /// Builds the system and makes it the profile's new generation. Returns the
-/// system's store path.
+/// system's store path. A build that fails, or whose result is not a NixOS
+/// system, leaves the profile's current generation selected.
 pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Result<PathBuf> {
     if let Some(dir) = profile.parent() {
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     }
-    let built = match source {
+    match source {
         SystemSource::Flake { .. } => {
             let argv = &commands(profile, source)[0];
             let out = run(argv, output)?;
-            let path = out.lines().last().unwrap_or_default().trim().to_string();
-            if !path.starts_with('/') {
-                return Err(Error::Build(format!("nix build printed no store path (got '{out}')")));
-            }
+            let path = built_out_path(&out)
+                .ok_or_else(|| Error::Build(format!("nix build printed no store path (got '{}')", out.trim())))?;
+            check_system(Path::new(&path))?;
             let set = SystemSource::Path(PathBuf::from(&path));
             run(&commands(profile, &set)[0], output)?;
-            return Ok(PathBuf::from(path));
+            Ok(PathBuf::from(path))
         }
-        _ => {
+        SystemSource::Path(path) => {
+            check_system(path)?;
             run(&commands(profile, source)[0], output)?;
-            current_system(profile)?
+            current_system(profile)
         }
-    };
-    Ok(built)
+        SystemSource::NixosConfig { .. } => {
+            // nix-env builds and selects in one step (the anchor's command),
+            // so a result that is no system is taken back afterwards.
+            let before = current_generation(profile)?;
+            run(&commands(profile, source)[0], output)?;
+            let system = current_system(profile)?;
+            if let Err(e) = check_system(&system) {
+                let after = current_generation(profile)?;
+                if after != before {
+                    undo_generation(profile, before, after)?;
+                }
+                return Err(e);
+            }
+            Ok(system)
+        }
+    }
+}
+
+/// The `out` path in `nix build --json`'s answer.
+pub fn built_out_path(json: &str) -> Option<String> {
+    let built: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+    let out = built.get(0)?.get("outputs")?.get("out")?.as_str()?;
+    out.starts_with('/').then(|| out.to_string())
+}
+
+/// A NixOS system has an `init` to boot.
+fn check_system(system: &Path) -> Result<()> {
+    if system.join("init").exists() {
+        return Ok(());
+    }
+    Err(Error::Build(format!("{} has no 'init': it is not a NixOS system", system.display())))
+}
+
+/// Selects `before` again (or no generation) and deletes `bad`.
+fn undo_generation(profile: &Path, before: Option<u64>, bad: Option<u64>) -> Result<()> {
+    match before {
+        Some(n) => switch_generation(profile, n)?,
+        None => {
+            let _ = std::fs::remove_file(profile);
+        }
+    }
+    if let Some(n) = bad {
+        let _ = std::fs::remove_file(generation_link(profile, n));
+    }
+    Ok(())
 }
 
 /// The store path the profile points to now.
 pub fn current_system(profile: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(profile).context(|| format!("resolving {}", profile.display()))
+}
+
+/// One generation of a profile: its `NAME-N-link`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub number: u64,
+    /// When the link was made, in seconds since the epoch (what
+    /// `nix-env --list-generations` shows).
+    pub created: i64,
+    /// The store path it selects.
+    pub system: PathBuf,
+    pub current: bool,
+}
+
+fn generation_link(profile: &Path, n: u64) -> PathBuf {
+    let name = profile.file_name().unwrap_or_default().to_string_lossy();
+    profile.with_file_name(format!("{name}-{n}-link"))
+}
+
+/// The number in a generation link's name `PROFILE-N-link`.
+pub fn generation_number(profile_name: &str, link_name: &str) -> Option<u64> {
+    let n = link_name.strip_prefix(profile_name)?.strip_prefix('-')?.strip_suffix("-link")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// The generation the profile selects, if any.
+pub fn current_generation(profile: &Path) -> Result<Option<u64>> {
+    let target = match std::fs::read_link(profile) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context(|| format!("reading {}", profile.display())),
+    };
+    let name = profile.file_name().unwrap_or_default().to_string_lossy();
+    let link = target.file_name().unwrap_or_default().to_string_lossy();
+    Ok(generation_number(&name, &link))
+}
+
+/// The profile's generations, oldest first, read from its links (the same
+/// data `nix-env --list-generations` reads).
+pub fn generations(profile: &Path) -> Result<Vec<Generation>> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = profile.parent() else { return Ok(Vec::new()) };
+    let name = profile.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let current = current_generation(profile)?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).context(|| format!("reading {}", dir.display())),
+    };
+    let mut gens = Vec::new();
+    for e in entries.flatten() {
+        let Some(number) = generation_number(&name, &e.file_name().to_string_lossy()) else { continue };
+        let Ok(system) = std::fs::read_link(e.path()) else { continue };
+        let created = std::fs::symlink_metadata(e.path()).map(|m| m.mtime()).unwrap_or(0);
+        gens.push(Generation { number, created, system, current: current == Some(number) });
+    }
+    gens.sort_by_key(|g| g.number);
+    Ok(gens)
+}
+
+/// The generation a rollback selects: the newest one older than the current.
+pub fn previous_generation(gens: &[Generation]) -> Option<&Generation> {
+    let current = gens.iter().find(|g| g.current)?.number;
+    gens.iter().filter(|g| g.number < current).max_by_key(|g| g.number)
+}
+
+/// Selects generation `n` (`nix-env --switch-generation`).
+pub fn switch_generation(profile: &Path, n: u64) -> Result<()> {
+    let argv: Vec<String> = vec![
+        "nix-env".into(),
+        "-p".into(),
+        profile.to_string_lossy().into_owned(),
+        "--switch-generation".into(),
+        n.to_string(),
+    ];
+    run(&argv, BuildOutput::Capture).map(|_| ())
 }
 
 /// Runs a Nix command; returns its stdout. On failure the error carries what
@@ -174,12 +330,33 @@ pub fn explain_failure(program: &str, said: &[String], status: std::process::Exi
         .iter()
         .position(|l| l.trim_start().starts_with("error:"))
         .unwrap_or(useful.len().saturating_sub(8));
-    let mut msg: Vec<&str> = useful[start..].to_vec();
+    let mut msg: Vec<String> = useful[start..].iter().map(|l| l.to_string()).collect();
     msg.truncate(20);
     if msg.is_empty() {
         return format!("{program} failed ({status}) without saying why");
     }
+    // Legacy commands print a failed builder's log before the error; quote
+    // its end under the error, as `nix build` does.
+    let log = builder_log(&useful[..start], &msg[0]);
+    if !log.is_empty() {
+        let quoted = log.iter().map(|l| format!("> {l}"));
+        msg.splice(1..1, std::iter::once(format!("last {} log lines:", log.len())).chain(quoted));
+    }
     format!("build failed: {}", msg.join("\n"))
+}
+
+/// The last lines a failed builder printed: those after its
+/// `building '<drv>'...` line, when `error` is `error: builder for '<drv>' failed ...`.
+fn builder_log<'a>(before: &[&'a str], error: &str) -> Vec<&'a str> {
+    let Some(drv) = error.trim_start().strip_prefix("error: builder for '").and_then(|r| r.split('\'').next()) else {
+        return Vec::new();
+    };
+    let building = format!("building '{drv}'");
+    let Some(at) = before.iter().rposition(|l| l.starts_with(&building)) else {
+        return Vec::new();
+    };
+    let log = &before[at + 1..];
+    log[log.len().saturating_sub(10)..].to_vec()
 }
 
 fn shell_words(argv: &[String]) -> String {
@@ -221,6 +398,64 @@ mod tests {
     }
 
     #[test]
+    fn nix_builds_json_answer_names_the_output() {
+        let json = r#"[{"drvPath":"/nix/store/a.drv","outputs":{"out":"/nix/store/b-system"}}]"#;
+        assert_eq!(built_out_path(json).as_deref(), Some("/nix/store/b-system"));
+        assert_eq!(built_out_path("[]"), None);
+        assert_eq!(built_out_path("not json"), None);
+    }
+
+    #[test]
+    fn local_flakes_are_made_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let abs = std::fs::canonicalize(dir.path()).unwrap();
+        let rel = format!("{}/./", abs.display());
+        assert_eq!(normalize_flake(&format!("{rel}#web")).unwrap(), format!("{}#web", abs.display()));
+        assert_eq!(normalize_flake(&rel).unwrap(), abs.display().to_string());
+        assert_eq!(normalize_flake("github:o/r#x").unwrap(), "github:o/r#x");
+        assert_eq!(normalize_flake("path:/srv/f").unwrap(), "path:/srv/f");
+        let err = normalize_flake("/nonexistent/flake#x").unwrap_err().to_string();
+        assert_eq!(err, "invalid flake '/nonexistent/flake#x': no such directory");
+        assert!(normalize_flake("#x").is_err());
+    }
+
+    #[test]
+    fn generation_links_are_recognised() {
+        assert_eq!(generation_number("system", "system-12-link"), Some(12));
+        assert_eq!(generation_number("system", "system-link"), None);
+        assert_eq!(generation_number("system", "system-1x-link"), None);
+        assert_eq!(generation_number("system", "other-1-link"), None);
+        assert_eq!(generation_number("system", "system"), None);
+    }
+
+    #[test]
+    fn generations_are_read_from_the_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("system");
+        assert_eq!(generations(&profile).unwrap(), vec![]);
+        assert_eq!(current_generation(&profile).unwrap(), None);
+        for n in [1, 2, 10] {
+            std::os::unix::fs::symlink(format!("/nix/store/s{n}"), dir.path().join(format!("system-{n}-link"))).unwrap();
+        }
+        std::os::unix::fs::symlink("system-2-link", &profile).unwrap();
+        std::fs::write(dir.path().join("system-x-link"), "").unwrap();
+        let gens = generations(&profile).unwrap();
+        let summary: Vec<(u64, String, bool)> =
+            gens.iter().map(|g| (g.number, g.system.display().to_string(), g.current)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, "/nix/store/s1".to_string(), false),
+                (2, "/nix/store/s2".to_string(), true),
+                (10, "/nix/store/s10".to_string(), false),
+            ]
+        );
+        assert!(gens[0].created > 0);
+        assert_eq!(previous_generation(&gens).map(|g| g.number), Some(1));
+        assert_eq!(previous_generation(&gens[..1]), None);
+    }
+
+    #[test]
     fn failures_quote_the_evaluation_error() {
         let said: Vec<String> = [
             "building '/nix/store/x.drv'...",
@@ -235,5 +470,27 @@ mod tests {
         assert!(msg.starts_with("build failed: error: Failed assertions:\n- the answer must be 42"), "{msg}");
         let msg = explain_failure("nix-env", &[], std::process::ExitStatus::from_raw(256));
         assert!(msg.contains("without saying why"));
+    }
+
+    #[test]
+    fn builder_failures_quote_the_builders_log() {
+        let said: Vec<String> = [
+            "these 2 derivations will be built:",
+            "building '/nix/store/a-boom.drv'...",
+            "boom-from-builder",
+            "line2",
+            "error: builder for '/nix/store/a-boom.drv' failed with exit code 1",
+            "error: 1 dependencies of derivation '/nix/store/b-etc.drv' failed to build",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let msg = explain_failure("nix-env", &said, std::process::ExitStatus::from_raw(256));
+        assert_eq!(
+            msg,
+            "build failed: error: builder for '/nix/store/a-boom.drv' failed with exit code 1\n\
+             last 2 log lines:\n> boom-from-builder\n> line2\n\
+             error: 1 dependencies of derivation '/nix/store/b-etc.drv' failed to build"
+        );
     }
 }

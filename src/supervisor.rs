@@ -20,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -40,6 +40,68 @@ use crate::nspawn;
 
 /// The file descriptor on which the supervisor reports to `start`.
 const REPORT_FD: RawFd = 3;
+/// The supervisor lock, taken by `start` and inherited.
+const LOCK_FD: RawFd = 4;
+
+/// What the supervisor is doing, recorded in its lock file with its PID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Launching nspawn and waiting for the guest.
+    Starting,
+    Running,
+    /// The guest is gone; cleaning up.
+    Stopping,
+}
+
+/// The content of the supervisor lock file: `PID PHASE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub pid: i32,
+    pub phase: Phase,
+}
+
+impl Record {
+    fn render(&self) -> String {
+        let phase = match self.phase {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+        };
+        format!("{} {phase}\n", self.pid)
+    }
+
+    pub fn parse(text: &str) -> Option<Record> {
+        let (pid, phase) = text.trim().split_once(' ')?;
+        let phase = match phase {
+            "starting" => Phase::Starting,
+            "running" => Phase::Running,
+            "stopping" => Phase::Stopping,
+            _ => return None,
+        };
+        Some(Record { pid: pid.parse().ok()?, phase })
+    }
+
+    fn write(&self, file: &File) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let text = self.render();
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(text.as_bytes(), 0))
+            .context(|| "recording the supervisor's state".into())
+    }
+
+    /// The record of a live supervisor, if one holds the lock.
+    pub fn of_live_supervisor(c: &Container) -> Option<Record> {
+        let path = c.paths.supervisor_lock();
+        if !crate::lock::is_held(&path) {
+            return None;
+        }
+        // Just launched, not written yet: starting, PID unknown.
+        Some(std::fs::read_to_string(&path).ok().and_then(|t| Record::parse(&t)).unwrap_or(Record {
+            pid: 0,
+            phase: Phase::Starting,
+        }))
+    }
+}
 /// nspawn's exit status when the guest asked for a reboot.
 const EXIT_REBOOT: i32 = 133;
 
@@ -62,6 +124,13 @@ pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<
         .context(|| format!("creating {}", c.paths.console_log().display()))?;
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "creating a pipe".into())?;
+    // Taken here and inherited by the supervisor, so that from this moment
+    // on everybody sees that a supervisor runs, even if we die right away.
+    // (Within a moment: `status` may be holding a shared lock to look.)
+    let Some(alive) = Lock::exclusive_within(&c.paths.supervisor_lock(), Duration::from_secs(2))? else {
+        return Err(Error::other(format!("a supervisor of container '{}' is still running", c.name)));
+    };
+    Record { pid: 0, phase: Phase::Starting }.write(alive.file())?;
 
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("nixos-container")
@@ -75,12 +144,15 @@ pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<
     let log2 = log.try_clone().context(|| "duplicating the log".into())?;
     cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
     let report = write_end.as_raw_fd();
+    let lock = alive.as_fd().as_raw_fd();
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if libc::dup2(report, REPORT_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+            for (from, to) in [(report, REPORT_FD), (lock, LOCK_FD)] {
+                if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -96,6 +168,8 @@ pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<
     tracing::info!("{}", argv.join(" "));
     cmd.spawn().context(|| "starting the supervisor".into())?;
     drop(write_end);
+    drop(alive); // the supervisor holds it now
+    crate::faults::crash_point("start-launched");
 
     // The supervisor applies the timeout itself; this margin only covers a
     // supervisor that hangs.
@@ -176,8 +250,15 @@ impl Reporter {
 }
 
 static NSPAWN_PID: AtomicI32 = AtomicI32::new(0);
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
+/// SIGTERM asks for a clean halt: nspawn turns its first SIGTERM into
+/// SIGRTMIN+3 for the guest's init, and a second one into an immediate kill,
+/// so only the first is passed on.
 extern "C" fn forward_stop(_: libc::c_int) {
+    if STOP_REQUESTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let pid = NSPAWN_PID.load(Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill is async-signal-safe.
@@ -202,10 +283,31 @@ pub fn supervise(c: &Container, args: &SuperviseArgs) -> i32 {
     }
 }
 
+/// Takes over the supervisor lock `launch` handed us (or takes it, when run
+/// by hand). nspawn must not inherit it: the lock means "the supervisor lives".
+fn adopt_lock(c: &Container) -> Result<File> {
+    // SAFETY: fd 4 is ours if `launch` started us; checked before use.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(LOCK_FD) };
+    if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok() {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        // SAFETY: as above; we own it from here on.
+        return Ok(unsafe { File::from_raw_fd(LOCK_FD) });
+    }
+    match Lock::try_exclusive(&c.paths.supervisor_lock())? {
+        Some(lock) => Ok(lock.into_file()),
+        None => Err(Error::other("another supervisor runs this container")),
+    }
+}
+
+fn set_phase(lock: &File, phase: Phase) {
+    let _ = Record { pid: std::process::id() as i32, phase }.write(lock);
+}
+
 fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -> Result<()> {
-    let Some(_alive) = Lock::try_exclusive(&c.paths.supervisor_lock())? else {
-        return Err(Error::other("another supervisor runs this container"));
-    };
+    // Held until the process is gone (never dropped): whoever waits for the
+    // supervisor's exit must not see it released a moment before.
+    let alive = std::mem::ManuallyDrop::new(adopt_lock(c)?);
+    set_phase(&alive, Phase::Starting);
     nix::sys::prctl::set_child_subreaper(true).context(|| "becoming a subreaper".into())?;
     // SAFETY: installing handlers; forward_stop only calls kill.
     unsafe {
@@ -217,7 +319,8 @@ fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -
 
     let cgroup = c.cgroup()?;
     cgroup.create()?;
-    let result = run_container(c, args, &cgroup, report);
+    let result = run_container(c, args, &cgroup, report, &alive);
+    set_phase(&alive, Phase::Stopping);
     if let Err(e) = &result {
         report.send(&format!("error {e}"));
     }
@@ -230,7 +333,13 @@ fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -
     result
 }
 
-fn run_container(c: &Container, args: &SuperviseArgs, cgroup: &ContainerCgroup, report: &mut Reporter) -> Result<()> {
+fn run_container(
+    c: &Container,
+    args: &SuperviseArgs,
+    cgroup: &ContainerCgroup,
+    report: &mut Reporter,
+    alive: &File,
+) -> Result<()> {
     let notify_path = c.paths.run.join("notify");
     let _ = std::fs::remove_file(&notify_path);
     let notify = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
@@ -238,11 +347,6 @@ fn run_container(c: &Container, args: &SuperviseArgs, cgroup: &ContainerCgroup, 
     bind(notify.as_raw_fd(), &UnixAddr::new(&notify_path).map_err(|e| Error::other(e.to_string()))?)
         .context(|| format!("binding {}", notify_path.display()))?;
 
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context(|| "inotify".into())?;
-    let var_lib = c.paths.root.join("var/lib");
-    inotify
-        .add_watch(&var_lib, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-        .context(|| format!("watching {}", var_lib.display()))?;
 
     let argv = nspawn::command_line(&nspawn::Launch {
         name: &c.name,
@@ -256,25 +360,43 @@ fn run_container(c: &Container, args: &SuperviseArgs, cgroup: &ContainerCgroup, 
         .unwrap_or_default();
     let mut first_boot = true;
     loop {
+        if STOP_REQUESTED.load(Ordering::SeqCst) {
+            return Err(Error::other("stopped before the guest was launched"));
+        }
         let child = spawn_nspawn(&argv, cgroup, &notify_path)?;
         let pid = Pid::from_raw(child as i32);
         NSPAWN_PID.store(pid.as_raw(), Ordering::SeqCst);
+        // A stop that came between the check above and now.
+        if STOP_REQUESTED.load(Ordering::SeqCst) {
+            let _ = signal::kill(pid, Signal::SIGTERM);
+        }
         let state = RunState {
             supervisor_pid: std::process::id() as i32,
             nspawn_pid: pid.as_raw(),
             started_at: now(),
             system: system.clone(),
+            started_with: Some(c.conf.launch_settings()),
         };
         let json = serde_json::to_vec(&state).expect("state serialises");
         fsutil::write_atomic(&c.paths.state_file(), &json, 0o644)?;
 
         if first_boot {
             first_boot = false;
-            match wait_ready(c, pid, &notify, &inotify, args.timeout) {
-                Ready::Yes => report.send("ready"),
+            match wait_ready(c, pid, &notify, args.timeout) {
+                Ready::Yes => {
+                    set_phase(alive, Phase::Running);
+                    report.send("ready")
+                }
+                Ready::Exited(_) if STOP_REQUESTED.load(Ordering::SeqCst) => {
+                    return Err(Error::other("stopped while it was starting"));
+                }
                 Ready::Exited(status) => {
                     let tail = log_tail(&c.paths.console_log(), 8);
                     return Err(Error::other(format!("systemd-nspawn exited ({status}); the console said:\n{tail}")));
+                }
+                Ready::Failed(why) => {
+                    stop_nspawn(pid, cgroup);
+                    return Err(Error::other(why));
                 }
                 Ready::TimedOut => {
                     stop_nspawn(pid, cgroup);
@@ -324,17 +446,35 @@ fn spawn_nspawn(argv: &[String], cgroup: &ContainerCgroup, notify: &Path) -> Res
 
 enum Ready {
     Yes,
+    /// We could not watch for readiness.
+    Failed(String),
     Exited(String),
     TimedOut,
 }
 
+fn watch_var_lib(c: &Container) -> Result<Inotify> {
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context(|| "inotify".into())?;
+    let var_lib = c.paths.root.join("var/lib");
+    inotify
+        .add_watch(&var_lib, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+        .context(|| format!("watching {}", var_lib.display()))?;
+    Ok(inotify)
+}
+
 /// Waits until the guest's root-shell socket exists or nspawn forwards the
 /// guest's READY=1, while watching for nspawn's death.
-fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, inotify: &Inotify, timeout: Duration) -> Ready {
+fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, timeout: Duration) -> Ready {
     let deadline = Instant::now() + timeout;
+    // Only while waiting: every instance counts against the host's limit.
+    let inotify = match watch_var_lib(c) {
+        Ok(i) => i,
+        Err(e) => return Ready::Failed(e.to_string()),
+    };
     let socket = c.paths.root_shell_socket();
     loop {
-        if is_socket(&socket) {
+        // The file appears at bind(), but connections work only after
+        // listen(): try one (the guest's shell sees EOF and exits).
+        if is_socket(&socket) && crate::guest::connect(&c.paths.root, GUEST_ROOT_SHELL).is_ok() {
             return Ready::Yes;
         }
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
@@ -360,6 +500,9 @@ fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, inotify: &Inotify, time
         while inotify.read_events().map(|e| !e.is_empty()).unwrap_or(false) {}
     }
 }
+
+/// Where the guest's root shell listens, inside the container.
+const GUEST_ROOT_SHELL: &str = "/var/lib/root-shell.socket";
 
 fn is_socket(p: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;

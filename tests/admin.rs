@@ -237,7 +237,7 @@ fn verbose_explains_and_scripts_stay_quiet() {
     assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("", ""));
 
     let out = env.run(["stop", "-v", &name]);
-    assert!(stderr(&out).contains("SIGRTMIN+3"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("waiting up to 90 s for {name} to halt")), "{}", stderr(&out));
     // -q silences notes.
     let out = env.run(["-q", "stop", &name]);
     assert_eq!(stderr(&out), "");

@@ -142,7 +142,7 @@ fn names_offered_follow_the_live_state() {
 
     let mut both = vec![up.clone(), down.clone()];
     both.sort();
-    for cmd in ["start", "status", "destroy", "show-ip", "terminate", "restart", "show-host-key"] {
+    for cmd in ["start", "status", "destroy", "show-ip", "terminate", "restart", "show-host-key", "update", "generations"] {
         assert_eq!(names_offered(&env, &["nixos-container", cmd, ""]), both, "{cmd}");
     }
     for cmd in ["stop", "run"] {

@@ -50,6 +50,8 @@ fn unknown_container() {
         &["destroy", "ghost"],
         &["destroy", "--yes", "ghost"],
         &["run", "ghost", "--", "true"],
+        &["update", "ghost"],
+        &["generations", "ghost"],
     ] {
         expect(&env.run(args), 3, msg);
     }

@@ -92,7 +92,8 @@ pub fn man(page: &Path) -> String {
 }
 
 const SUBCOMMANDS: &[&str] = &[
-    "list", "create", "destroy", "start", "stop", "terminate", "restart", "status", "run", "show-ip", "show-host-key",
+    "list", "create", "destroy", "start", "stop", "terminate", "restart", "update", "generations", "status", "run", "show-ip",
+    "show-host-key",
 ];
 
 #[test]

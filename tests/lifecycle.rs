@@ -50,8 +50,8 @@ fn a_new_users_session_leaves_nothing_behind() {
 fn unique_names_get_their_own_addresses() {
     let env = Env::new();
     let base = env.name("uniq");
-    let first = env.create(&base, &["--ensure-unique-name", "--system-path", &system_path(&env)]);
-    let second = env.create(&base, &["--ensure-unique-name", "--system-path", &system_path(&env)]);
+    let first = env.create(&base, &["--ensure-unique-name", "--system-path", &build_system(&[])]);
+    let second = env.create(&base, &["--ensure-unique-name", "--system-path", &build_system(&[])]);
     env.track(first.trim());
     env.track(second.trim());
     assert_eq!(first.trim(), base);
@@ -62,27 +62,9 @@ fn unique_names_get_their_own_addresses() {
     assert_eq!(ip1, format!("10.{}.1.2\n", env.pool));
     assert_eq!(ip2, format!("10.{}.2.2\n", env.pool));
     // Without --ensure-unique-name a taken name is an error.
-    let out = env.run(["create", &base, "--system-path", &system_path(&env)]);
+    let out = env.run(["create", &base, "--system-path", &build_system(&[])]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out), format!("error: container '{base}' already exists\n"));
-}
-
-/// A system built once per test environment, for tests that do not care
-/// about its configuration.
-fn system_path(env: &Env) -> String {
-    let out = std::process::Command::new("nix-build")
-        .env("NIX_CONFIG", OFFLINE_NIX)
-        .args(["--no-out-link", "-E"])
-        .arg(format!(
-            "(import {} {{ configuration = {{ imports = [ {} ]; }}; }}).system",
-            nixos_path().display(),
-            common::repo().join("guest/container-login.nix").display()
-        ))
-        .output()
-        .expect("nix-build");
-    assert!(out.status.success(), "nix-build: {}", stderr(&out));
-    let _ = env;
-    stdout(&out).trim().to_string()
 }
 
 #[test]

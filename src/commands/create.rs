@@ -1,10 +1,13 @@
 use crate::cli::CreateArgs;
 use crate::commands::{require_root, Ctx};
-use crate::conf::{parse_addr4, Bind, Conf};
+use crate::conf::{
+    parse_addr4, validate_capability, validate_device_path, validate_private_users, validate_syscall_filter, Bind,
+    Conf,
+};
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, CreateRequest, Source};
 use crate::nixos_config::UserConfig;
-use crate::profile::{normalize_nixos_path, BuildOutput, DEFAULT_NIXOS_PATH};
+use crate::profile::{normalize_flake, normalize_nixos_path, BuildOutput, DEFAULT_NIXOS_PATH};
 
 fn invalid(what: &'static str, value: &str, reason: String) -> Error {
     Error::InvalidValue { what, value: value.to_string(), reason }
@@ -36,6 +39,30 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
             conf.binds.push(b);
         }
     }
+    for c in &args.capability {
+        conf.capabilities.push(validate_capability(c).map_err(|r| invalid("capability", c, r))?);
+    }
+    for f in &args.system_call_filter {
+        for token in f.split_whitespace() {
+            conf.system_call_filter
+                .push(validate_syscall_filter(token).map_err(|r| invalid("system call filter", token, r))?);
+        }
+    }
+    for d in &args.device {
+        let path = validate_device_path(d).map_err(|r| invalid("device", d, r))?;
+        use std::os::unix::fs::FileTypeExt;
+        let is_device = std::fs::metadata(&path)
+            .map(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
+            .unwrap_or(false);
+        if !is_device {
+            return Err(invalid("device", d, "no such device node on this host".into()));
+        }
+        conf.devices.push(path);
+    }
+    if let Some(mode) = &args.private_users {
+        validate_private_users(mode).map_err(|r| invalid("--private-users mode", mode, r))?;
+        conf.private_users = Some(mode.clone());
+    }
     Ok(conf)
 }
 
@@ -46,8 +73,9 @@ pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
     let source = if let Some(p) = &args.system_path {
         Source::SystemPath(p.clone())
     } else if let Some(f) = &args.flake {
+        let f = normalize_flake(f)?;
         conf.flake = Some(f.clone());
-        Source::Flake(f.clone())
+        Source::Flake(f)
     } else {
         let user = match (&args.config, &args.config_file) {
             (Some(s), _) => UserConfig::Inline(s.clone()),

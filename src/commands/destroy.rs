@@ -1,25 +1,23 @@
 use crate::cli::DestroyArgs;
 use crate::commands::{pick, require_root, Ctx};
-use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::lifecycle;
 
 pub fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<i32> {
     require_root()?;
-    let c = Container::open(&ctx.paths, &args.name)?;
-    // Only a person is asked; scripts without a terminal go on as with the
+    let name = crate::name::validate(&args.name)?;
+    let paths = ctx.paths.container(name);
+    // Only a person is asked, and only about a container that exists (the
+    // remains of an unfinished create, or a name that does not exist, are
+    // lifecycle's to handle); scripts without a terminal go on as with the
     // anchor, which never asked.
-    if !args.yes && ctx.can_prompt() {
-        let question = format!(
-            "Destroy container '{}' and all its data ({})?",
-            c.name,
-            c.paths.root.display()
-        );
+    if !args.yes && ctx.can_prompt() && paths.conf.exists() {
+        let question = format!("Destroy container '{name}' and all its data ({})?", paths.root.display());
         if !pick::confirm(&question)? {
-            return Err(Error::Cancelled(format!("container '{}' is kept", c.name)));
+            return Err(Error::Cancelled(format!("container '{name}' is kept")));
         }
     }
-    let _spinner = super::progress::Spinner::new(ctx, format!("destroying {}", c.name));
-    lifecycle::destroy(&ctx.paths, &c.name)?;
+    let _spinner = super::progress::Spinner::new(ctx, format!("destroying {name}"));
+    lifecycle::destroy(&ctx.paths, name)?;
     Ok(0)
 }

@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod destroy;
+pub mod generations;
 pub mod list;
 pub mod many;
 pub mod pick;
@@ -15,6 +16,7 @@ pub mod status;
 pub mod stop;
 pub mod supervise;
 pub mod terminate;
+pub mod update;
 
 use crate::error::{Error, Result};
 use crate::paths::Paths;
@@ -33,6 +35,15 @@ impl Ctx {
     pub fn can_prompt(&self) -> bool {
         use std::io::IsTerminal;
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+
+    /// Builds show Nix's progress when a person watches or -v was given.
+    pub fn build_output(&self) -> crate::profile::BuildOutput {
+        if self.interactive && !self.quiet || self.verbose > 0 {
+            crate::profile::BuildOutput::Show
+        } else {
+            crate::profile::BuildOutput::Capture
+        }
     }
 
     /// Prints a note for the user on stderr unless --quiet.

@@ -316,3 +316,21 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Builds a stand-in system with the guest module and `modules` (Nix
+/// expressions), for tests that use `--system-path`. Returns its store path.
+pub fn build_system(modules: &[&str]) -> String {
+    let out = Command::new("nix-build")
+        .env("NIX_CONFIG", OFFLINE_NIX)
+        .args(["--no-out-link", "-E"])
+        .arg(format!(
+            "(import {} {{ configuration = {{ imports = [ {} {} ]; }}; }}).system",
+            nixos_path().display(),
+            repo().join("guest/container-login.nix").display(),
+            modules.join(" ")
+        ))
+        .output()
+        .expect("running nix-build");
+    assert!(out.status.success(), "nix-build: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}

@@ -1,0 +1,73 @@
+use std::time::Duration;
+
+use crate::cli::UpdateArgs;
+use crate::commands::{require_root, Ctx};
+use crate::error::Result;
+use crate::nixos_config::UserConfig;
+use crate::profile::{normalize_flake, normalize_nixos_path};
+use crate::update::{self, Applied, ApplyOptions, NewSource, Updated};
+
+/// The same defaults as `stop` and `start`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(90);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn source_from_args(args: &UpdateArgs) -> Result<NewSource> {
+    if let Some(p) = &args.system_path {
+        return Ok(NewSource::SystemPath(p.clone()));
+    }
+    if let Some(f) = &args.flake {
+        return Ok(NewSource::Flake(normalize_flake(f)?));
+    }
+    let user = match (&args.config, &args.config_file) {
+        (Some(s), _) => Some(UserConfig::Inline(s.clone())),
+        (None, Some(f)) => Some(UserConfig::file(f)?),
+        (None, None) => None,
+    };
+    let nixos_path = args.nixos_path.as_deref().map(normalize_nixos_path).transpose()?;
+    if user.is_none() && nixos_path.is_none() {
+        return Ok(NewSource::Stored);
+    }
+    Ok(NewSource::Config { user, nixos_path })
+}
+
+pub fn run(ctx: &Ctx, args: &UpdateArgs) -> Result<i32> {
+    crate::name::validate(&args.name)?;
+    require_root()?;
+    let opts = ApplyOptions { restart: args.restart, stop_timeout: STOP_TIMEOUT, start_timeout: START_TIMEOUT };
+    let updated = if args.rollback || args.switch_generation.is_some() {
+        update::switch_generation(&ctx.paths, &args.name, args.switch_generation, opts)?
+    } else {
+        let source = source_from_args(args)?;
+        update::update(&ctx.paths, &args.name, source, ctx.build_output(), opts)?
+    };
+    report(ctx, &args.name, &updated);
+    Ok(0)
+}
+
+fn report(ctx: &Ctx, name: &str, u: &Updated) {
+    let which = match u.generation {
+        Some(g) => format!("generation {g} ({})", u.system.display()),
+        None => u.system.display().to_string(),
+    };
+    match &u.applied {
+        Applied::NotRunning => ctx.note(&format!(
+            "container '{name}' now has {which}; it is not running, its next start boots it"
+        )),
+        Applied::Activated { output } => {
+            let output = output.trim_end();
+            if !output.is_empty() {
+                ctx.note(output);
+            }
+            ctx.note(&format!("container '{name}' switched to {which}"));
+        }
+        Applied::Restarted => ctx.note(&format!(
+            "container '{name}' was restarted into {which} to apply the changes to its settings"
+        )),
+    }
+    if !u.restart_needed.is_empty() {
+        ctx.note(&format!(
+            "container '{name}' needs a restart for its changed {} to take effect: run 'nixos-container update {name} --restart' or 'nixos-container restart {name}'",
+            u.restart_needed.join(", ")
+        ));
+    }
+}
