@@ -25,6 +25,7 @@ pub mod guest;
 pub mod lifecycle;
 pub mod lock;
 pub mod name;
+pub mod net;
 pub mod nixos_config;
 pub mod nspawn;
 pub mod paths;
