@@ -179,7 +179,13 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
             return Err(e);
         }
     }
-    std::fs::rename(&marker, &p.conf).context(|| format!("writing {}", p.conf.display()))?;
+    {
+        // Under the global lock: a create reading the directory while the
+        // marker is renamed could see neither name, and so reuse our
+        // addresses.
+        let _global = Lock::exclusive(&paths.global_lock(), "the global lock")?;
+        std::fs::rename(&marker, &p.conf).context(|| format!("writing {}", p.conf.display()))?;
+    }
     add_host_name(paths, &name, &req.conf);
     drop(container_lock);
     Ok(Created { name, conf: req.conf })
