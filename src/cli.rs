@@ -16,7 +16,8 @@ Exit status: 0 success, 1 failure, 2 usage error, 3 no such container,
 
 Paths can be moved with NIXOS_CONTAINER_CONF_DIR, NIXOS_CONTAINER_STATE_DIR,
 NIXOS_CONTAINER_PROFILES_DIR, NIXOS_CONTAINER_GCROOTS_DIR,
-NIXOS_CONTAINER_RUN_DIR and NIXOS_CONTAINER_HOSTS_FILE.";
+NIXOS_CONTAINER_RUN_DIR and NIXOS_CONTAINER_HOSTS_FILE; address pools with
+NIXOS_CONTAINER_IPV4_POOL (A.B.0.0/16) and NIXOS_CONTAINER_IPV6_POOL (a /48).";
 
 /// Create, run, update and destroy lightweight NixOS containers.
 #[derive(Debug, Parser)]
@@ -41,7 +42,7 @@ pub enum Command {
     /// List containers: a table at a terminal, one name per line in a pipe
     List(ListArgs),
     /// Create a container and build its system (does not start it)
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Stop a container if it runs and remove it with all its state
     Destroy(DestroyArgs),
     /// Start a container and wait until it is ready for commands
@@ -151,6 +152,14 @@ pub struct CreateArgs {
     /// The container's IPv4 address (with --host-address)
     #[arg(long, value_name = "ADDR", requires = "host_address")]
     pub local_address: Option<String>,
+
+    /// The host side's IPv6 address (with --local-address6; default: a pair from fd6e:6978:6f73::/48)
+    #[arg(long, value_name = "ADDR", requires = "local_address6")]
+    pub host_address6: Option<String>,
+
+    /// The container's IPv6 address (with --host-address6)
+    #[arg(long, value_name = "ADDR", requires = "host_address6")]
+    pub local_address6: Option<String>,
 
     /// Bind-mount a host path into the container: SRC[:DST[:OPTIONS]] (repeatable)
     #[arg(long, value_name = "SRC[:DST]", value_hint = clap::ValueHint::AnyPath)]
@@ -285,7 +294,7 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("'{s}' is not a usable number of seconds"));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -5,6 +5,8 @@
 //! - `paths`, `name`, `conf`: where things are, what names are valid, the
 //!   conf file format;
 //! - `addr`: address allocation;
+//! - `net`: the private network (namespace, veth, routes, port forwards,
+//!   `NAME.containers`);
 //! - `nixos_config`, `profile`: the generated configuration.nix and the Nix
 //!   builds into the per-container profile;
 //! - `rootfs`, `fsutil`: the container root and careful file operations;
@@ -31,6 +33,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod manpages;
 pub mod name;
+pub mod net;
 pub mod nixos_config;
 pub mod nspawn;
 pub mod paths;

@@ -4,20 +4,19 @@
 //! commands never change one container at the same time; create also takes
 //! the global lock while it picks a name and addresses.
 
-use std::collections::HashSet;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::addr::Pool4;
+use crate::addr::{Pool4, Pool6};
 use crate::cgroup::ContainerCgroup;
-use crate::conf::{Addr4, Conf};
+use crate::conf::Conf;
 use crate::container::Container;
 use crate::error::{Error, IoContext, Result};
 use crate::faults::crash_point;
 use crate::fsutil;
 use crate::lock::Lock;
 use crate::name;
+use crate::net;
 use crate::nixos_config::{self, UserConfig};
 use crate::paths::{ContainerPaths, Paths};
 use crate::profile::{self, BuildOutput, SystemSource};
@@ -92,34 +91,54 @@ fn name_is_free(paths: &Paths, candidate: &str, skip_stray_roots: bool) -> Resul
     Ok(true)
 }
 
-/// Addresses in use by any container (created or being created).
-fn used_addresses(paths: &Paths) -> Result<HashSet<Ipv4Addr>> {
-    let mut used = HashSet::new();
+/// Names, addresses and host ports of every other container (created or
+/// being created).
+fn taken_by_others(paths: &Paths, except: &str) -> Result<net::Taken> {
+    let mut taken = net::Taken::default();
     let entries = match std::fs::read_dir(&paths.conf_dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(used),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(taken),
         Err(e) => return Err(e).context(|| format!("reading {}", paths.conf_dir.display())),
     };
     for e in entries.flatten() {
         let fname = e.file_name();
         let fname = fname.to_string_lossy();
-        if !(fname.ends_with(".conf") || fname.ends_with(".conf.creating")) {
+        let Some(other) = fname.strip_suffix(".conf").or_else(|| fname.strip_suffix(".conf.creating")) else {
+            continue;
+        };
+        if other == except {
             continue;
         }
         let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
         // A broken conf must not stop others from being created; its
-        // addresses are read line by line as far as they parse.
-        if let Ok(pairs) = crate::conf::parse_pairs(&text) {
-            for (k, v) in pairs {
-                if k == "HOST_ADDRESS" || k == "LOCAL_ADDRESS" {
-                    if let Ok(a) = crate::conf::parse_addr4(&v) {
-                        used.insert(a.addr);
-                    }
-                }
+        // values are read key by key as far as they parse.
+        let Ok(pairs) = crate::conf::parse_pairs(&text) else { continue };
+        let mut conf = Conf::default();
+        for pair in pairs {
+            if let Ok((c, _)) = Conf::from_pairs(vec![pair]) {
+                conf.host_address = conf.host_address.or(c.host_address);
+                conf.local_address = conf.local_address.or(c.local_address);
+                conf.host_address6 = conf.host_address6.or(c.host_address6);
+                conf.local_address6 = conf.local_address6.or(c.local_address6);
+                conf.host_port.extend(c.host_port);
             }
         }
+        taken.add(other, &conf);
     }
-    Ok(used)
+    Ok(taken)
+}
+
+/// Checks a new container's network against other containers and the
+/// host, and picks the addresses left to pick.
+fn plan_network(paths: &Paths, name: &str, conf: &mut Conf) -> Result<()> {
+    let taken = taken_by_others(paths, name)?;
+    net::check_new(name, conf, &taken)?;
+    if conf.private_network {
+        let mut nl = net::netlink::RtNetlink::new()?;
+        let pools = (Pool4::from_env()?, Pool6::from_env()?);
+        net::assign(conf, &taken, &mut nl, pools, net::host_has_ipv6())?;
+    }
+    Ok(())
 }
 
 pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
@@ -148,12 +167,7 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
     let name = chosen.expect("candidates never end");
     let p = paths.container(&name);
     let conf = &mut req.conf;
-    if conf.private_network && conf.host_bridge.is_none() && conf.host_address.is_none() {
-        let used = used_addresses(paths)?;
-        let (host, local) = Pool4::from_env()?.allocate(&used)?;
-        conf.host_address = Some(Addr4 { addr: host, prefix: None });
-        conf.local_address = Some(Addr4 { addr: local, prefix: None });
-    }
+    plan_network(paths, &name, conf)?;
     if let (Some(h), Some(l)) = (conf.host_address, conf.local_address) {
         tracing::info!("creating '{name}' with host address {h} and container address {l}");
     }
@@ -173,12 +187,32 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
         }
     }
     crash_point("create-built");
-    // Under the global lock, so that allocation never sees neither file.
-    let global = Lock::exclusive(&paths.global_lock(), "the global lock")?;
-    std::fs::rename(&marker, &p.conf).context(|| format!("writing {}", p.conf.display()))?;
-    drop(global);
+    {
+        // Under the global lock: a create reading the directory while the
+        // marker is renamed could see neither name, and so reuse our
+        // addresses.
+        let _global = Lock::exclusive(&paths.global_lock(), "the global lock")?;
+        std::fs::rename(&marker, &p.conf).context(|| format!("writing {}", p.conf.display()))?;
+    }
+    add_host_name(paths, &name, &req.conf);
     drop(container_lock);
     Ok(Created { name, conf: req.conf })
+}
+
+/// `NAME.containers` resolves on the host while the container exists. The
+/// container works without it, so a hosts file we cannot write is only a
+/// warning.
+fn add_host_name(paths: &Paths, name: &str, conf: &Conf) {
+    let addrs: Vec<std::net::IpAddr> = [conf.local_address.map(|a| a.addr.into()), conf.local_address6.map(|a| a.addr.into())]
+        .into_iter()
+        .flatten()
+        .collect();
+    if addrs.is_empty() {
+        return;
+    }
+    if let Err(e) = net::hosts::add(&paths.hosts_file, &paths.hosts_lock(), name, &addrs) {
+        tracing::warn!("{name}.containers will not resolve: {e}");
+    }
 }
 
 fn build_new(name: &str, p: &ContainerPaths, source: &Source, output: BuildOutput) -> Result<()> {
@@ -265,8 +299,16 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     tracing::info!("preparing the root {}", c.paths.root.display());
     rootfs::prepare(&c.paths)?;
+    let netns = net::start(&c.name, &c.conf)?;
     crash_point("start-prepared");
-    supervisor::launch(c, timeout, None)?;
+    if let Err(e) = supervisor::launch(c, timeout, netns.as_deref()) {
+        // A supervisor that ran has released everything on its way out;
+        // one that never ran has not.
+        if !c.supervisor_alive() {
+            release_runtime(c, &cgroup);
+        }
+        return Err(e);
+    }
     Ok(Outcome::Done)
 }
 
@@ -383,6 +425,7 @@ fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
 /// Removes what a run of the container set up on the host. Safe to call
 /// more than once, and on leftovers of a run whose supervisor died.
 pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
+    net::release(&c.name);
     cgroup.remove();
     let _ = std::fs::remove_file(c.paths.state_file());
     let _ = std::fs::remove_file(c.paths.run.join("notify"));
@@ -421,6 +464,9 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
         c.paths.conf.display()
     );
     remove_container_files(&c.paths)?;
+    if let Err(e) = net::hosts::remove(&paths.hosts_file, &paths.hosts_lock(), name) {
+        tracing::warn!("removing {name}.containers from {}: {e}", paths.hosts_file.display());
+    }
     crash_point("destroy-files");
     std::fs::remove_file(&c.paths.conf).context(|| format!("removing {}", c.paths.conf.display()))?;
     Ok(())

@@ -84,7 +84,12 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
         argv.push("--private-users-ownership=auto".into());
     }
     if let Some(ns) = &l.netns {
-        argv.push(format!("--network-namespace-path={}", ns.display()));
+        // The supervisor starts nspawn inside this namespace already. In a
+        // user namespace nspawn could not join it again (the namespace
+        // belongs to the host's user namespace), so it just stays there.
+        if private_users.is_none() {
+            argv.push(format!("--network-namespace-path={}", ns.display()));
+        }
     } else if let Some(ns) = &l.conf.network_namespace_path {
         argv.push(format!("--network-namespace-path={}", ns.display()));
     }

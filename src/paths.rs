@@ -91,6 +91,11 @@ impl Paths {
     pub fn global_lock(&self) -> PathBuf {
         self.run_dir.join("locks").join(".global.lock")
     }
+
+    /// Serialises edits of the hosts file.
+    pub fn hosts_lock(&self) -> PathBuf {
+        self.run_dir.join("locks").join(".hosts.lock")
+    }
 }
 
 /// The paths of one container.

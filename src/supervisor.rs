@@ -363,7 +363,7 @@ fn run_container(
         if STOP_REQUESTED.load(Ordering::SeqCst) {
             return Err(Error::other("stopped before the guest was launched"));
         }
-        let child = spawn_nspawn(&argv, cgroup, &notify_path)?;
+        let child = spawn_nspawn(&argv, cgroup, &notify_path, args.netns.as_deref())?;
         let pid = Pid::from_raw(child as i32);
         NSPAWN_PID.store(pid.as_raw(), Ordering::SeqCst);
         // A stop that came between the check above and now.
@@ -422,13 +422,30 @@ fn run_container(
     }
 }
 
-fn spawn_nspawn(argv: &[String], cgroup: &ContainerCgroup, notify: &Path) -> Result<u32> {
+fn spawn_nspawn(argv: &[String], cgroup: &ContainerCgroup, notify: &Path, netns: Option<&Path>) -> Result<u32> {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env("NOTIFY_SOCKET", notify).stdin(Stdio::null());
     let cg = cgroup.clone();
-    // SAFETY: join_self only writes to cgroup files.
+    // nspawn itself runs in the container's network namespace (besides
+    // --network-namespace-path): the sysfs it mounts for the guest then
+    // lists the guest's interfaces, not the host's. Only setns, no new
+    // mount namespace: `ip netns exec` would remount /sys and hide the
+    // host's cgroups from nspawn.
+    let netns_fd = match netns {
+        Some(p) => Some(File::open(p).context(|| format!("opening {}", p.display()))?),
+        None => None,
+    };
+    let netns_raw = netns_fd.as_ref().map(|f| f.as_raw_fd());
+    // SAFETY: join_self only writes to cgroup files; setns is a plain syscall.
     unsafe {
-        cmd.pre_exec(move || cg.join_self());
+        cmd.pre_exec(move || {
+            if let Some(fd) = netns_raw
+                && libc::setns(fd, libc::CLONE_NEWNET) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            cg.join_self()
+        });
     }
     eprintln!("nixos-container supervisor: {}", argv.join(" "));
     let child = cmd.spawn().map_err(|e| match e.kind() {

@@ -91,6 +91,8 @@ fn private_users_map_the_guests_root_elsewhere() {
         env.ok(["run", &name, "--", "systemctl", "is-system-running", "--wait"]),
         "running\n"
     );
+    // Still its own private network.
+    assert_eq!(env.ok(["run", &name, "--", "ls", "/sys/class/net"]), "eth0\nlo\n");
     // The Nix store is mapped, not nobody's.
     assert!(env.ok(["run", &name, "--", "stat", "-c", "%U", "/nix/store"]).starts_with("root"));
     env.ok(["stop", &name]);

@@ -198,3 +198,27 @@ fn bad_input_gets_one_line_and_writes_nothing() {
         assert_eq!(entries, 0, "{} has entries", p.display());
     }
 }
+
+#[test]
+fn show_host_key_prints_the_guests_public_key() {
+    let env = Env::new();
+    let with_key = env.name("key");
+    let without = env.name("nokey");
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOr9pX2k1tJ3hX5m3YkGZ2f0v9m6b8y3Tq2m7QF0d1Yx root@key";
+    env.create(
+        &with_key,
+        // A file the guest writes at boot, as sshd's key generation does.
+        &["--config", &format!("systemd.tmpfiles.rules = [ \"f /etc/ssh/ssh_host_ed25519_key.pub 0644 root root - {key}\" ];")],
+    );
+    env.create(&without, &[]);
+    env.ok(["start", &with_key]);
+    assert_eq!(env.ok(["show-host-key", &with_key]), format!("{key}\n"));
+    let out = env.run(["show-host-key", &without]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("has no SSH host key"), "{}", stderr(&out));
+    assert_eq!(env.ok(["list"]), {
+        let mut names = [with_key.clone(), without.clone()];
+        names.sort();
+        format!("{}\n{}\n", names[0], names[1])
+    });
+}

@@ -1,8 +1,8 @@
 use crate::cli::CreateArgs;
 use crate::commands::{require_root, Ctx};
 use crate::conf::{
-    parse_addr4, validate_capability, validate_device_path, validate_private_users, validate_syscall_filter, Bind,
-    Conf,
+    parse_addr4, parse_addr6, validate_capability, validate_device_path, validate_private_users,
+    validate_syscall_filter, Bind, Conf,
 };
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, CreateRequest, Source};
@@ -26,6 +26,12 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
     }
     if let Some(l) = &args.local_address {
         conf.local_address = Some(parse_addr4(l).map_err(|r| invalid("local address", l, r))?);
+    }
+    if let Some(h) = &args.host_address6 {
+        conf.host_address6 = Some(parse_addr6(h).map_err(|r| invalid("host address6", h, r))?);
+    }
+    if let Some(l) = &args.local_address6 {
+        conf.local_address6 = Some(parse_addr6(l).map_err(|r| invalid("local address6", l, r))?);
     }
     for p in &args.port {
         conf.host_port.push(p.parse().map_err(|r| invalid("port", p, r))?);
@@ -105,6 +111,9 @@ pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
     )?;
     if let (Some(h), Some(l)) = (created.conf.host_address, created.conf.local_address) {
         ctx.note(&format!("host IP is {}, container IP is {}", h.addr, l.addr));
+    }
+    if let (Some(h), Some(l)) = (created.conf.host_address6, created.conf.local_address6) {
+        ctx.note(&format!("host IPv6 is {}, container IPv6 is {}", h.addr, l.addr));
     }
     if args.ensure_unique_name {
         println!("{}", created.name);

@@ -19,7 +19,8 @@ pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)
                 .map_err(|e| Error::other(format!("reading {key}: {e}")))?;
-            print!("{text}");
+            // As a line, even if the file lacks its final newline.
+            println!("{}", text.strip_suffix('\n').unwrap_or(&text));
             return Ok(0);
         }
     }

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
+use nixos_container::net::names;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nixos-container");
 pub const OFFLINE_NIX: &str = "substituters =";
@@ -119,6 +120,7 @@ impl Env {
             ("NIXOS_CONTAINER_RUN_DIR".into(), path("run")),
             ("NIXOS_CONTAINER_HOSTS_FILE".into(), path("hosts")),
             ("NIXOS_CONTAINER_IPV4_POOL".into(), format!("10.{}.0.0/16", self.pool)),
+            ("NIXOS_CONTAINER_IPV6_POOL".into(), self.pool6()),
             // These machines have no binary cache; asking for one costs seconds.
             ("NIX_CONFIG".into(), OFFLINE_NIX.into()),
         ]
@@ -173,6 +175,15 @@ impl Env {
         self.ok(args)
     }
 
+    /// This test's IPv6 pool, beside its IPv4 pool.
+    pub fn pool6(&self) -> String {
+        format!("fd6e:6978:{:x}::/48", self.pool)
+    }
+
+    pub fn hosts_file(&self) -> PathBuf {
+        self.base.join("hosts")
+    }
+
     pub fn conf_dir(&self) -> PathBuf {
         self.base.join("conf")
     }
@@ -209,7 +220,77 @@ impl Env {
         left.extend(processes_of(name).iter().map(|p| format!("process {p}")));
         left.extend(cgroup_dirs(name).iter().map(|p| format!("cgroup {}", p.display())));
         left.extend(mounts_under(&self.base.join("state").join(name)).iter().map(|m| format!("mount {m}")));
+        left.extend(network_leftovers(name));
         left
+    }
+}
+
+/// What is left of container `name`'s network on the host: its namespace,
+/// its host interface (by name or altname), any route or address on it,
+/// its nftables table.
+pub fn network_leftovers(name: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let netns = Path::new("/run/netns").join(names::netns(name));
+    if netns.exists() {
+        left.push(format!("netns {}", netns.display()));
+    }
+    for ifname in [names::host_ifname(name), names::host_altname(name)] {
+        if cmd_ok("ip", &["link", "show", "dev", &ifname]) {
+            left.push(format!("interface {ifname}"));
+        }
+    }
+    let ifname = names::host_ifname(name);
+    for args in [&["-4", "route", "show", "table", "all"][..], &["-6", "route", "show", "table", "all"], &["-o", "addr", "show"]] {
+        let out = Command::new("ip").args(args).output().expect("ip");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.split_whitespace().any(|w| w == ifname) {
+                left.push(format!("ip {}: {line}", args.join(" ")));
+            }
+        }
+    }
+    if cmd_ok("nft", &["list", "table", "inet", &names::nft_table(name)]) {
+        left.push(format!("nft table inet {}", names::nft_table(name)));
+    }
+    left
+}
+
+/// Routes and addresses that mention `addr` (for addresses a container had).
+pub fn routes_and_addresses_of(addr: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let fam = if addr.contains(':') { "-6" } else { "-4" };
+    for args in [vec![fam, "route", "show", "table", "all"], vec![fam, "-o", "addr", "show"]] {
+        let out = Command::new("ip").args(&args).output().expect("ip");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.split_whitespace().any(|w| w == addr || w.split('/').next() == Some(addr)) {
+                found.push(line.to_string());
+            }
+        }
+    }
+    found
+}
+
+fn cmd_ok(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Removes whatever the CLI left of a container's network.
+fn force_network_cleanup(name: &str) {
+    let _ = cmd_ok("nft", &["delete", "table", "inet", &names::nft_table(name)]);
+    let ifname = names::host_ifname(name);
+    // Only ever our own: the interface must carry this container's alias.
+    let alias = fs::read_to_string(format!("/sys/class/net/{ifname}/ifalias")).unwrap_or_default();
+    if alias.trim() == names::host_alias(name) {
+        let _ = cmd_ok("ip", &["link", "del", "dev", &ifname]);
+    }
+    let netns = names::netns(name);
+    if Path::new("/run/netns").join(&netns).exists() {
+        let _ = cmd_ok("ip", &["netns", "del", &netns]);
     }
 }
 
@@ -284,6 +365,7 @@ impl Drop for Env {
             let _ = self.command().args(["terminate", name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
             let _ = self.command().args(["destroy", name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
             force_cleanup(name);
+            force_network_cleanup(name);
         }
         // Mounts under our base that the CLI did not remove: detach them so
         // that removing the temporary directory cannot reach into them.

@@ -1,0 +1,233 @@
+//! An in-memory stand-in for the kernel, for unit tests of the setup and
+//! teardown logic. It keeps the rules that matter to that logic: names are
+//! unique per namespace, a veth's peer goes when either end goes, an
+//! interface goes with its namespace, routes need an interface that is up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::netlink::{InUse, Link, Netlink, Ns, Route};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeLink {
+    pub index: u32,
+    pub up: bool,
+    pub alias: Option<String>,
+    pub altnames: Vec<String>,
+    pub master: Option<String>,
+    pub bridge: bool,
+    pub addrs: Vec<(IpAddr, u8)>,
+    /// The other end of a veth: (namespace, name); None = host.
+    pub peer: Option<(Option<String>, String)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FakeNet {
+    pub netns: BTreeSet<String>,
+    /// Interfaces per namespace (None = the host's).
+    pub links: BTreeMap<Option<String>, BTreeMap<String, FakeLink>>,
+    pub routes: BTreeMap<Option<String>, Vec<Route>>,
+    pub conf: BTreeMap<(String, String), String>,
+    /// What `in_use` answers for given addresses.
+    pub host_use: BTreeMap<IpAddr, InUse>,
+    /// Fail the operation whose log entry starts with this.
+    pub fail_on: Option<String>,
+    pub log: Vec<String>,
+    next_index: u32,
+}
+
+fn key(ns: Ns<'_>) -> Option<String> {
+    match ns {
+        Ns::Host => None,
+        Ns::Named(n) => Some(n.to_string()),
+    }
+}
+
+impl FakeNet {
+    pub fn new() -> FakeNet {
+        let mut f = FakeNet::default();
+        f.links.insert(None, BTreeMap::new());
+        f.add_plain_link(None, "lo");
+        f.add_plain_link(None, "eth0");
+        f
+    }
+
+    pub fn add_plain_link(&mut self, ns: Option<&str>, name: &str) {
+        self.next_index += 1;
+        let link = FakeLink { index: self.next_index, up: true, ..FakeLink::default() };
+        self.links.entry(ns.map(str::to_string)).or_default().insert(name.to_string(), link);
+    }
+
+    pub fn add_bridge(&mut self, name: &str) {
+        self.add_plain_link(None, name);
+        self.links.get_mut(&None).unwrap().get_mut(name).unwrap().bridge = true;
+    }
+
+    pub fn host_link(&self, name: &str) -> Option<&FakeLink> {
+        self.links.get(&None).and_then(|l| l.get(name))
+    }
+
+    pub fn ns_link(&self, ns: &str, name: &str) -> Option<&FakeLink> {
+        self.links.get(&Some(ns.to_string())).and_then(|l| l.get(name))
+    }
+
+    pub fn host_routes(&self) -> Vec<Route> {
+        self.routes.get(&None).cloned().unwrap_or_default()
+    }
+
+    fn step(&mut self, entry: String) -> Result<()> {
+        let fail = self.fail_on.as_deref().is_some_and(|f| entry.starts_with(f));
+        self.log.push(entry.clone());
+        if fail {
+            return Err(Error::other(format!("injected failure: {entry}")));
+        }
+        Ok(())
+    }
+
+    fn get_mut(&mut self, ns: Ns<'_>, name: &str) -> Result<&mut FakeLink> {
+        self.links
+            .get_mut(&key(ns))
+            .and_then(|l| l.get_mut(name))
+            .ok_or_else(|| Error::other(format!("network interface {name} does not exist")))
+    }
+
+    fn remove_link(&mut self, ns: Option<String>, name: &str) {
+        let Some(link) = self.links.get_mut(&ns).and_then(|l| l.remove(name)) else { return };
+        if let Some(routes) = self.routes.get_mut(&ns) {
+            routes.retain(|r| r.dev != name);
+            if routes.is_empty() {
+                self.routes.remove(&ns);
+            }
+        }
+        if let Some((pns, pname)) = link.peer {
+            self.remove_link(pns, &pname);
+        }
+    }
+}
+
+impl Netlink for FakeNet {
+    fn netns_add(&mut self, name: &str) -> Result<()> {
+        self.step(format!("netns_add {name}"))?;
+        if !self.netns.insert(name.to_string()) {
+            return Err(Error::other(format!("netns {name} exists")));
+        }
+        self.add_plain_link(Some(name), "lo");
+        self.links.get_mut(&Some(name.to_string())).unwrap().get_mut("lo").unwrap().up = false;
+        Ok(())
+    }
+
+    fn netns_del(&mut self, name: &str) -> Result<()> {
+        self.step(format!("netns_del {name}"))?;
+        self.netns.remove(name);
+        let ns = Some(name.to_string());
+        let names: Vec<String> = self.links.get(&ns).map(|l| l.keys().cloned().collect()).unwrap_or_default();
+        for n in names {
+            self.remove_link(ns.clone(), &n);
+        }
+        self.links.remove(&ns);
+        self.routes.remove(&ns);
+        Ok(())
+    }
+
+    fn link(&mut self, ns: Ns<'_>, name: &str) -> Result<Option<Link>> {
+        Ok(self.links.get(&key(ns)).and_then(|l| l.get(name)).map(|l| Link {
+            index: l.index,
+            alias: l.alias.clone(),
+            is_bridge: l.bridge,
+        }))
+    }
+
+    fn veth_add(&mut self, host: &str, peer_ns: &str, peer: &str) -> Result<()> {
+        self.step(format!("veth_add {host} {peer_ns} {peer}"))?;
+        if !self.netns.contains(peer_ns) {
+            return Err(Error::other(format!("no netns {peer_ns}")));
+        }
+        if self.host_link(host).is_some() || self.ns_link(peer_ns, peer).is_some() {
+            return Err(Error::other("File exists (os error 17)"));
+        }
+        self.add_plain_link(None, host);
+        self.add_plain_link(Some(peer_ns), peer);
+        let h = self.get_mut(Ns::Host, host)?;
+        h.up = false;
+        h.peer = Some((Some(peer_ns.to_string()), peer.to_string()));
+        let p = self.get_mut(Ns::Named(peer_ns), peer)?;
+        p.up = false;
+        p.peer = Some((None, host.to_string()));
+        Ok(())
+    }
+
+    fn link_del(&mut self, name: &str) -> Result<()> {
+        self.step(format!("link_del {name}"))?;
+        self.remove_link(None, name);
+        Ok(())
+    }
+
+    fn link_up(&mut self, ns: Ns<'_>, name: &str) -> Result<()> {
+        self.step(format!("link_up {ns:?} {name}"))?;
+        self.get_mut(ns, name)?.up = true;
+        Ok(())
+    }
+
+    fn link_set_alias(&mut self, name: &str, alias: &str) -> Result<()> {
+        self.step(format!("link_set_alias {name} {alias}"))?;
+        self.get_mut(Ns::Host, name)?.alias = Some(alias.to_string());
+        Ok(())
+    }
+
+    fn link_add_altname(&mut self, name: &str, altname: &str) -> Result<()> {
+        self.step(format!("link_add_altname {name} {altname}"))?;
+        self.get_mut(Ns::Host, name)?.altnames.push(altname.to_string());
+        Ok(())
+    }
+
+    fn link_set_master(&mut self, name: &str, bridge: &str) -> Result<()> {
+        self.step(format!("link_set_master {name} {bridge}"))?;
+        if !self.host_link(bridge).is_some_and(|b| b.bridge) {
+            return Err(Error::other(format!("{bridge} is not a bridge")));
+        }
+        self.get_mut(Ns::Host, name)?.master = Some(bridge.to_string());
+        Ok(())
+    }
+
+    fn addr_add(&mut self, ns: Ns<'_>, dev: &str, addr: IpAddr, prefix: u8) -> Result<()> {
+        self.step(format!("addr_add {ns:?} {dev} {addr}/{prefix}"))?;
+        self.get_mut(ns, dev)?.addrs.push((addr, prefix));
+        Ok(())
+    }
+
+    fn route_add(&mut self, ns: Ns<'_>, route: &Route) -> Result<()> {
+        self.step(format!("route_add {ns:?} {}/{} {}", route.dst, route.prefix, route.dev))?;
+        if !self.get_mut(ns, &route.dev)?.up {
+            return Err(Error::other("Network is down (os error 100)"));
+        }
+        let routes = self.routes.entry(key(ns)).or_default();
+        if routes.iter().any(|r| r.dst == route.dst && r.prefix == route.prefix) {
+            return Err(Error::other("File exists (os error 17)"));
+        }
+        routes.push(route.clone());
+        Ok(())
+    }
+
+    fn in_use(&mut self, addr: IpAddr) -> Result<Option<InUse>> {
+        if let Some(u) = self.host_use.get(&addr) {
+            return Ok(Some(u.clone()));
+        }
+        let local = self.links.get(&None).is_some_and(|l| l.values().any(|l| l.addrs.iter().any(|(a, _)| *a == addr)));
+        if local {
+            return Ok(Some(InUse::Local));
+        }
+        Ok(self
+            .host_routes()
+            .iter()
+            .find(|r| r.prefix > 0 && r.dst == addr)
+            .map(|r| InUse::Routed { prefix: r.prefix }))
+    }
+
+    fn ipv4_conf(&mut self, dev: &str, key: &str, value: &str) -> Result<()> {
+        self.step(format!("ipv4_conf {dev} {key}={value}"))?;
+        self.get_mut(Ns::Host, dev)?;
+        self.conf.insert((dev.to_string(), key.to_string()), value.to_string());
+        Ok(())
+    }
+}

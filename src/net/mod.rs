@@ -1,0 +1,649 @@
+//! A container's private network: its namespace, veth pair, addresses,
+//! routes, port forwards and host name.
+//!
+//! `start` (lifecycle) calls [`start`] before it launches the supervisor and
+//! hands the namespace to nspawn (`--network-namespace-path`);
+//! `lifecycle::release_runtime` calls [`release`] whenever a run is over
+//! (stop, terminate, a guest that died, or leftovers found by the next
+//! start). Everything is found again from the container's name alone
+//! (`names`), so release works after a crash or a CLI killed half-way, and
+//! touches nothing of another container.
+//!
+//! - `names`: interface, namespace and table names;
+//! - `netlink`: the `Netlink` trait and the rtnetlink implementation;
+//!   `fake`: an in-memory kernel for the unit tests below;
+//! - `nft`: port forwards as a per-container nftables table;
+//! - `hosts`: `NAME.containers` entries in the hosts file.
+
+pub mod hosts;
+pub mod names;
+pub mod netlink;
+pub mod nft;
+
+#[cfg(test)]
+pub mod fake;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use crate::addr::{Pool4, Pool6};
+use crate::conf::{Addr4, Addr6, AddrSpec, Conf, PortForward};
+use crate::error::{Error, Result};
+use netlink::{InUse, Netlink, Ns, Route};
+
+/// One address family's pair: the host side's and the container's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    pub host: Option<(IpAddr, u8)>,
+    pub local: Option<(IpAddr, u8)>,
+}
+
+/// What a container's network looks like, from its name and conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub name: String,
+    pub netns: String,
+    pub host_if: String,
+    pub bridge: Option<String>,
+    pub pairs: Vec<Pair>,
+    pub ports: Vec<PortForward>,
+}
+
+fn spec<A: Into<IpAddr> + Copy>(a: &Option<AddrSpec<A>>) -> Option<(IpAddr, u8)> {
+    a.map(|s| {
+        let ip: IpAddr = s.addr.into();
+        (ip, s.prefix.unwrap_or(full_prefix(ip)))
+    })
+}
+
+fn full_prefix(a: IpAddr) -> u8 {
+    if a.is_ipv4() { 32 } else { 128 }
+}
+
+/// `addr` with the bits past `prefix` cleared: the network a route names.
+fn network(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}
+
+impl Plan {
+    /// The plan for a container, or None when it shares the host's network
+    /// (or joins a namespace given in its conf).
+    pub fn new(name: &str, conf: &Conf) -> Option<Plan> {
+        if !conf.private_network || conf.network_namespace_path.is_some() {
+            return None;
+        }
+        let pairs = [
+            Pair { host: spec(&conf.host_address), local: spec(&conf.local_address) },
+            Pair { host: spec(&conf.host_address6), local: spec(&conf.local_address6) },
+        ]
+        .into_iter()
+        .filter(|p| p.host.is_some() || p.local.is_some())
+        .collect();
+        Some(Plan {
+            name: name.to_string(),
+            netns: names::netns(name),
+            host_if: names::host_ifname(name),
+            bridge: conf.host_bridge.clone(),
+            pairs,
+            ports: conf.host_port.clone(),
+        })
+    }
+
+    /// The container's IPv4 and IPv6 addresses, for port forwards and the
+    /// hosts file.
+    pub fn local_addresses(&self) -> Vec<IpAddr> {
+        self.pairs.iter().filter_map(|p| p.local.map(|l| l.0)).collect()
+    }
+}
+
+/// Creates the namespace and the veth pair and configures both ends. On
+/// failure, whatever was made is removed again.
+pub fn setup(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
+    let result = setup_inner(nl, plan);
+    if result.is_err()
+        && let Err(e) = teardown(nl, &plan.name)
+    {
+        tracing::error!("cleaning up the network of {}: {e}", plan.name);
+    }
+    result
+}
+
+fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
+    let guest = Ns::Named(&plan.netns);
+    let eth0 = names::GUEST_IFNAME;
+    if let Some(br) = &plan.bridge {
+        match nl.link(Ns::Host, br)? {
+            Some(l) if l.is_bridge => {}
+            Some(_) => return Err(Error::other(format!("{br} is not a bridge (HOST_BRIDGE of container '{}')", plan.name))),
+            None => return Err(Error::other(format!("bridge {br} does not exist (HOST_BRIDGE of container '{}')", plan.name))),
+        }
+    }
+    if let Some(l) = nl.link(Ns::Host, &plan.host_if)? {
+        // Our own leftovers were released before; anything else by this
+        // name is not ours to take.
+        return Err(Error::other(format!(
+            "network interface {} already exists{}; container '{}' needs that name",
+            plan.host_if,
+            l.alias.map(|a| format!(" (alias '{a}')")).unwrap_or_default(),
+            plan.name
+        )));
+    }
+    nl.netns_add(&plan.netns)?;
+    nl.link_up(guest, "lo")?;
+    nl.veth_add(&plan.host_if, &plan.netns, eth0)?;
+    nl.link_set_alias(&plan.host_if, &names::host_alias(&plan.name))?;
+    let altname = names::host_altname(&plan.name);
+    if altname != plan.host_if {
+        nl.link_add_altname(&plan.host_if, &altname)?;
+    }
+    if let Some(br) = &plan.bridge {
+        nl.link_set_master(&plan.host_if, br)?;
+    }
+    nl.link_up(Ns::Host, &plan.host_if)?;
+    nl.link_up(guest, eth0)?;
+
+    for pair in &plan.pairs {
+        if plan.bridge.is_none() {
+            if let Some((host, prefix)) = pair.host {
+                nl.addr_add(Ns::Host, &plan.host_if, host, prefix)?;
+            }
+            if let Some((local, prefix)) = pair.local {
+                let dst = network(local, prefix);
+                nl.route_add(Ns::Host, &Route { dst, prefix, dev: plan.host_if.clone(), via: None })?;
+            }
+        }
+        if let Some((local, prefix)) = pair.local {
+            nl.addr_add(guest, eth0, local, prefix)?;
+        }
+        if let (Some((host, _)), Some(_)) = (pair.host, pair.local) {
+            let full = full_prefix(host);
+            nl.route_add(guest, &Route { dst: host, prefix: full, dev: eth0.into(), via: None })?;
+            let any = if host.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+            nl.route_add(guest, &Route { dst: any, prefix: 0, dev: eth0.into(), via: Some(host) })?;
+        }
+    }
+    if plan.bridge.is_none() {
+        // Packets from the container are routed by the host; the setting
+        // belongs to our interface and goes with it.
+        nl.ipv4_conf(&plan.host_if, "forwarding", "1")?;
+        if !plan.ports.is_empty() {
+            // Forwards from the host's own 127.0.0.1 leave through this
+            // interface with a loopback source until they are masqueraded.
+            nl.ipv4_conf(&plan.host_if, "route_localnet", "1")?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a container's interfaces and namespace. Safe to call when
+/// nothing or only part of it exists; never removes an interface that
+/// another owner marked as its own.
+pub fn teardown(nl: &mut dyn Netlink, name: &str) -> Result<()> {
+    let host_if = names::host_ifname(name);
+    let mut first_error = None;
+    match nl.link(Ns::Host, &host_if) {
+        Ok(Some(l)) if l.alias.as_deref().is_some_and(|a| a != names::host_alias(name)) => {
+            tracing::warn!(
+                "leaving network interface {host_if} alone: its alias '{}' says it is not container '{name}''s",
+                l.alias.unwrap_or_default()
+            );
+        }
+        Ok(Some(_)) => {
+            if let Err(e) = nl.link_del(&host_if) {
+                first_error.get_or_insert(e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Err(e) = nl.netns_del(&names::netns(name)) {
+        first_error.get_or_insert(e);
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Sets up the network of a container about to start. Returns the
+/// namespace nspawn must join, if the container has a private network.
+pub fn start(name: &str, conf: &Conf) -> Result<Option<PathBuf>> {
+    let Some(plan) = Plan::new(name, conf) else { return Ok(None) };
+    let mut nl = netlink::RtNetlink::new()?;
+    setup(&mut nl, &plan)?;
+    if let Err(e) = nft::apply(&plan) {
+        let _ = teardown(&mut nl, name);
+        return Err(e);
+    }
+    if !plan.ports.is_empty() && !ipv4_forwarding_enabled() {
+        tracing::warn!(
+            "port forwards of '{name}' answer on this host only: forwarding from other hosts needs net.ipv4.ip_forward=1 (or forwarding on the incoming interface)"
+        );
+    }
+    Ok(Some(nl.netns_path(&plan.netns)))
+}
+
+fn ipv4_forwarding_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "1")
+}
+
+/// Removes everything `start` set up for container `name`, whatever is
+/// left of it. Errors are logged: release runs on every exit path.
+pub fn release(name: &str) {
+    if let Err(e) = nft::remove(name) {
+        tracing::warn!("removing the port forwards of {name}: {e}");
+    }
+    match netlink::RtNetlink::new() {
+        Ok(mut nl) => {
+            if let Err(e) = teardown(&mut nl, name) {
+                tracing::warn!("removing the network of {name}: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("removing the network of {name}: {e}"),
+    }
+}
+
+/// Why `addr` cannot be given to a container on this host, if it cannot.
+pub fn conflict(nl: &mut dyn Netlink, addr: IpAddr) -> Result<Option<String>> {
+    Ok(nl.in_use(addr)?.map(|u| match u {
+        InUse::Local => "it is already an address of this host".to_string(),
+        InUse::Routed { prefix } => {
+            format!("the host already routes {}/{prefix} elsewhere", network(addr, prefix))
+        }
+    }))
+}
+
+/// What other containers (created or being created) already have.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub names: Vec<String>,
+    pub addrs: HashSet<IpAddr>,
+    /// (container, forward)
+    pub ports: Vec<(String, PortForward)>,
+}
+
+impl Taken {
+    pub fn add(&mut self, name: &str, conf: &Conf) {
+        self.names.push(name.to_string());
+        let v4 = [conf.host_address, conf.local_address].into_iter().flatten().map(|a| IpAddr::V4(a.addr));
+        let v6 = [conf.host_address6, conf.local_address6].into_iter().flatten().map(|a| IpAddr::V6(a.addr));
+        self.addrs.extend(v4.chain(v6));
+        self.ports.extend(conf.host_port.iter().map(|p| (name.to_string(), *p)));
+    }
+}
+
+/// Checks what a new container `name` would share with others: its host
+/// interface name and its host ports.
+pub fn check_new(name: &str, conf: &Conf, taken: &Taken) -> Result<()> {
+    let ifname = names::host_ifname(name);
+    if let Some(other) = taken.names.iter().find(|o| names::host_ifname(o) == ifname) {
+        return Err(Error::InvalidValue {
+            what: "container name",
+            value: name.to_string(),
+            reason: format!(
+                "its network interface would be {ifname}, which container '{other}' has; choose another name"
+            ),
+        });
+    }
+    for p in &conf.host_port {
+        if let Some((other, _)) = taken.ports.iter().find(|(_, q)| q.protocol == p.protocol && q.host == p.host) {
+            return Err(Error::InvalidValue {
+                what: "port",
+                value: p.to_string(),
+                reason: format!("container '{other}' already forwards host port {}; choose another", p.host),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn refuse(what: &'static str, addr: IpAddr, reason: String) -> Error {
+    Error::InvalidValue { what, value: addr.to_string(), reason: format!("{reason}; choose another") }
+}
+
+/// Checks a given address against other containers and the host.
+fn check_given(nl: &mut dyn Netlink, taken: &Taken, what: &'static str, addr: IpAddr, routed: bool) -> Result<()> {
+    if taken.addrs.contains(&addr) {
+        return Err(refuse(what, addr, "another container has it".into()));
+    }
+    match nl.in_use(addr)? {
+        None => Ok(()),
+        // On a bridge, the container's address lies in the bridge's subnet,
+        // which the host routes; only an address of the host itself clashes.
+        Some(InUse::Routed { .. }) if !routed => Ok(()),
+        Some(_) => Err(refuse(what, addr, conflict(nl, addr)?.unwrap_or_default())),
+    }
+}
+
+/// Fills in the addresses of a new container with a private network and
+/// checks those given. Runs under the global lock.
+pub fn assign(conf: &mut Conf, taken: &Taken, nl: &mut dyn Netlink, pools: (Pool4, Pool6), ipv6: bool) -> Result<()> {
+    if !conf.private_network || conf.network_namespace_path.is_some() {
+        return Ok(());
+    }
+    let routed = conf.host_bridge.is_none();
+    if routed {
+        for (what, a) in [("host address", conf.host_address), ("local address", conf.local_address)] {
+            if let Some(a) = a {
+                check_given(nl, taken, what, IpAddr::V4(a.addr), true)?;
+            }
+        }
+        for (what, a) in [("host address6", conf.host_address6), ("local address6", conf.local_address6)] {
+            if let Some(a) = a {
+                check_given(nl, taken, what, IpAddr::V6(a.addr), true)?;
+            }
+        }
+    } else {
+        if let Some(a) = conf.local_address {
+            check_given(nl, taken, "local address", IpAddr::V4(a.addr), false)?;
+        }
+        if let Some(a) = conf.local_address6 {
+            check_given(nl, taken, "local address6", IpAddr::V6(a.addr), false)?;
+        }
+        // Addresses on a bridge come from the user or stay unset.
+        return Ok(());
+    }
+    let mut free = |a: IpAddr| Ok(nl.in_use(a)?.is_none());
+    if conf.host_address.is_none() && conf.local_address.is_none() {
+        let (h, l) = pools.0.allocate_where(&taken.addrs, &mut free)?;
+        conf.host_address = Some(Addr4 { addr: h, prefix: None });
+        conf.local_address = Some(Addr4 { addr: l, prefix: None });
+    }
+    if ipv6 && conf.host_address6.is_none() && conf.local_address6.is_none() {
+        let (h, l) = pools.1.allocate_where(&taken.addrs, &mut free)?;
+        conf.host_address6 = Some(Addr6 { addr: h, prefix: None });
+        conf.local_address6 = Some(Addr6 { addr: l, prefix: None });
+    }
+    Ok(())
+}
+
+/// Whether the host has IPv6 at all (it can be disabled at boot).
+pub fn host_has_ipv6() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6").is_ok_and(|s| s.trim() == "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeNet;
+    use super::*;
+    use crate::conf::{parse_addr4, parse_addr6};
+
+    fn conf() -> Conf {
+        Conf {
+            private_network: true,
+            host_address: Some(parse_addr4("10.233.1.1").unwrap()),
+            local_address: Some(parse_addr4("10.233.1.2").unwrap()),
+            host_address6: Some(parse_addr6("fd6e:6978:6f73:1::1").unwrap()),
+            local_address6: Some(parse_addr6("fd6e:6978:6f73:1::2").unwrap()),
+            ..Conf::default()
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    const LONG: &str = "a-container-with-a-name-of-35-chars";
+
+    #[test]
+    fn routed_setup_builds_what_the_seed_did() {
+        let mut nl = FakeNet::new();
+        let plan = Plan::new(LONG, &conf()).unwrap();
+        setup(&mut nl, &plan).unwrap();
+        let ns = names::netns(LONG);
+        let hif = names::host_ifname(LONG);
+        assert!(nl.netns.contains(&ns));
+        let host = nl.host_link(&hif).unwrap();
+        assert!(host.up);
+        assert_eq!(host.alias.as_deref(), Some(format!("nixos-container {LONG}").as_str()));
+        assert_eq!(host.altnames, [format!("ve-{LONG}")]);
+        assert_eq!(host.addrs, [(ip("10.233.1.1"), 32), (ip("fd6e:6978:6f73:1::1"), 128)]);
+        let eth0 = nl.ns_link(&ns, "eth0").unwrap();
+        assert!(eth0.up && nl.ns_link(&ns, "lo").unwrap().up);
+        assert_eq!(eth0.addrs, [(ip("10.233.1.2"), 32), (ip("fd6e:6978:6f73:1::2"), 128)]);
+        assert_eq!(nl.links[&Some(ns.clone())].len(), 2, "the guest sees lo and eth0 only");
+        let host_routes: Vec<String> = nl.host_routes().iter().map(|r| format!("{}/{} {}", r.dst, r.prefix, r.dev)).collect();
+        assert_eq!(host_routes, [format!("10.233.1.2/32 {hif}"), format!("fd6e:6978:6f73:1::2/128 {hif}")]);
+        let guest_routes: Vec<String> = nl.routes[&Some(ns.clone())]
+            .iter()
+            .map(|r| format!("{}/{} {} {:?}", r.dst, r.prefix, r.dev, r.via))
+            .collect();
+        assert_eq!(
+            guest_routes,
+            [
+                "10.233.1.1/32 eth0 None",
+                "0.0.0.0/0 eth0 Some(10.233.1.1)",
+                "fd6e:6978:6f73:1::1/128 eth0 None",
+                "::/0 eth0 Some(fd6e:6978:6f73:1::1)"
+            ]
+        );
+        assert_eq!(nl.conf.get(&(hif.clone(), "forwarding".into())).map(String::as_str), Some("1"));
+        assert!(!nl.conf.contains_key(&(hif, "route_localnet".into())), "only with port forwards");
+    }
+
+    #[test]
+    fn a_local_address_with_a_prefix_routes_its_network() {
+        let mut c = conf();
+        c.local_address = Some(parse_addr4("10.0.7.2/24").unwrap());
+        c.host_address6 = None;
+        c.local_address6 = None;
+        let mut nl = FakeNet::new();
+        setup(&mut nl, &Plan::new("web", &c).unwrap()).unwrap();
+        assert_eq!(nl.host_routes()[0].dst, ip("10.0.7.0"));
+        assert_eq!(nl.host_routes()[0].prefix, 24);
+        assert_eq!(nl.ns_link(&names::netns("web"), "eth0").unwrap().addrs, [(ip("10.0.7.2"), 24)]);
+    }
+
+    #[test]
+    fn teardown_removes_everything_and_is_idempotent() {
+        let mut nl = FakeNet::new();
+        let before = (nl.links.clone(), nl.routes.clone(), nl.netns.clone());
+        setup(&mut nl, &Plan::new("web", &conf()).unwrap()).unwrap();
+        teardown(&mut nl, "web").unwrap();
+        assert_eq!((nl.links.clone(), nl.routes.clone(), nl.netns.clone()), before);
+        teardown(&mut nl, "web").unwrap();
+        teardown(&mut nl, "never-started").unwrap();
+    }
+
+    #[test]
+    fn one_containers_teardown_leaves_the_others_alone() {
+        let mut nl = FakeNet::new();
+        let mut c2 = conf();
+        c2.host_address = Some(parse_addr4("10.233.2.1").unwrap());
+        c2.local_address = Some(parse_addr4("10.233.2.2").unwrap());
+        c2.host_address6 = None;
+        c2.local_address6 = None;
+        // Names where one is a prefix of the other.
+        setup(&mut nl, &Plan::new("web", &conf()).unwrap()).unwrap();
+        setup(&mut nl, &Plan::new("web-0", &c2).unwrap()).unwrap();
+        teardown(&mut nl, "web").unwrap();
+        assert!(nl.host_link("ve-web-0").is_some());
+        assert!(nl.netns.contains(&names::netns("web-0")));
+        assert_eq!(nl.host_routes().len(), 1);
+        assert!(nl.host_link("ve-web").is_none());
+    }
+
+    #[test]
+    fn every_failing_step_leaves_nothing() {
+        let plan = Plan::new(LONG, &Conf { host_port: vec!["8080:80".parse().unwrap()], ..conf() }).unwrap();
+        let mut probe = FakeNet::new();
+        setup(&mut probe, &plan).unwrap();
+        let steps: Vec<String> = probe.log.iter().filter(|s| !s.starts_with("netns_del") && !s.starts_with("link_del")).cloned().collect();
+        assert!(steps.len() > 10, "{steps:?}");
+        for step in steps {
+            let mut nl = FakeNet::new();
+            let clean = (nl.links.clone(), nl.routes.clone(), nl.netns.clone());
+            nl.fail_on = Some(step.clone());
+            assert!(setup(&mut nl, &plan).is_err(), "{step}");
+            nl.fail_on = None;
+            assert_eq!((nl.links.clone(), nl.routes.clone(), nl.netns.clone()), clean, "after failing at {step}");
+        }
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_start_are_released_and_setup_works_again() {
+        let plan = Plan::new("web", &conf()).unwrap();
+        let mut nl = FakeNet::new();
+        // A start killed right after creating the pair.
+        nl.netns_add(&plan.netns).unwrap();
+        nl.veth_add(&plan.host_if, &plan.netns, "eth0").unwrap();
+        assert!(setup(&mut nl, &plan).is_err(), "a start without release refuses the existing interface");
+        nl.netns_add(&plan.netns).unwrap();
+        nl.veth_add(&plan.host_if, &plan.netns, "eth0").unwrap();
+        teardown(&mut nl, "web").unwrap();
+        setup(&mut nl, &plan).unwrap();
+        assert!(nl.host_link("ve-web").unwrap().up);
+    }
+
+    #[test]
+    fn an_interface_marked_as_someone_elses_is_never_deleted() {
+        let mut nl = FakeNet::new();
+        nl.add_plain_link(None, "ve-web");
+        nl.link_set_alias("ve-web", "my own bridge port").unwrap();
+        teardown(&mut nl, "web").unwrap();
+        assert!(nl.host_link("ve-web").is_some());
+        let err = setup(&mut nl, &Plan::new("web", &conf()).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("ve-web already exists (alias 'my own bridge port')"), "{err}");
+        assert!(nl.host_link("ve-web").is_some());
+    }
+
+    #[test]
+    fn a_bridge_gets_the_host_side_and_no_host_routes() {
+        let mut nl = FakeNet::new();
+        nl.add_bridge("br0");
+        let mut c = conf();
+        c.host_bridge = Some("br0".into());
+        c.local_address = Some(parse_addr4("192.168.5.7/24").unwrap());
+        c.host_address = Some(parse_addr4("192.168.5.1").unwrap());
+        c.host_address6 = None;
+        c.local_address6 = None;
+        setup(&mut nl, &Plan::new("web", &c).unwrap()).unwrap();
+        let host = nl.host_link("ve-web").unwrap();
+        assert_eq!(host.master.as_deref(), Some("br0"));
+        assert!(host.addrs.is_empty());
+        assert!(nl.host_routes().is_empty());
+        let guest = nl.routes[&Some(names::netns("web"))].clone();
+        assert_eq!(guest[1].via, Some(ip("192.168.5.1")));
+    }
+
+    #[test]
+    fn a_missing_bridge_is_a_clear_error_and_leaves_nothing() {
+        let mut nl = FakeNet::new();
+        nl.add_plain_link(None, "eth1");
+        for (br, msg) in [("br9", "bridge br9 does not exist"), ("eth1", "eth1 is not a bridge")] {
+            let c = Conf { host_bridge: Some(br.into()), ..conf() };
+            let err = setup(&mut nl, &Plan::new("web", &c).unwrap()).unwrap_err().to_string();
+            assert!(err.contains(msg), "{err}");
+            assert!(nl.netns.is_empty());
+        }
+    }
+
+    #[test]
+    fn port_forwards_allow_loopback_sources_on_our_interface() {
+        let mut nl = FakeNet::new();
+        let c = Conf { host_port: vec!["tcp:8080:80".parse().unwrap()], ..conf() };
+        setup(&mut nl, &Plan::new("web", &c).unwrap()).unwrap();
+        assert_eq!(nl.conf.get(&("ve-web".into(), "route_localnet".into())).map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn no_private_network_no_plan() {
+        assert_eq!(Plan::new("web", &Conf::default()), None);
+        let c = Conf { network_namespace_path: Some("/run/netns/mine".into()), ..conf() };
+        assert_eq!(Plan::new("web", &c), None);
+    }
+
+    fn fresh() -> Conf {
+        Conf { private_network: true, ..Conf::default() }
+    }
+
+    #[test]
+    fn assign_fills_both_families_and_skips_what_is_taken_or_used() {
+        let mut nl = FakeNet::new();
+        nl.host_use.insert(ip("10.233.2.1"), InUse::Local);
+        nl.host_use.insert(ip("fd6e:6978:6f73:1::2"), InUse::Routed { prefix: 64 });
+        let mut taken = Taken::default();
+        taken.add("old", &conf());
+        let mut c = fresh();
+        assign(&mut c, &taken, &mut nl, Default::default(), true).unwrap();
+        assert_eq!(c.host_address.unwrap().to_string(), "10.233.3.1");
+        assert_eq!(c.local_address.unwrap().to_string(), "10.233.3.2");
+        assert_eq!(c.host_address6.unwrap().to_string(), "fd6e:6978:6f73:2::1");
+        assert_eq!(c.local_address6.unwrap().to_string(), "fd6e:6978:6f73:2::2");
+        let mut c = fresh();
+        assign(&mut c, &taken, &mut nl, Default::default(), false).unwrap();
+        assert_eq!(c.local_address6, None, "no IPv6 on a host without it");
+    }
+
+    #[test]
+    fn given_addresses_that_clash_are_refused_clearly() {
+        let mut nl = FakeNet::new();
+        nl.host_use.insert(ip("192.0.2.2"), InUse::Local);
+        nl.host_use.insert(ip("192.0.2.7"), InUse::Routed { prefix: 24 });
+        let mut taken = Taken::default();
+        taken.add("old", &conf());
+        let cases = [
+            ("192.0.2.2", "10.9.9.2", "invalid host address '192.0.2.2': it is already an address of this host; choose another"),
+            ("10.9.9.1", "192.0.2.7", "invalid local address '192.0.2.7': the host already routes 192.0.2.0/24 elsewhere; choose another"),
+            ("10.9.9.1", "10.233.1.2", "invalid local address '10.233.1.2': another container has it; choose another"),
+        ];
+        for (h, l, msg) in cases {
+            let mut c = Conf {
+                host_address: Some(parse_addr4(h).unwrap()),
+                local_address: Some(parse_addr4(l).unwrap()),
+                ..fresh()
+            };
+            let err = assign(&mut c, &taken, &mut nl, Default::default(), false).unwrap_err();
+            assert_eq!(err.to_string(), msg);
+            assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        }
+        // On a bridge, the bridge's subnet is where the container belongs.
+        let mut c = Conf { host_bridge: Some("br0".into()), local_address: Some(parse_addr4("192.0.2.7/24").unwrap()), ..fresh() };
+        assign(&mut c, &taken, &mut nl, Default::default(), true).unwrap();
+        assert_eq!(c.host_address, None);
+        assert_eq!(c.local_address6, None);
+    }
+
+    #[test]
+    fn interface_names_and_host_ports_are_not_shared() {
+        let mut taken = Taken::default();
+        taken.add("web", &Conf { host_port: vec!["tcp:8080:80".parse().unwrap()], ..conf() });
+        let c = Conf { host_port: vec!["udp:8080".parse().unwrap()], ..conf() };
+        check_new("web2", &c, &taken).unwrap();
+        let c = Conf { host_port: vec!["8080:81".parse().unwrap()], ..conf() };
+        let err = check_new("web2", &c, &taken).unwrap_err().to_string();
+        assert_eq!(err, "invalid port 'tcp:8080:81': container 'web' already forwards host port 8080; choose another");
+        // Two long names whose interfaces would meet: find such a pair.
+        let mut seen = std::collections::HashMap::new();
+        let (a, b) = (0u32..)
+            .map(|i| format!("abcde-long-name-{i}"))
+            .find_map(|n| seen.insert(names::host_ifname(&n), n.clone()).map(|o| (o, n)))
+            .unwrap();
+        let mut taken = Taken::default();
+        taken.add(&a, &fresh());
+        let err = check_new(&b, &fresh(), &taken).unwrap_err().to_string();
+        assert!(err.contains(&format!("which container '{a}' has; choose another name")), "{err}");
+    }
+
+    #[test]
+    fn conflicts_are_explained() {
+        let mut nl = FakeNet::new();
+        nl.host_use.insert(ip("10.233.1.1"), InUse::Local);
+        nl.host_use.insert(ip("10.233.9.9"), InUse::Routed { prefix: 16 });
+        assert_eq!(conflict(&mut nl, ip("10.233.1.1")).unwrap().unwrap(), "it is already an address of this host");
+        assert_eq!(conflict(&mut nl, ip("10.233.9.9")).unwrap().unwrap(), "the host already routes 10.233.0.0/16 elsewhere");
+        assert_eq!(conflict(&mut nl, ip("10.233.1.2")).unwrap(), None);
+    }
+}

@@ -1,0 +1,196 @@
+//! Port forwards as one nftables table per container (`inet
+//! nixos-container-NAME`), loaded with the `nft` tool in one atomic
+//! transaction and removed as a whole.
+//!
+//! - `prerouting`: connections from other hosts and namespaces to any local
+//!   address of the host are DNATed to the container;
+//! - `output`: so are the host's own connections, including those to
+//!   127.0.0.1 (the anchor's forwards miss these: nixpkgs #28721, #46975);
+//! - `postrouting`: those from a loopback source are masqueraded behind
+//!   the host side's address, since the container cannot answer 127.0.0.1
+//!   (our interface gets `route_localnet=1` so they may leave it at all).
+//!
+//! IPv6 forwards have no loopback equivalent (`::1` is never routed off
+//! the host), so the output rules skip it.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use super::{names, Plan};
+use crate::conf::Protocol;
+use crate::error::{Error, Result};
+
+/// The ruleset that installs the container's forwards, replacing an older
+/// table of the same container. None when there is nothing to forward.
+pub fn ruleset(plan: &Plan) -> Option<String> {
+    let locals = plan.local_addresses();
+    if plan.ports.is_empty() || locals.is_empty() {
+        return None;
+    }
+    let table = names::nft_table(&plan.name);
+    let mut pre = Vec::new();
+    let mut out = Vec::new();
+    let mut post = Vec::new();
+    for local in &locals {
+        let (family, ip) = match local {
+            IpAddr::V4(_) => ("ipv4", "ip"),
+            IpAddr::V6(_) => ("ipv6", "ip6"),
+        };
+        let target_of = |a: &IpAddr, port: u16| match a {
+            IpAddr::V4(a) => format!("{a}:{port}"),
+            IpAddr::V6(a) => format!("[{a}]:{port}"),
+        };
+        for p in &plan.ports {
+            let proto = match p.protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+            };
+            let dnat = format!(
+                "meta nfproto {family} fib daddr type local {proto} dport {} dnat {ip} to {}",
+                p.host,
+                target_of(local, p.container)
+            );
+            pre.push(dnat.clone());
+            match local {
+                IpAddr::V4(_) => out.push(dnat),
+                IpAddr::V6(_) => out.push(dnat.replacen("fib daddr", "ip6 saddr != ::1 fib daddr", 1)),
+            }
+        }
+        if let IpAddr::V4(a) = local {
+            post.push(format!("ip saddr 127.0.0.0/8 ip daddr {a} masquerade"));
+        }
+    }
+    let chain = |name: &str, hook: &str, prio: &str, rules: &[String]| {
+        let mut s = format!("  chain {name} {{\n    type nat hook {hook} priority {prio}; policy accept;\n");
+        for r in rules {
+            s.push_str(&format!("    {r}\n"));
+        }
+        s.push_str("  }\n");
+        s
+    };
+    Some(format!(
+        "# port forwards of nixos-container {name}\n\
+         table inet {table} {{}}\n\
+         delete table inet {table}\n\
+         table inet {table} {{\n{}{}{}}}\n",
+        chain("prerouting", "prerouting", "dstnat", &pre),
+        chain("output", "output", "-100", &out),
+        chain("postrouting", "postrouting", "srcnat", &post),
+        name = plan.name,
+    ))
+}
+
+/// Removes the table if it exists (creating an empty one first makes the
+/// delete succeed either way, in one transaction).
+pub fn removal(name: &str) -> String {
+    let table = names::nft_table(name);
+    format!("table inet {table} {{}}\ndelete table inet {table}\n")
+}
+
+fn run_nft(script: &str) -> Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingProgram {
+                program: "nft",
+                hint: "install nftables (needed for --port forwards)",
+            },
+            _ => Error::Io { context: "running nft".into(), source: e },
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| Error::Io { context: "running nft".into(), source: e })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().next().unwrap_or("").trim();
+        return Err(Error::other(format!("nft failed: {first}")));
+    }
+    Ok(())
+}
+
+/// Installs the container's forwards (if any).
+pub fn apply(plan: &Plan) -> Result<()> {
+    match ruleset(plan) {
+        Some(rules) => run_nft(&rules),
+        None => Ok(()),
+    }
+}
+
+/// Removes the container's table; nothing to do when there is none, or no
+/// nft on a host that never had forwards.
+pub fn remove(name: &str) -> Result<()> {
+    match run_nft(&removal(name)) {
+        Err(Error::MissingProgram { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::{parse_addr4, parse_addr6, Conf};
+
+    fn plan(ports: &[&str], v6: bool) -> Plan {
+        let conf = Conf {
+            private_network: true,
+            host_address: Some(parse_addr4("10.233.1.1").unwrap()),
+            local_address: Some(parse_addr4("10.233.1.2").unwrap()),
+            host_address6: v6.then(|| parse_addr6("fd6e::1").unwrap()),
+            local_address6: v6.then(|| parse_addr6("fd6e::2").unwrap()),
+            host_port: ports.iter().map(|p| p.parse().unwrap()).collect(),
+            ..Conf::default()
+        };
+        Plan::new("web", &conf).unwrap()
+    }
+
+    #[test]
+    fn no_ports_no_table() {
+        assert_eq!(ruleset(&plan(&[], true)), None);
+    }
+
+    #[test]
+    fn forwards_for_other_hosts_and_loopback() {
+        let r = ruleset(&plan(&["tcp:8080:80", "udp:53"], false)).unwrap();
+        assert_eq!(
+            r,
+            "# port forwards of nixos-container web
+table inet nixos-container-web {}
+delete table inet nixos-container-web
+table inet nixos-container-web {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.233.1.2:80
+    meta nfproto ipv4 fib daddr type local udp dport 53 dnat ip to 10.233.1.2:53
+  }
+  chain output {
+    type nat hook output priority -100; policy accept;
+    meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.233.1.2:80
+    meta nfproto ipv4 fib daddr type local udp dport 53 dnat ip to 10.233.1.2:53
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 127.0.0.0/8 ip daddr 10.233.1.2 masquerade
+  }
+}
+"
+        );
+    }
+
+    #[test]
+    fn ipv6_forwards_skip_the_loopback() {
+        let r = ruleset(&plan(&["8080:80"], true)).unwrap();
+        assert!(r.contains("meta nfproto ipv6 fib daddr type local tcp dport 8080 dnat ip6 to [fd6e::2]:80\n"), "{r}");
+        assert!(r.contains("meta nfproto ipv6 ip6 saddr != ::1 fib daddr type local tcp dport 8080 dnat ip6 to [fd6e::2]:80\n"), "{r}");
+    }
+
+    #[test]
+    fn removal_is_idempotent_by_construction() {
+        assert_eq!(removal("web"), "table inet nixos-container-web {}\ndelete table inet nixos-container-web\n");
+    }
+}
