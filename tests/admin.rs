@@ -227,6 +227,9 @@ fn verbose_explains_and_scripts_stay_quiet() {
     let err = stderr(&out);
     assert!(err.contains(&format!("systemd-nspawn --keep-unit --register=no --machine={name}")), "{err}");
     assert!(err.contains("preparing the root"), "{err}");
+    // The netlink steps of the private network.
+    assert!(err.contains(&format!("network of {name}: namespace nixos-container-{name}")), "{err}");
+    assert!(err.contains(&format!("default route via 10.{}.1.1 in the container", env.pool)), "{err}");
     assert!(!err.contains('\x1b'), "no terminal escapes in a pipe: {err:?}");
 
     // In a script, success is silent.
