@@ -19,14 +19,24 @@ fn as_nobody(env: &Env, args: &[&str]) -> std::process::Output {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&env.base, std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(&copy)
-        .args(args)
-        .envs(env.vars())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
+    // Another test's fork may briefly hold the copy open for writing
+    // ("Text file busy"): try again.
+    let mut tries = 0;
+    loop {
+        let out = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(&copy)
+            .args(args)
+            .envs(env.vars())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        tries += 1;
+        if !stderr(&out).contains("Text file busy") || tries == 50 {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Asserts the exit code and the exact stderr.
