@@ -73,10 +73,16 @@ pub struct ContainerCgroup {
     dirs: Vec<(Kind, PathBuf)>,
 }
 
+/// The host's hierarchies of interest. Read once when many containers are
+/// looked at (list, completion).
+pub fn host_hierarchies() -> Result<Vec<Hierarchy>> {
+    let info = fs::read_to_string("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".into())?;
+    Ok(hierarchies_from(&info))
+}
+
 impl ContainerCgroup {
     pub fn new(name: &str) -> Result<ContainerCgroup> {
-        let info = fs::read_to_string("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".into())?;
-        Ok(Self::in_hierarchies(&hierarchies_from(&info), name))
+        Ok(Self::in_hierarchies(&host_hierarchies()?, name))
     }
 
     pub fn in_hierarchies(hierarchies: &[Hierarchy], name: &str) -> ContainerCgroup {

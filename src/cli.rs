@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
+
+use crate::commands::pick::{complete_any, complete_running};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success, 1 failure, 2 usage error, 3 no such container,
@@ -33,13 +36,15 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
-    /// List containers, one name per line
-    List,
+    /// List containers: a table at a terminal, one name per line in a pipe
+    List(ListArgs),
     /// Create a container and build its system (does not start it)
     Create(Box<CreateArgs>),
     /// Stop a container if it runs and remove it with all its state
-    Destroy(NameArg),
+    Destroy(DestroyArgs),
     /// Start a container and wait until it is ready for commands
     Start(StartArgs),
     /// Halt a container cleanly, killing what is left after a timeout
@@ -53,7 +58,7 @@ pub enum Command {
     /// List the generations of a container's system (number, date, store path)
     Generations(NameArg),
     /// Print whether a container is up or down
-    Status(NameArg),
+    Status(StatusArgs),
     /// Run a command in a container as root
     Run(RunArgs),
     /// Print the container's IP address
@@ -68,7 +73,35 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct NameArg {
     /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print a JSON array of {name, state, address, generation, auto_start}
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+    /// Print {name, state, address, generation, auto_start} as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+    /// Do not ask for confirmation (only asked at a terminal)
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -77,11 +110,11 @@ pub struct CreateArgs {
     pub name: String,
 
     /// The NixOS expression to build with
-    #[arg(long, value_name = "PATH", default_value = crate::profile::DEFAULT_NIXOS_PATH)]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::AnyPath, default_value = crate::profile::DEFAULT_NIXOS_PATH)]
     pub nixos_path: String,
 
     /// Use an already built NixOS system instead of building one
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "config_file", "flake"])]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::DirPath, conflicts_with_all = ["config", "config_file", "flake"])]
     pub system_path: Option<PathBuf>,
 
     /// NixOS configuration as Nix attribute definitions
@@ -158,6 +191,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
     pub name: String,
 
     /// Build configuration.nix with this NixOS expression (remembered)
@@ -196,8 +230,15 @@ pub struct UpdateArgs {
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// The container's name
-    pub name: String,
+    /// The container's name (at a terminal, asked for when omitted)
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: Option<String>,
+    /// Start every container
+    #[arg(long, conflicts_with_all = ["name", "auto"])]
+    pub all: bool,
+    /// Start the containers created with --auto-start (AUTO_START=1), as at boot
+    #[arg(long, conflicts_with = "name")]
+    pub auto: bool,
     /// Seconds to wait for the container to be ready
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub timeout: Duration,
@@ -205,8 +246,12 @@ pub struct StartArgs {
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// The container's name
-    pub name: String,
+    /// The container's name (at a terminal, asked for when omitted)
+    #[arg(add = ArgValueCompleter::new(complete_running))]
+    pub name: Option<String>,
+    /// Stop every running container
+    #[arg(long, conflicts_with = "name")]
+    pub all: bool,
     /// Seconds to wait for a clean halt before killing
     #[arg(long, value_name = "SECONDS", default_value = "90", value_parser = parse_seconds)]
     pub timeout: Duration,
@@ -215,6 +260,7 @@ pub struct StopArgs {
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
     pub name: String,
     /// Seconds to wait for a clean halt before killing
     #[arg(long, value_name = "SECONDS", default_value = "90", value_parser = parse_seconds)]
@@ -226,8 +272,9 @@ pub struct RestartArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The container's name
-    pub name: String,
+    /// The container's name (at a terminal, asked for when omitted)
+    #[arg(add = ArgValueCompleter::new(complete_running))]
+    pub name: Option<String>,
     /// The command and its arguments (after --)
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

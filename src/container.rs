@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cgroup::ContainerCgroup;
+use crate::cgroup::{ContainerCgroup, Hierarchy};
 use crate::conf::Conf;
 use crate::error::{Error, IoContext, Result};
 use crate::lock;
@@ -33,6 +33,23 @@ impl State {
             State::Down => "down",
         }
     }
+}
+
+/// A container at a glance; `list --json` and `status --json` print this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub name: String,
+    pub state: State,
+    /// What `show-ip` prints, if the container has an address.
+    pub address: Option<String>,
+    /// The system profile's generation number.
+    pub generation: Option<u64>,
+    pub auto_start: bool,
+}
+
+/// `system-N-link` -> N.
+fn parse_generation(link: &str) -> Option<u64> {
+    link.strip_prefix("system-")?.strip_suffix("-link")?.parse().ok()
 }
 
 /// What the supervisor records about a running container
@@ -97,6 +114,37 @@ impl Container {
     /// while its supervisor lives (starting it, or cleaning up after it).
     pub fn state(&self) -> Result<State> {
         Ok(if self.cgroup()?.is_populated() || self.supervisor_alive() { State::Up } else { State::Down })
+    }
+
+    /// Like `state`, with the host's hierarchies read once by the caller.
+    pub fn state_in(&self, hierarchies: &[Hierarchy]) -> State {
+        if ContainerCgroup::in_hierarchies(hierarchies, &self.name).is_populated() {
+            State::Up
+        } else {
+            State::Down
+        }
+    }
+
+    /// The profile generation the container boots (`system-N-link`), if it
+    /// has a profile (declarative containers with SYSTEM_PATH have none).
+    pub fn generation(&self) -> Option<u64> {
+        if self.conf.system_path.is_some() {
+            return None;
+        }
+        let link = std::fs::read_link(self.paths.system_profile()).ok()?;
+        parse_generation(link.file_name()?.to_str()?)
+    }
+
+    /// What `list` and `status` show. Costs one conf (already read), one
+    /// cgroup file and one readlink: no Nix, no guest.
+    pub fn summary(&self, hierarchies: &[Hierarchy]) -> Summary {
+        Summary {
+            name: self.name.clone(),
+            state: self.state_in(hierarchies),
+            address: self.address(),
+            generation: self.generation(),
+            auto_start: self.conf.auto_start,
+        }
     }
 
     pub fn supervisor_alive(&self) -> bool {
@@ -167,6 +215,28 @@ mod tests {
     #[test]
     fn strips_terminal_colours() {
         assert_eq!(strip_ansi("[\x1b[0;32m  OK  \x1b[0m] Started x.\r"), "[  OK  ] Started x.");
+    }
+
+    #[test]
+    fn generations_come_from_the_profile_link() {
+        assert_eq!(parse_generation("system-12-link"), Some(12));
+        assert_eq!(parse_generation("system-x-link"), None);
+        assert_eq!(parse_generation("/nix/store/abc-system"), None);
+    }
+
+    #[test]
+    fn summaries_serialise_with_stable_field_names() {
+        let s = Summary {
+            name: "web".into(),
+            state: State::Up,
+            address: Some("10.233.1.2".into()),
+            generation: Some(3),
+            auto_start: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"name":"web","state":"up","address":"10.233.1.2","generation":3,"auto_start":true}"#
+        );
     }
 
     #[test]

@@ -81,6 +81,19 @@ pub enum Error {
     #[error("container '{name}' failed to start: {reason}")]
     StartFailed { name: String, reason: String },
 
+    /// The person at the terminal said no.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+
+    /// Some containers of a `--all`/`--auto` run failed; `failures` says
+    /// why, one error per container.
+    #[error("{} of {total} containers failed to {action}", failures.len())]
+    SomeFailed {
+        failures: Vec<Error>,
+        total: usize,
+        action: &'static str,
+    },
+
     #[error("{context}: {source}")]
     Io {
         context: String,

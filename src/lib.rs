@@ -14,6 +14,7 @@
 //! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
 //! - `guest`: the sockets inside a running guest;
 //! - `lifecycle`: create/start/stop/terminate/destroy on top of all that;
+//! - `manpages`: the man pages, generated from the CLI definition;
 //! - `update`: new generations, live activation, rollback.
 
 pub mod addr;
@@ -21,6 +22,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod conf;
+pub mod completion;
 pub mod container;
 pub mod error;
 pub mod faults;
@@ -29,6 +31,7 @@ pub mod guest;
 pub mod hostlimits;
 pub mod lifecycle;
 pub mod lock;
+pub mod manpages;
 pub mod name;
 pub mod net;
 pub mod nixos_config;

@@ -168,6 +168,9 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
     let p = paths.container(&name);
     let conf = &mut req.conf;
     plan_network(paths, &name, conf)?;
+    if let (Some(h), Some(l)) = (conf.host_address, conf.local_address) {
+        tracing::info!("creating '{name}' with host address {h} and container address {l}");
+    }
     let container_lock = Lock::exclusive(&p.lock, "the container's lock")?;
     let marker = creating_marker(&p);
     conf.save(&marker)?;
@@ -292,7 +295,9 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
             "container '{name}' has no system (its create did not finish); run 'nixos-container update {name}' to build one"
         )));
     }
+    crate::nspawn::require_installed()?;
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
+    tracing::info!("preparing the root {}", c.paths.root.display());
     rootfs::prepare(&c.paths)?;
     let netns = net::start(&c.name, &c.conf)?;
     crash_point("start-prepared");
@@ -354,6 +359,7 @@ pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
         release_runtime(c, &cgroup);
         return Ok(Outcome::AlreadyThere);
     }
+    tracing::info!("waiting up to {} s for {name} to halt", timeout.as_secs_f32());
     let deadline = Instant::now() + timeout;
     let mut told_supervisor = false;
     let mut next_signal = Instant::now();
@@ -405,10 +411,11 @@ fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     if !cgroup.kill_all(Duration::from_secs(5)) {
+        let pids: Vec<String> = cgroup.pids().iter().map(|p| p.to_string()).collect();
         return Err(Error::other(format!(
-            "processes of container '{}' survive SIGKILL: {:?}",
+            "processes of container '{}' survive SIGKILL (PIDs {}); they may be stuck in the kernel (D state)",
             c.name,
-            cgroup.pids()
+            pids.join(" ")
         )));
     }
     release_runtime(c, cgroup);
@@ -449,6 +456,13 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
     let cgroup = c.cgroup()?;
     finish_off(&c, &cgroup)?;
     crash_point("destroy-stopped");
+    tracing::info!(
+        "removing {}, {}, {} and {}",
+        c.paths.root.display(),
+        c.paths.profile_dir.display(),
+        c.paths.gcroots.display(),
+        c.paths.conf.display()
+    );
     remove_container_files(&c.paths)?;
     if let Err(e) = net::hosts::remove(&paths.hosts_file, &paths.hosts_lock(), name) {
         tracing::warn!("removing {name}.containers from {}: {e}", paths.hosts_file.display());

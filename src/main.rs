@@ -4,7 +4,7 @@ use clap::Parser;
 
 use nixos_container::cli::{Cli, Command};
 use nixos_container::commands::{self, Ctx};
-use nixos_container::error::Error;
+use nixos_container::error::{exit, Error};
 use nixos_container::paths::Paths;
 
 fn init_logging(cli: &Cli) {
@@ -20,6 +20,8 @@ fn init_logging(cli: &Cli) {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("nixos_container={level}"))),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person; logs and scripts get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(false)
         .init();
@@ -27,7 +29,7 @@ fn init_logging(cli: &Cli) {
 
 fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
     match command {
-        Command::List => commands::list::run(ctx),
+        Command::List(a) => commands::list::run(ctx, a),
         Command::Create(a) => commands::create::run(ctx, a),
         Command::Destroy(a) => commands::destroy::run(ctx, a),
         Command::Start(a) => commands::start::run(ctx, a),
@@ -44,8 +46,72 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
     }
 }
 
+/// Clap's usage errors in our error style: the message (with clap's tip, if
+/// any) on one line, the usage on a second. Help and version print as clap
+/// renders them.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if !e.use_stderr()
+        || matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let mut message = String::new();
+    let mut usage = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage:") {
+            usage = Some(u.trim().to_string());
+        } else if line.starts_with("For more information") {
+            continue;
+        } else if message.is_empty() {
+            message = line.to_string();
+        } else if let Some(tip) = line.strip_prefix("tip:") {
+            message.push_str(&format!(" ({})", tip.trim()));
+        } else {
+            message.push(' ');
+            message.push_str(line);
+        }
+    }
+    eprintln!("{message}");
+    if let Some(usage) = usage {
+        eprintln!("usage: {usage} (see --help)");
+    }
+    std::process::exit(exit::USAGE);
+}
+
+/// A bug must still end in one line on stderr; the backtrace only when
+/// asked for with RUST_BACKTRACE.
+fn install_panic_hook() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error: {what}{place} (a bug: please report it; RUST_BACKTRACE=1 shows more)");
+    }));
+}
+
 fn main() {
-    let cli = Cli::parse();
+    // Completion requests from the shell scripts in completions/ (COMPLETE=bash
+    // etc.) are answered here, before anything else is printed.
+    nixos_container::completion::answer_if_asked();
+    // Writing into a closed pipe (`list | head`) ends the program quietly,
+    // as for other Unix tools, instead of failing on EPIPE.
+    // SAFETY: resetting a signal disposition at startup, before any thread.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    install_panic_hook();
+
+    let cli = Cli::try_parse().unwrap_or_else(|e| usage_error(e));
     init_logging(&cli);
     let ctx = Ctx {
         paths: Paths::from_env(),
@@ -57,6 +123,11 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             // The one place where errors become messages.
+            if let Error::SomeFailed { failures, .. } = &e {
+                for f in failures {
+                    eprintln!("error: {f}");
+                }
+            }
             eprintln!("error: {e}");
             e.exit_code()
         }

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::conf::Conf;
+use crate::error::{Error, Result};
 use crate::paths::ContainerPaths;
 
 /// Everything the command line depends on.
@@ -33,6 +34,24 @@ pub fn init_path(conf: &Conf) -> PathBuf {
         Some(p) => p.join("init"),
         None => PathBuf::from(GUEST_PROFILES).join("system/init"),
     }
+}
+
+/// Fails with an error that says what to install when systemd-nspawn is not
+/// on PATH, before anything is set up for a start.
+pub fn require_installed() -> Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| is_executable(&dir.join("systemd-nspawn"))) {
+        return Ok(());
+    }
+    Err(Error::MissingProgram {
+        program: "systemd-nspawn",
+        hint: "install systemd-container (the same version as systemd)",
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 pub fn command_line(l: &Launch<'_>) -> Vec<String> {

@@ -157,7 +157,15 @@ pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<
             Ok(())
         });
     }
-    tracing::info!("launching the supervisor of {}", c.name);
+    tracing::info!("launching the supervisor of {}, which runs:", c.name);
+    let argv = nspawn::command_line(&nspawn::Launch {
+        name: &c.name,
+        paths: &c.paths,
+        conf: &c.conf,
+        netns: netns.map(Path::to_path_buf),
+        host_has: &|p: &Path| p.exists(),
+    });
+    tracing::info!("{}", argv.join(" "));
     cmd.spawn().context(|| "starting the supervisor".into())?;
     drop(write_end);
     drop(alive); // the supervisor holds it now

@@ -212,10 +212,14 @@ fn show_host_key_prints_the_guests_public_key() {
     );
     env.create(&without, &[]);
     env.ok(["start", &with_key]);
+    env.ok(["start", &without]);
     assert_eq!(env.ok(["show-host-key", &with_key]), format!("{key}\n"));
     let out = env.run(["show-host-key", &without]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("has no SSH host key"), "{}", stderr(&out));
+    // The key is the running guest's: a stopped container is "not running" (4).
+    env.ok(["stop", &with_key]);
+    assert_eq!(env.run(["show-host-key", &with_key]).status.code(), Some(4));
     assert_eq!(env.ok(["list"]), {
         let mut names = [with_key.clone(), without.clone()];
         names.sort();

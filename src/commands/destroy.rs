@@ -1,10 +1,23 @@
-use crate::cli::NameArg;
-use crate::commands::{require_root, Ctx};
-use crate::error::Result;
+use crate::cli::DestroyArgs;
+use crate::commands::{pick, require_root, Ctx};
+use crate::error::{Error, Result};
 use crate::lifecycle;
 
-pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
+pub fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<i32> {
     require_root()?;
-    lifecycle::destroy(&ctx.paths, &args.name)?;
+    let name = crate::name::validate(&args.name)?;
+    let paths = ctx.paths.container(name);
+    // Only a person is asked, and only about a container that exists (the
+    // remains of an unfinished create, or a name that does not exist, are
+    // lifecycle's to handle); scripts without a terminal go on as with the
+    // anchor, which never asked.
+    if !args.yes && ctx.can_prompt() && paths.conf.exists() {
+        let question = format!("Destroy container '{name}' and all its data ({})?", paths.root.display());
+        if !pick::confirm(&question)? {
+            return Err(Error::Cancelled(format!("container '{name}' is kept")));
+        }
+    }
+    let _spinner = super::progress::Spinner::new(ctx, format!("destroying {name}"));
+    lifecycle::destroy(&ctx.paths, name)?;
     Ok(0)
 }

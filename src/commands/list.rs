@@ -1,10 +1,109 @@
-use crate::commands::Ctx;
-use crate::container::Container;
-use crate::error::Result;
+use std::io::{IsTerminal, Write};
 
-pub fn run(ctx: &Ctx) -> Result<i32> {
-    for name in Container::list(&ctx.paths)? {
-        println!("{name}");
+use crate::cgroup;
+use crate::cli::ListArgs;
+use crate::commands::Ctx;
+use crate::container::{Container, Summary};
+use crate::error::{IoContext, Result};
+
+pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<i32> {
+    let names = Container::list(&ctx.paths)?;
+    let table = std::io::stdout().is_terminal();
+    if !args.json && !table {
+        // The anchor's format, for scripts: nothing but the names.
+        let mut out = std::io::stdout().lock();
+        for name in &names {
+            writeln!(out, "{name}").context(|| "writing the list".into())?;
+        }
+        return Ok(0);
     }
+    let hierarchies = cgroup::host_hierarchies()?;
+    let mut rows = Vec::with_capacity(names.len());
+    for name in names {
+        match Container::open(&ctx.paths, &name) {
+            Ok(c) => rows.push(c.summary(&hierarchies)),
+            // One broken conf must not hide the other containers.
+            Err(e) => tracing::warn!("skipping '{name}': {e}"),
+        }
+    }
+    if rows.is_empty() && !args.json {
+        ctx.note("no containers (create one with 'nixos-container create NAME')");
+        return Ok(0);
+    }
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&rows).expect("summaries serialise");
+        json.push('\n');
+        json
+    } else {
+        render_table(&rows)
+    };
+    std::io::stdout().write_all(text.as_bytes()).context(|| "writing the list".into())?;
     Ok(0)
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn render_table(rows: &[Summary]) -> String {
+    let header = ["NAME", "STATE", "ADDRESS", "GENERATION", "AUTO-START"];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.state.as_str().to_string(),
+                r.address.clone().unwrap_or_else(|| "-".into()),
+                r.generation.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
+                if r.auto_start { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |row: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:w$}  "));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &cells {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::State;
+
+    #[test]
+    fn the_table_aligns_its_columns() {
+        let rows = [
+            Summary {
+                name: "web".into(),
+                state: State::Up,
+                address: Some("10.233.1.2".into()),
+                generation: Some(3),
+                auto_start: true,
+            },
+            Summary { name: "database".into(), state: State::Down, address: None, generation: None, auto_start: false },
+        ];
+        assert_eq!(
+            render_table(&rows),
+            "NAME      STATE  ADDRESS     GENERATION  AUTO-START\n\
+             web       up     10.233.1.2  3           yes\n\
+             database  down   -           -           no\n"
+        );
+    }
 }

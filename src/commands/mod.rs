@@ -4,6 +4,9 @@ pub mod create;
 pub mod destroy;
 pub mod generations;
 pub mod list;
+pub mod many;
+pub mod pick;
+pub mod progress;
 pub mod restart;
 pub mod run;
 pub mod show_host_key;
@@ -28,6 +31,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A person can answer a prompt: stdin and stderr are terminals.
+    pub fn can_prompt(&self) -> bool {
+        use std::io::IsTerminal;
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+
     /// Builds show Nix's progress when a person watches or -v was given.
     pub fn build_output(&self) -> crate::profile::BuildOutput {
         if self.interactive && !self.quiet || self.verbose > 0 {

@@ -1,10 +1,12 @@
 use crate::cli::RestartArgs;
+use crate::commands::progress::Spinner;
 use crate::commands::{require_root, Ctx};
 use crate::error::Result;
 use crate::lifecycle;
 
 pub fn run(ctx: &Ctx, args: &RestartArgs) -> Result<i32> {
     require_root()?;
+    let _spinner = Spinner::new(ctx, format!("restarting {}", args.name));
     lifecycle::stop(&ctx.paths, &args.name, args.stop_timeout)?;
     lifecycle::start(&ctx.paths, &args.name, args.timeout)?;
     Ok(0)

@@ -3,6 +3,7 @@ use std::net::Shutdown;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::cli::RunArgs;
+use crate::commands::pick::{self, Which};
 use crate::commands::{require_root, Ctx};
 use crate::container::{Container, State};
 use crate::error::{Error, IoContext, Result};
@@ -24,7 +25,8 @@ fn sh_quote(arg: &[u8]) -> Vec<u8> {
 
 pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     require_root()?;
-    let c = Container::open(&ctx.paths, &args.name)?;
+    let name = pick::name(ctx, args.name.as_deref(), Which::Running, "run")?;
+    let c = Container::open(&ctx.paths, &name)?;
     if c.state()? != State::Up {
         return Err(Error::NotRunning(c.name));
     }

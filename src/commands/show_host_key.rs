@@ -1,6 +1,6 @@
 use crate::cli::NameArg;
 use crate::commands::{require_root, Ctx};
-use crate::container::Container;
+use crate::container::{Container, State};
 use crate::error::{Error, Result};
 use crate::rootfs;
 
@@ -10,6 +10,10 @@ const KEYS: &[&str] = &["etc/ssh/ssh_host_ed25519_key.pub", "etc/ssh/ssh_host_ec
 pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
     require_root()?;
     let c = Container::open(&ctx.paths, &args.name)?;
+    // The key is the running guest's; a stopped one may not have made it yet.
+    if c.state()? != State::Up {
+        return Err(Error::NotRunning(c.name));
+    }
     for key in KEYS {
         if let Ok(fd) = rootfs::open_in_root(&c.paths.root, key, nix::fcntl::OFlag::O_RDONLY) {
             let mut text = String::new();

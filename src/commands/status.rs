@@ -1,10 +1,16 @@
-use crate::cli::NameArg;
+use crate::cgroup;
+use crate::cli::StatusArgs;
 use crate::commands::Ctx;
 use crate::container::Container;
 use crate::error::Result;
 
-pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
+pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<i32> {
     let c = Container::open(&ctx.paths, &args.name)?;
-    println!("{}", c.state()?.as_str());
+    if args.json {
+        let summary = c.summary(&cgroup::host_hierarchies()?);
+        println!("{}", serde_json::to_string_pretty(&summary).expect("summaries serialise"));
+    } else {
+        println!("{}", c.state()?.as_str());
+    }
     Ok(0)
 }

@@ -138,6 +138,13 @@ fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
             plan.name
         )));
     }
+    tracing::info!(
+        "network of {}: namespace {}, veth {} (host) <-> {eth0} (container){}",
+        plan.name,
+        plan.netns,
+        plan.host_if,
+        plan.bridge.as_ref().map(|b| format!(", host side on bridge {b}")).unwrap_or_default()
+    );
     nl.netns_add(&plan.netns)?;
     nl.link_up(guest, "lo")?;
     nl.veth_add(&plan.host_if, &plan.netns, eth0)?;
@@ -155,17 +162,21 @@ fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
     for pair in &plan.pairs {
         if plan.bridge.is_none() {
             if let Some((host, prefix)) = pair.host {
+                tracing::info!("address {host}/{prefix} on {}", plan.host_if);
                 nl.addr_add(Ns::Host, &plan.host_if, host, prefix)?;
             }
             if let Some((local, prefix)) = pair.local {
                 let dst = network(local, prefix);
+                tracing::info!("route to {dst}/{prefix} via {}", plan.host_if);
                 nl.route_add(Ns::Host, &Route { dst, prefix, dev: plan.host_if.clone(), via: None })?;
             }
         }
         if let Some((local, prefix)) = pair.local {
+            tracing::info!("address {local}/{prefix} on {eth0} in the container");
             nl.addr_add(guest, eth0, local, prefix)?;
         }
         if let (Some((host, _)), Some(_)) = (pair.host, pair.local) {
+            tracing::info!("default route via {host} in the container");
             let full = full_prefix(host);
             nl.route_add(guest, &Route { dst: host, prefix: full, dev: eth0.into(), via: None })?;
             let any = if host.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
@@ -175,6 +186,7 @@ fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
     if plan.bridge.is_none() {
         // Packets from the container are routed by the host; the setting
         // belongs to our interface and goes with it.
+        tracing::info!("net.ipv4.conf.{}.forwarding=1", plan.host_if);
         nl.ipv4_conf(&plan.host_if, "forwarding", "1")?;
         if !plan.ports.is_empty() {
             // Forwards from the host's own 127.0.0.1 leave through this
@@ -190,6 +202,7 @@ fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
 /// another owner marked as its own.
 pub fn teardown(nl: &mut dyn Netlink, name: &str) -> Result<()> {
     let host_if = names::host_ifname(name);
+    tracing::debug!("removing interface {host_if} and namespace {} of {name}, if there", names::netns(name));
     let mut first_error = None;
     match nl.link(Ns::Host, &host_if) {
         Ok(Some(l)) if l.alias.as_deref().is_some_and(|a| a != names::host_alias(name)) => {

@@ -117,7 +117,10 @@ fn run_nft(script: &str) -> Result<()> {
 /// Installs the container's forwards (if any).
 pub fn apply(plan: &Plan) -> Result<()> {
     match ruleset(plan) {
-        Some(rules) => run_nft(&rules),
+        Some(rules) => {
+            tracing::info!("nft -f - with the port forwards of {}:\n{}", plan.name, rules.trim_end());
+            run_nft(&rules)
+        }
         None => Ok(()),
     }
 }

@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -105,20 +107,28 @@ impl Env {
         }
     }
 
+    /// The environment that points the CLI at this test's directories and
+    /// pool (also for shells started in tmux).
+    pub fn vars(&self) -> Vec<(String, String)> {
+        let b = &self.base;
+        let path = |d: &str| b.join(d).to_string_lossy().into_owned();
+        vec![
+            ("NIXOS_CONTAINER_CONF_DIR".into(), path("conf")),
+            ("NIXOS_CONTAINER_STATE_DIR".into(), path("state")),
+            ("NIXOS_CONTAINER_PROFILES_DIR".into(), path("profiles")),
+            ("NIXOS_CONTAINER_GCROOTS_DIR".into(), path("gcroots")),
+            ("NIXOS_CONTAINER_RUN_DIR".into(), path("run")),
+            ("NIXOS_CONTAINER_HOSTS_FILE".into(), path("hosts")),
+            ("NIXOS_CONTAINER_IPV4_POOL".into(), format!("10.{}.0.0/16", self.pool)),
+            ("NIXOS_CONTAINER_IPV6_POOL".into(), self.pool6()),
+            // These machines have no binary cache; asking for one costs seconds.
+            ("NIX_CONFIG".into(), OFFLINE_NIX.into()),
+        ]
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
-        let b = &self.base;
-        cmd.env("NIXOS_CONTAINER_CONF_DIR", b.join("conf"))
-            .env("NIXOS_CONTAINER_STATE_DIR", b.join("state"))
-            .env("NIXOS_CONTAINER_PROFILES_DIR", b.join("profiles"))
-            .env("NIXOS_CONTAINER_GCROOTS_DIR", b.join("gcroots"))
-            .env("NIXOS_CONTAINER_RUN_DIR", b.join("run"))
-            .env("NIXOS_CONTAINER_HOSTS_FILE", b.join("hosts"))
-            .env("NIXOS_CONTAINER_IPV4_POOL", format!("10.{}.0.0/16", self.pool))
-            .env("NIXOS_CONTAINER_IPV6_POOL", self.pool6())
-            // These machines have no binary cache; asking for one costs seconds.
-            .env("NIX_CONFIG", OFFLINE_NIX)
-            .stdin(Stdio::null());
+        cmd.envs(self.vars()).stdin(Stdio::null());
         cmd
     }
 

@@ -1,0 +1,105 @@
+//! The man pages in `man/`, generated from the clap definitions:
+//! `nixos-container.1` and one `nixos-container-COMMAND.1` per subcommand.
+//! `tests/generated.rs` checks that the files match and rewrites them when
+//! asked to (see README).
+
+use clap::CommandFactory;
+use clap_mangen::Man;
+
+use crate::cli::Cli;
+use crate::error::exit;
+use crate::paths::ENV_VARS;
+
+/// The exit codes every command shares, for the EXIT STATUS sections.
+pub const EXIT_CODES: &[(i32, &str)] = &[
+    (exit::SUCCESS, "success (also: start of a running container, stop of a stopped one)"),
+    (exit::FAILURE, "failure"),
+    (exit::USAGE, "usage error: unknown option, invalid name or value, missing NAME without a terminal"),
+    (exit::NO_SUCH_CONTAINER, "no such container"),
+    (exit::NOT_RUNNING, "the container is not running (run, show-host-key, ...)"),
+];
+
+/// Escapes text for roff: backslashes, and a leading '.' or '\''.
+fn roff_text(s: &str) -> String {
+    let s = s.replace('\\', "\\e").replace('-', "\\-");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
+fn exit_status_section(out: &mut Vec<u8>, for_run: bool) {
+    out.extend_from_slice(b".SH \"EXIT STATUS\"\n");
+    for (code, meaning) in EXIT_CODES {
+        out.extend_from_slice(format!(".TP\n\\fB{code}\\fR\n{}\n", roff_text(meaning)).as_bytes());
+    }
+    if for_run {
+        out.extend_from_slice(b".PP\nOtherwise \\fBrun\\fR exits with the status of the command it ran.\n");
+    }
+}
+
+fn environment_section(out: &mut Vec<u8>) {
+    out.extend_from_slice(b".SH ENVIRONMENT\n");
+    for (var, default) in ENV_VARS {
+        out.extend_from_slice(format!(".TP\n\\fB{var}\\fR\nDefault: {}\n", roff_text(default)).as_bytes());
+    }
+    out.extend_from_slice(
+        b".TP\n\\fBNIXOS_CONTAINER_IPV4_POOL\\fR\nThe IPv4 range new containers take addresses from.\n\
+.TP\n\\fBNIXOS_CONTAINER_LOG\\fR\nA tracing filter for the messages on stderr (e.g. nixos_container=debug).\n",
+    );
+}
+
+fn render(man: &Man, cmd: &clap::Command, top: bool) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut out)?;
+    }
+    if top {
+        man.render_subcommands_section(&mut out)?;
+    }
+    exit_status_section(&mut out, cmd.get_name() == "run" || top);
+    if top {
+        environment_section(&mut out);
+    } else {
+        out.extend_from_slice(b".SH \"SEE ALSO\"\n\\fBnixos\\-container\\fR(1)\n");
+    }
+    man.render_version_section(&mut out)?;
+    Ok(out)
+}
+
+/// Every page as (file name, content).
+pub fn pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = Vec::new();
+    let top = Man::new(cmd.clone());
+    pages.push((top.get_filename(), render(&top, &cmd, true)?));
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let man = Man::new(sub.clone());
+        pages.push((man.get_filename(), render(&man, sub, false)?));
+    }
+    Ok(pages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_page_per_visible_subcommand() {
+        let names: Vec<String> = pages().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names[0], "nixos-container.1");
+        assert!(names.contains(&"nixos-container-start.1".to_string()), "{names:?}");
+        assert!(!names.iter().any(|n| n.contains("supervise") || n.contains("help")), "{names:?}");
+    }
+
+    #[test]
+    fn roff_escapes() {
+        assert_eq!(roff_text(".x a-b \\"), "\\&.x a\\-b \\e");
+    }
+}

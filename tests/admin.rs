@@ -1,0 +1,247 @@
+//! The admin's experience: prompts at a terminal (and none in scripts),
+//! list/status as table and JSON, --all/--auto, -v and quiet scripts.
+
+mod common;
+
+use common::tmux::Tmux;
+use common::*;
+
+const PROMPT: &str = "$";
+
+fn bash(env: &Env) -> Tmux {
+    let term = Tmux::start(env, &["bash", "--norc", "--noprofile", "-i"], &[("PS1", "$ ")]);
+    term.wait_text(PROMPT);
+    term
+}
+
+/// Types a command line; its exit status shows as a line `exit=N`.
+fn run_in(term: &Tmux, line: &str) {
+    term.type_line(&format!("{line}; echo \"exit=$?\""));
+    term.press("Enter");
+}
+
+/// Waits for the `exit=N` line; returns N and the screen.
+fn exit_status(term: &Tmux) -> (i32, String) {
+    let screen = term.wait_screen("an exit status", |s| s.lines().any(|l| l.starts_with("exit=") && !l.contains('$')));
+    let code = screen
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("exit=").and_then(|c| c.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{screen}"));
+    (code, screen)
+}
+
+fn conf_exists(env: &Env, name: &str) -> bool {
+    env.conf_dir().join(format!("{name}.conf")).exists()
+}
+
+#[test]
+fn destroy_asks_at_a_terminal_and_not_in_scripts() {
+    let env = Env::new();
+    let [kept, said_yes, scripted] = [env.name("keep"), env.name("yes"), env.name("script")];
+    for n in [&kept, &said_yes, &scripted] {
+        env.create(n, &[]);
+    }
+    let term = bash(&env);
+
+    run_in(&term, &format!("nixos-container destroy {kept}"));
+    let screen = term.wait_text("[y/N]");
+    assert!(screen.contains(&format!("Destroy container '{kept}' and all its data")), "{screen}");
+    term.type_text("n");
+    let (code, screen) = exit_status(&term);
+    assert_eq!(code, 1, "{screen}");
+    assert!(screen.contains(&format!("error: cancelled: container '{kept}' is kept")), "{screen}");
+    assert!(conf_exists(&env, &kept) && env.root(&kept).exists(), "the container is kept");
+    term.clear(PROMPT);
+
+    run_in(&term, &format!("nixos-container destroy {said_yes}"));
+    term.wait_text("[y/N]");
+    term.type_text("y");
+    let (code, screen) = exit_status(&term);
+    assert_eq!(code, 0, "{screen}");
+    assert_eq!(env.leftovers(&said_yes), Vec::<String>::new());
+    term.clear(PROMPT);
+
+    run_in(&term, &format!("nixos-container destroy --yes {kept}"));
+    let (code, screen) = exit_status(&term);
+    assert!(code == 0 && !screen.contains("[y/N]"), "{screen}");
+    assert_eq!(env.leftovers(&kept), Vec::<String>::new());
+
+    // No terminal: no question, as with the anchor.
+    let out = env.run(["destroy", &scripted]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(env.leftovers(&scripted), Vec::<String>::new());
+}
+
+#[test]
+fn a_missing_name_is_picked_at_a_terminal() {
+    let env = Env::new();
+    let name = env.name("pick");
+    env.create(&name, &[]);
+    let term = bash(&env);
+
+    // Nothing runs: nothing to pick for run.
+    run_in(&term, "nixos-container run -- true");
+    let (code, screen) = exit_status(&term);
+    assert!(code == 1 && screen.contains("error: no container is running; nothing to run"), "{screen}");
+    term.clear(PROMPT);
+
+    // Escape cancels.
+    run_in(&term, "nixos-container start");
+    term.wait_text("Which container to start?");
+    term.wait_text(&format!("{name}  down"));
+    term.press("Escape");
+    let (code, screen) = exit_status(&term);
+    assert!(code == 1 && screen.contains("cancelled: no container chosen"), "{screen}");
+    assert_eq!(env.ok(["status", &name]), "down\n");
+    term.clear(PROMPT);
+
+    // Ctrl-C ends the program as usual, and gives the cursor back.
+    run_in(&term, "nixos-container start");
+    term.wait_text("Which container to start?");
+    term.wait_text(&format!("{name}  down"));
+    term.press("C-c");
+    let (code, screen) = exit_status(&term);
+    assert_eq!(code, 130, "{screen}");
+    assert!(term.cursor_visible(), "the cursor is hidden after Ctrl-C");
+    term.clear(PROMPT);
+
+    run_in(&term, "nixos-container start");
+    term.wait_text("Which container to start?");
+    term.wait_text(&format!("{name}  down 10.{}.1.2", env.pool));
+    term.press("Enter");
+    let (code, screen) = exit_status(&term);
+    assert_eq!(code, 0, "{screen}");
+    assert_eq!(env.ok(["status", &name]), "up\n");
+    term.clear(PROMPT);
+
+    run_in(&term, "nixos-container run -- hostname");
+    term.wait_text("Which container to run?");
+    term.wait_text(&format!("{name}  up"));
+    term.press("Enter");
+    let (code, screen) = exit_status(&term);
+    assert!(code == 0 && screen.lines().any(|l| l.trim() == name), "{screen}");
+    term.clear(PROMPT);
+
+    run_in(&term, "nixos-container stop");
+    term.wait_text("Which container to stop?");
+    // Only the running one is offered (it is the only container anyway).
+    term.wait_text(&format!("{name}  up"));
+    term.press("Enter");
+    let (code, screen) = exit_status(&term);
+    assert_eq!(code, 0, "{screen}");
+    assert_eq!(env.ok(["status", &name]), "down\n");
+}
+
+#[test]
+fn list_and_status_as_names_table_and_json() {
+    let env = Env::new();
+    let auto = env.name("a");
+    let plain = env.name("b");
+    env.create(&auto, &["--auto-start"]);
+    env.create(&plain, &[]);
+    env.ok(["start", &auto]);
+
+    // In a pipe: the anchor's format.
+    assert_eq!(env.ok(["list"]), format!("{auto}\n{plain}\n"));
+
+    let json: serde_json::Value = serde_json::from_str(&env.ok(["list", "--json"])).expect("valid JSON");
+    let rows = json.as_array().expect("an array");
+    assert_eq!(rows.len(), 2);
+    let expect = |row: &serde_json::Value, name: &str, state: &str, n: u8, auto_start: bool| {
+        assert_eq!(row["name"], name);
+        assert_eq!(row["state"], state);
+        assert_eq!(row["address"], format!("10.{}.{n}.2", env.pool));
+        assert_eq!(row["generation"], 1);
+        assert_eq!(row["auto_start"], auto_start);
+    };
+    expect(&rows[0], &auto, "up", 1, true);
+    expect(&rows[1], &plain, "down", 2, false);
+
+    let status: serde_json::Value = serde_json::from_str(&env.ok(["status", &auto, "--json"])).unwrap();
+    assert_eq!(status, rows[0]);
+    assert_eq!(env.ok(["status", &plain]), "down\n");
+
+    // At a terminal: a table.
+    let term = bash(&env);
+    run_in(&term, "nixos-container list");
+    let (code, screen) = exit_status(&term);
+    assert_eq!(code, 0, "{screen}");
+    let header = screen.lines().find(|l| l.starts_with("NAME")).unwrap_or_else(|| panic!("{screen}"));
+    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["NAME", "STATE", "ADDRESS", "GENERATION", "AUTO-START"]);
+    let row = screen.lines().find(|l| l.starts_with(&auto)).unwrap_or_else(|| panic!("{screen}"));
+    let a = format!("10.{}.1.2", env.pool);
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), [auto.as_str(), "up", a.as_str(), "1", "yes"]);
+    env.ok(["stop", &auto]);
+}
+
+#[test]
+fn start_all_and_auto_try_every_container_and_report_each_failure() {
+    let env = Env::new();
+    let [auto, plain, broken] = [env.name("auto"), env.name("plain"), env.name("broken")];
+    env.create(&auto, &["--auto-start"]);
+    env.create(&plain, &[]);
+    env.create(&broken, &[]);
+    // A container whose system is gone cannot start.
+    std::fs::remove_file(env.profile_dir(&broken).join("system")).unwrap();
+
+    env.ok(["start", "--auto"]);
+    let states = |env: &Env| [&auto, &plain, &broken].map(|n| env.ok(["status", n]));
+    assert_eq!(states(&env), ["up\n", "down\n", "down\n"]);
+
+    let out = env.run(["start", "--all"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: container '{broken}' has no system (its create did not finish); run 'nixos-container update {broken}' to build one\n\
+             error: 1 of 3 containers failed to start\n"
+        )
+    );
+    assert_eq!(states(&env), ["up\n", "up\n", "down\n"]);
+
+    let out = env.run(["stop", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(states(&env), ["down\n", "down\n", "down\n"]);
+    for n in [&auto, &plain] {
+        assert!(processes_of(n).is_empty());
+    }
+    // Nothing running: stop --all has nothing to do and succeeds.
+    env.ok(["stop", "--all"]);
+}
+
+#[test]
+fn verbose_explains_and_scripts_stay_quiet() {
+    let env = Env::new();
+    let name = env.name("verbose");
+    let nixos = nixos_path();
+    let out = env.run(["-v", "create", &name, "--nixos-path", nixos.to_str().unwrap(), "--bind-ro", "/usr"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("running nix-env -p {}", env.profile_dir(&name).join("system").display())), "{err}");
+    assert!(err.contains(&format!("creating '{name}' with host address 10.{}.1.1", env.pool)), "{err}");
+
+    let out = env.run(["start", "--verbose", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("systemd-nspawn --keep-unit --register=no --machine={name}")), "{err}");
+    assert!(err.contains("preparing the root"), "{err}");
+    // The netlink steps of the private network.
+    assert!(err.contains(&format!("network of {name}: namespace nixos-container-{name}")), "{err}");
+    assert!(err.contains(&format!("default route via 10.{}.1.1 in the container", env.pool)), "{err}");
+    assert!(!err.contains('\x1b'), "no terminal escapes in a pipe: {err:?}");
+
+    // In a script, success is silent.
+    let out = env.run(["stop", &name]);
+    assert!(out.status.success());
+    assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("", ""));
+    let out = env.run(["start", &name]);
+    assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("", ""));
+
+    let out = env.run(["stop", "-v", &name]);
+    assert!(stderr(&out).contains(&format!("waiting up to 90 s for {name} to halt")), "{}", stderr(&out));
+    // -q silences notes.
+    let out = env.run(["-q", "stop", &name]);
+    assert_eq!(stderr(&out), "");
+}
