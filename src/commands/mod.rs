@@ -3,7 +3,9 @@
 pub mod create;
 pub mod destroy;
 pub mod list;
+pub mod login;
 pub mod restart;
+pub mod root_login;
 pub mod run;
 pub mod show_host_key;
 pub mod show_ip;
