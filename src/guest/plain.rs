@@ -207,6 +207,8 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, socke
             Ok(0) => break Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The guest closed with our stdin unread: its output is complete.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break Ok(()),
             Err(e) => break Err(lost(e)),
         };
         let chunk = parser.feed(&buf[..n]);

@@ -104,20 +104,36 @@ impl Env {
         }
     }
 
+    /// The environment every CLI call of this test gets.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        let b = |d: &str| self.base.join(d).display().to_string();
+        vec![
+            ("NIXOS_CONTAINER_CONF_DIR".into(), b("conf")),
+            ("NIXOS_CONTAINER_STATE_DIR".into(), b("state")),
+            ("NIXOS_CONTAINER_PROFILES_DIR".into(), b("profiles")),
+            ("NIXOS_CONTAINER_GCROOTS_DIR".into(), b("gcroots")),
+            ("NIXOS_CONTAINER_RUN_DIR".into(), b("run")),
+            ("NIXOS_CONTAINER_HOSTS_FILE".into(), b("hosts")),
+            ("NIXOS_CONTAINER_IPV4_POOL".into(), format!("10.{}.0.0/16", self.pool)),
+            // These machines have no binary cache; asking for one costs seconds.
+            ("NIX_CONFIG".into(), OFFLINE_NIX.into()),
+        ]
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
-        let b = &self.base;
-        cmd.env("NIXOS_CONTAINER_CONF_DIR", b.join("conf"))
-            .env("NIXOS_CONTAINER_STATE_DIR", b.join("state"))
-            .env("NIXOS_CONTAINER_PROFILES_DIR", b.join("profiles"))
-            .env("NIXOS_CONTAINER_GCROOTS_DIR", b.join("gcroots"))
-            .env("NIXOS_CONTAINER_RUN_DIR", b.join("run"))
-            .env("NIXOS_CONTAINER_HOSTS_FILE", b.join("hosts"))
-            .env("NIXOS_CONTAINER_IPV4_POOL", format!("10.{}.0.0/16", self.pool))
-            // These machines have no binary cache; asking for one costs seconds.
-            .env("NIX_CONFIG", OFFLINE_NIX)
-            .stdin(Stdio::null());
+        cmd.envs(self.env_vars()).stdin(Stdio::null());
         cmd
+    }
+
+    /// The CLI as a shell command line (for tmux): `env K=V... BIN args`.
+    pub fn shell_command(&self, args: &[&str]) -> String {
+        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut parts = vec!["env".to_string()];
+        parts.extend(self.env_vars().iter().map(|(k, v)| q(&format!("{k}={v}"))));
+        parts.push(q(BIN));
+        parts.extend(args.iter().map(|a| q(a)));
+        parts.join(" ")
     }
 
     /// Runs the CLI and returns its output, whatever the exit code.
@@ -305,4 +321,84 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A terminal driven the way a person would: a private tmux server (its
+/// own socket, killed on drop) with one pane running a plain bash.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    pub fn new(width: u16, height: u16) -> Tmux {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let socket = format!("nc-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let t = Tmux { socket };
+        let ok = t
+            .tmux()
+            .args(["new-session", "-d", "-s", "main", "-x", &width.to_string(), "-y", &height.to_string()])
+            .args(["env", "PS1=$ ", "TERM=xterm-256color", "bash", "--norc", "--noprofile"])
+            .status()
+            .expect("running tmux");
+        assert!(ok.success(), "tmux new-session failed");
+        t.wait_for("$ ", Duration::from_secs(10));
+        t
+    }
+
+    fn tmux(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]);
+        c
+    }
+
+    /// Types `line` and Enter.
+    pub fn line(&self, line: &str) {
+        self.keys(&["-l", line]);
+        self.keys(&["Enter"]);
+    }
+
+    /// tmux send-keys arguments (key names such as C-c, or -l TEXT).
+    pub fn keys(&self, keys: &[&str]) {
+        let ok = self.tmux().args(["send-keys", "-t", "main"]).args(keys).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// The visible screen, lines joined.
+    pub fn screen(&self) -> String {
+        let out = self.tmux().args(["capture-pane", "-p", "-J", "-t", "main"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until `needle` is on the screen; panics with the screen if not.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        match wait_for(timeout, || {
+            let s = self.screen();
+            s.contains(needle).then_some(s)
+        }) {
+            Some(s) => s,
+            None => panic!("{needle:?} did not appear on the screen:\n{}", self.screen()),
+        }
+    }
+
+    /// Clears the screen and its history, so that waits see only new output.
+    pub fn clear(&self) {
+        self.line("clear");
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = self.tmux().args(["clear-history", "-t", "main"]).status();
+    }
+
+    pub fn resize(&self, width: u16, height: u16) {
+        let ok = self
+            .tmux()
+            .args(["resize-window", "-t", "main", "-x", &width.to_string(), "-y", &height.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux().arg("kill-server").stderr(Stdio::null()).status();
+    }
 }
