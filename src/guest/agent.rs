@@ -8,7 +8,7 @@
 //! first `run` after an upgrade or a garbage collection runs
 //! `nix-store --add` once (tens of milliseconds).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::error::{Error, IoContext, Result};
@@ -62,8 +62,12 @@ pub fn ensure_installed(gcroots: &Path) -> Result<String> {
 }
 
 fn add_to_store() -> Result<String> {
-    let dir = tempfile_dir()?;
-    let file = dir.join(NAME);
+    // nix-store --add names the store path after the file.
+    let dir = tempfile::Builder::new()
+        .prefix("nixos-container-agent.")
+        .tempdir()
+        .context(|| "creating a temporary directory".into())?;
+    let file = dir.path().join(NAME);
     let result = (|| {
         std::fs::write(&file, BINARY).context(|| format!("writing {}", file.display()))?;
         std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o555))
@@ -81,15 +85,8 @@ fn add_to_store() -> Result<String> {
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     })();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     result
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("nixos-container-agent.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ pub fn run(c: &Container, cmd: &Command, io: Io) -> Result<ExitStatus> {
                     "running in '{}' through the plain root shell (no agent in the guest): stdout and stderr are merged",
                     c.name
                 );
-                return plain::session(conn, leftover, &req, io, c.paths.root.join(ROOT_SHELL_SOCKET));
+                return plain::session(conn, leftover, &req, io, c.paths.root.clone());
             }
             protocol::Answer::Plain => {
                 tracing::info!(

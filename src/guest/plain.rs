@@ -154,8 +154,9 @@ impl Parser {
 }
 
 /// Runs `req` on a connection that answered with the plain mark.
-/// `socket` is the root-shell socket, for forwarding signals.
-pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, socket: PathBuf) -> Result<ExitStatus> {
+/// `root` is the container root, for a second connection that forwards
+/// signals.
+pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, root: PathBuf) -> Result<ExitStatus> {
     let nonce = nonce();
     let mut writer = conn.try_clone().map_err(lost)?;
     writer.write_all(&command_line(req, &nonce)?).map_err(lost)?;
@@ -181,7 +182,7 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, socke
             for sig in sigs.forever() {
                 let p = pid.load(std::sync::atomic::Ordering::SeqCst);
                 if p != 0 {
-                    let _ = kill_children(&socket, p, sig);
+                    let _ = kill_children(&root, p, sig);
                 }
             }
         });
@@ -237,14 +238,14 @@ fn lost(e: io::Error) -> Error {
 
 /// Sends `sig` to the children of the plain session's shell (`pid` in the
 /// guest), through a connection of its own.
-fn kill_children(socket: &std::path::Path, pid: u32, sig: i32) -> io::Result<()> {
-    let mut c = UnixStream::connect(socket)?;
+fn kill_children(root: &std::path::Path, pid: u32, sig: i32) -> Result<()> {
+    let mut c = crate::guest::connect(root, crate::guest::ROOT_SHELL_SOCKET)?;
     let line = format!(
         "for p in $(cat /proc/{pid}/task/{pid}/children 2>/dev/null); do kill -s {sig} \"$p\"; done 2>/dev/null; exit 0\n"
     );
-    c.write_all(line.as_bytes())?;
-    c.shutdown(Shutdown::Write)?;
-    io::copy(&mut c, &mut io::sink())?;
+    c.write_all(line.as_bytes()).map_err(lost)?;
+    c.shutdown(Shutdown::Write).map_err(lost)?;
+    io::copy(&mut c, &mut io::sink()).map_err(lost)?;
     Ok(())
 }
 
