@@ -278,6 +278,22 @@ fn root_login_is_a_real_terminal() {
     let name = started(&env, "rlogin", &[]);
     let t = Tmux::new(91, 27);
     t.line(&format!("cd {}; stty -g > before.stty", env.base.display()));
+
+    // run in a terminal: a pty of the caller's size by default, and Ctrl-C
+    // reaches the command through it.
+    t.line(&env.shell_command(&["run", &name, "--", "sh", "-c", "tty; stty size"]));
+    let screen = t.wait_for("27 91", LONG);
+    assert!(screen.contains("/dev/pts/"), "{screen}");
+    t.clear();
+    t.line(&format!("{}; echo RUN-EXITED-$((40+2))-$?", env.shell_command(&["run", &name, "--", "sleep", "308.5"])));
+    let pid = wait_for(LONG, || pids_running(&["sleep", "308.5"]).pop()).expect("the command runs");
+    wait_for(LONG, || in_foreground(pid).then_some(())).expect("the command owns its pty");
+    t.keys(&["C-c"]);
+    t.wait_for("RUN-EXITED-42-130", LONG);
+    t.line("stty -g > after.stty; cmp before.stty after.stty && echo RESTORED-AFTER-RUN");
+    t.wait_for("RESTORED-AFTER-RUN", LONG);
+    t.clear();
+
     t.line(&format!("{}; echo CLI-EXITED-$((40+2))", env.shell_command(&["root-login", &name])));
     t.line("echo READY-$((6*7))");
     t.wait_for("READY-42", LONG);

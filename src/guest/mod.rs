@@ -112,14 +112,6 @@ pub struct Io {
     pub winsize_from: Option<i32>,
 }
 
-/// How a command was run (for --verbose, and tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Agent,
-    Plain,
-    Nsenter,
-}
-
 /// Runs `cmd` in running container `c`; returns how it ended.
 pub fn run(c: &Container, cmd: &Command, io: Io) -> Result<ExitStatus> {
     if c.state()? != State::Up {
