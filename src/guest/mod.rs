@@ -248,7 +248,8 @@ impl Capture {
 }
 
 /// Runs `cmd` in container `c` as root without input and returns its exit
-/// status with stdout and stderr, e.g. for
+/// status with stdout and stderr. On the nsenter route this forks, so call
+/// it before starting threads of your own. E.g. for
 /// `exec(&c, &Command::new(["/nix/var/nix/profiles/system/bin/switch-to-configuration", "test"]))`.
 pub fn exec(c: &Container, cmd: &Command) -> Result<Output> {
     let (out, err) = (Capture::default(), Capture::default());
