@@ -324,15 +324,16 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// A terminal driven the way a person would: a private tmux server (its
-/// own socket, killed on drop) with one pane running a plain bash.
+/// own socket, killed and removed on drop) with one pane running a plain
+/// bash.
 pub struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
     pub fn new(width: u16, height: u16) -> Tmux {
         static N: AtomicU32 = AtomicU32::new(0);
-        let socket = format!("nc-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let socket = std::env::temp_dir().join(format!("nc-test-tmux-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
         let t = Tmux { socket };
         let ok = t
             .tmux()
@@ -347,7 +348,7 @@ impl Tmux {
 
     fn tmux(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket, "-f", "/dev/null"]);
+        c.arg("-S").arg(&self.socket).args(["-f", "/dev/null"]);
         c
     }
 
@@ -400,5 +401,6 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.tmux().arg("kill-server").stderr(Stdio::null()).status();
+        let _ = fs::remove_file(&self.socket);
     }
 }
