@@ -12,7 +12,13 @@
 #     (no pty, TERM=dumb).  Write commands, shut down the writing side,
 #     read the output until EOF:
 #       echo 'systemctl is-system-running' | socat - unix:ROOT/var/lib/root-shell.socket
-#     The CLI also uses it for `switch-to-configuration test` on update.
+#     `nixos-container run`/`root-login` send one line that execs the
+#     CLI's static agent from the (shared) Nix store if it is there, and
+#     speak a framed protocol with it; otherwise they fall back to plain
+#     shell lines on the same connection.  bash must read the socket
+#     line by line (it does: a socket is not seekable), so that the bytes
+#     after an `exec` line reach the exec'd program.  See README.md,
+#     "Guest socket contract".
 #
 #   /var/lib/login.socket        mode 0600, Accept=yes.
 #     Each connection gets a login@ instance: socat puts /bin/login on a
@@ -76,6 +82,13 @@
       # interactive shells ignore SIGTERM; hang them up when the
       # connection is gone
       SendSIGHUP = true;
+      # The connection stays open (held by systemd) until the unit is
+      # dead, and the client waits for it to close.  `login` can outlive
+      # socat by a moment at logout; with the default KillMode the unit then
+      # waits in "deactivating" for an empty-cgroup event that a guest
+      # systemd on a hybrid cgroup host may never get (up to
+      # TimeoutStopSec).  Ending the unit with its main process avoids that.
+      KillMode = "process";
     };
     unitConfig.CollectMode = "inactive-or-failed";
   };

@@ -59,8 +59,12 @@ pub enum Command {
     Generations(NameArg),
     /// Print whether a container is up or down
     Status(StatusArgs),
-    /// Run a command in a container as root
+    /// Run a command in a container (as root unless --user)
     Run(RunArgs),
+    /// Log in to a container at its login prompt
+    Login(RunningNameArg),
+    /// Open an interactive root shell in a container, on a pty
+    RootLogin(RunningNameArg),
     /// Print the container's IP address
     ShowIp(NameArg),
     /// Print the container's SSH host key
@@ -68,6 +72,14 @@ pub enum Command {
     /// (internal) supervise a running container
     #[command(name = "__supervise", hide = true)]
     Supervise(SuperviseArgs),
+}
+
+/// A running container's name, asked for at a terminal when omitted.
+#[derive(Debug, Args)]
+pub struct RunningNameArg {
+    /// The container's name (at a terminal, asked for when omitted)
+    #[arg(add = ArgValueCompleter::new(complete_running))]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +287,21 @@ pub struct RunArgs {
     /// The container's name (at a terminal, asked for when omitted)
     #[arg(add = ArgValueCompleter::new(complete_running))]
     pub name: Option<String>,
+    /// Run the command on a pty (default: when stdin and stdout are terminals)
+    #[arg(short = 't', long = "tty", conflicts_with = "no_tty")]
+    pub tty: bool,
+    /// Never allocate a pty
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    /// Set an environment variable for the command (repeatable)
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub env: Vec<OsString>,
+    /// The directory to run the command in (default: the user's home)
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<OsString>,
+    /// The user to run the command as (a name or uid; default: root)
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
     /// The command and its arguments (after --)
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -287,6 +314,14 @@ pub struct SuperviseArgs {
     pub timeout_ms: u64,
     #[arg(long)]
     pub netns: Option<PathBuf>,
+}
+
+/// Checks an `--env` value: NAME=VALUE, NAME without '=' and not empty.
+pub fn parse_env(s: &str) -> Result<OsString, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() && !k.contains('\0') => Ok(OsString::from(s)),
+        _ => Err(format!("'{s}' is not NAME=VALUE")),
+    }
 }
 
 /// Parses a number of seconds (fractions allowed) into a Duration.
@@ -335,6 +370,26 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn run_options() {
+        let cli = Cli::try_parse_from([
+            "nixos-container", "run", "c", "-t", "--env", "A=b=c", "--cwd", "/tmp", "--user", "alice", "--", "ls",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Run(r) => {
+                assert!(r.tty && !r.no_tty);
+                assert_eq!(r.env, ["A=b=c"]);
+                assert_eq!(r.cwd.as_deref(), Some(std::ffi::OsStr::new("/tmp")));
+                assert_eq!(r.user.as_deref(), Some("alice"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["nixos-container", "run", "c", "-t", "-T", "--", "ls"]).is_err());
+        assert!(Cli::try_parse_from(["nixos-container", "run", "c", "--env", "=x", "--", "ls"]).is_err());
+        assert!(Cli::try_parse_from(["nixos-container", "run", "c", "--env", "novalue", "--", "ls"]).is_err());
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub struct ApplyOptions {
 }
 
 /// The command `update` runs inside the guest, as the seed's reload did.
-pub const ACTIVATE: &str = "/nix/var/nix/profiles/system/bin/switch-to-configuration test";
+pub const ACTIVATE: [&str; 2] = ["/nix/var/nix/profiles/system/bin/switch-to-configuration", "test"];
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -231,13 +231,14 @@ fn activate(c: &Container, generation: Option<u64>, before: Option<u64>) -> Resu
         output,
         back: way_back(c, generation, before),
     };
-    tracing::info!("activating in {}: {ACTIVATE}", c.name);
-    let done = guest::shell::run(&c.paths.root, ACTIVATE)
-        .map_err(|e| failed(format!("its root shell could not run switch-to-configuration ({e})"), String::new()))?;
-    if done.status != 0 {
-        return Err(failed(format!("switch-to-configuration exited with status {}", done.status), done.output));
+    tracing::info!("activating in {}: {}", c.name, ACTIVATE.join(" "));
+    let done = guest::exec(c, &guest::Command::new(ACTIVATE))
+        .map_err(|e| failed(format!("switch-to-configuration could not be run in the guest ({e})"), String::new()))?;
+    let output = format!("{}{}", String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr));
+    if done.code() != 0 {
+        return Err(failed(format!("switch-to-configuration exited with status {}", done.code()), output));
     }
-    Ok(done.output)
+    Ok(output)
 }
 
 /// The generation selected before this command and the command that

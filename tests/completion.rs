@@ -145,7 +145,7 @@ fn names_offered_follow_the_live_state() {
     for cmd in ["start", "status", "destroy", "show-ip", "terminate", "restart", "show-host-key", "update", "generations"] {
         assert_eq!(names_offered(&env, &["nixos-container", cmd, ""]), both, "{cmd}");
     }
-    for cmd in ["stop", "run"] {
+    for cmd in ["stop", "run", "login", "root-login"] {
         assert_eq!(names_offered(&env, &["nixos-container", cmd, ""]), vec![up.clone()], "{cmd} offers running ones only");
     }
     // A prefix narrows; a container made a moment ago is there at once.

@@ -92,8 +92,8 @@ pub fn man(page: &Path) -> String {
 }
 
 const SUBCOMMANDS: &[&str] = &[
-    "list", "create", "destroy", "start", "stop", "terminate", "restart", "update", "generations", "status", "run", "show-ip",
-    "show-host-key",
+    "list", "create", "destroy", "start", "stop", "terminate", "restart", "update", "generations", "status", "run", "login",
+    "root-login", "show-ip", "show-host-key",
 ];
 
 #[test]

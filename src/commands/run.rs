@@ -1,46 +1,48 @@
-use std::io::{Read, Write};
-use std::net::Shutdown;
-use std::os::unix::ffi::OsStrExt;
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
 
 use crate::cli::RunArgs;
 use crate::commands::pick::{self, Which};
 use crate::commands::{require_root, Ctx};
-use crate::container::{Container, State};
-use crate::error::{Error, IoContext, Result};
-use crate::guest;
+use crate::container::Container;
+use crate::error::Result;
+use crate::guest::{self, pty, Io, Winsize};
 
-/// Quotes one argument for the guest's shell.
-fn sh_quote(arg: &[u8]) -> Vec<u8> {
-    let mut out = b"'".to_vec();
-    for &b in arg {
-        if b == b'\'' {
-            out.extend_from_slice(b"'\\''");
-        } else {
-            out.push(b);
-        }
-    }
-    out.push(b'\'');
-    out
-}
+/// The size a pty gets when the caller has no terminal to copy it from.
+pub const DEFAULT_SIZE: Winsize = Winsize { rows: 24, cols: 80 };
 
 pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     require_root()?;
     let name = pick::name(ctx, args.name.as_deref(), Which::Running, "run")?;
     let c = Container::open(&ctx.paths, &name)?;
-    if c.state()? != State::Up {
-        return Err(Error::NotRunning(c.name));
+    let stdin_tty = std::io::stdin().is_terminal();
+    let stdout_tty = std::io::stdout().is_terminal();
+    // As incus exec: a pty when both ends are terminals, unless told.
+    let on_pty = args.tty || (!args.no_tty && stdin_tty && stdout_tty);
+    let mut cmd = guest::Command::new(&args.command);
+    cmd.env = args.env.clone();
+    cmd.cwd = args.cwd.clone();
+    cmd.user = args.user.clone();
+    if on_pty {
+        cmd.pty = Some(pty::winsize(std::io::stdout().as_fd()).or_else(|| pty::winsize(std::io::stdin().as_fd())).unwrap_or(DEFAULT_SIZE));
+        cmd.term = std::env::var_os("TERM");
     }
-    let mut stream = guest::connect(&c.paths.root, "var/lib/root-shell.socket")?;
-    let mut line = b"exec".to_vec();
-    for a in &args.command {
-        line.push(b' ');
-        line.extend(sh_quote(a.as_bytes()));
-    }
-    line.push(b'\n');
-    stream.write_all(&line).context(|| "sending the command".into())?;
-    stream.shutdown(Shutdown::Write).context(|| "sending the command".into())?;
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out).context(|| "reading the output".into())?;
-    std::io::stdout().write_all(&out).context(|| "writing the output".into())?;
-    Ok(0)
+    let status = interactive_session(&c, &cmd, on_pty && stdin_tty)?;
+    Ok(status.shell_code())
+}
+
+/// Runs `cmd` with this process's stdin, stdout and stderr; with `raw`, the
+/// caller's terminal is in raw mode for the session (the guest's pty does
+/// the line editing and signals) and restored afterwards, however it ends.
+pub fn interactive_session(c: &Container, cmd: &guest::Command, raw: bool) -> Result<guest::ExitStatus> {
+    let _raw = if raw { Some(pty::RawMode::enter(std::io::stdin().as_fd())?) } else { None };
+    let winsize_from = cmd.pty.map(|_| if std::io::stdout().is_terminal() { 1 } else { 0 });
+    let io = Io {
+        stdin: Some(Box::new(std::io::stdin())),
+        stdout: Box::new(std::io::stdout()),
+        stderr: Box::new(std::io::stderr()),
+        signals: true,
+        winsize_from,
+    };
+    guest::run(c, cmd, io)
 }

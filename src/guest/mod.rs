@@ -1,33 +1,355 @@
-//! Talking to a running guest through the sockets in its root.
+//! Running commands in a running guest.
+//!
+//! Three routes, chosen per call (`--verbose` says which):
+//! - **agent** (the normal one): connect to the guest's root-shell socket,
+//!   exec the static agent from the shared Nix store with one line, and
+//!   speak the framed protocol (`protocol`, implemented by the
+//!   `nixos-container-agent` crate): exact argv, separate stdout/stderr,
+//!   binary-safe stdin with EOF, exit status and signals, a guest pty,
+//!   another user. The agent is a child of the guest's root-shell service,
+//!   so it and the command are inside the container and its cgroup.
+//! - **plain** (`plain`): a root-shell socket that cannot exec the agent
+//!   (the guest does not share our store, or `NIXOS_CONTAINER_AGENT=off`):
+//!   the command runs from one quoted shell line; stdout and stderr arrive
+//!   merged.
+//! - **nsenter** (`nsenter`): no root-shell socket (or the plain route
+//!   cannot give what was asked: a pty, another user): enter the
+//!   container's cgroup and namespaces from the host and serve the same
+//!   protocol there.
 
-pub mod shell;
+pub mod agent;
+pub mod client;
+pub mod login;
+pub mod nsenter;
+pub mod plain;
+pub mod pty;
+pub mod store_path;
 
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 
-use crate::error::{IoContext, Result};
+pub use nixos_container_agent::protocol;
+pub use protocol::{ExitStatus, Winsize};
+
+use crate::container::{Container, State};
+use crate::error::{Error, IoContext, Result};
 use crate::rootfs;
+
+pub const ROOT_SHELL_SOCKET: &str = "var/lib/root-shell.socket";
+pub const LOGIN_SOCKET: &str = "var/lib/login.socket";
 
 /// Connects to the unix socket at `rel` inside the container root. The path
 /// is resolved with the root as `/`, so a guest cannot point the host at one
-/// of the host's own sockets with a symlink.
-///
-/// Readiness is the socket file appearing; the guest's systemd listens on
-/// it a moment after binding, so a refused connection is retried briefly.
+/// of the host's own sockets with a symlink. A socket that exists but does
+/// not accept yet (the guest's systemd is still setting it up) is retried
+/// for a moment.
 pub fn connect(root: &Path, rel: &str) -> Result<UnixStream> {
     let fd: OwnedFd = rootfs::open_in_root(root, rel, OFlag::O_PATH)?;
     let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match UnixStream::connect(&proc_path) {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
             }
-            other => return other.context(|| format!("connecting to {}", root.join(rel).display())),
+            r => return r.context(|| format!("connecting to {}", root.join(rel).display())),
         }
+    }
+}
+
+/// What to run in the guest.
+#[derive(Debug, Clone, Default)]
+pub struct Command {
+    /// The command and its arguments; empty for the user's login shell.
+    pub argv: Vec<OsString>,
+    /// `NAME=VALUE` settings.
+    pub env: Vec<OsString>,
+    pub cwd: Option<OsString>,
+    /// A user name or uid; root when None.
+    pub user: Option<String>,
+    /// Run on a pty of this size.
+    pub pty: Option<Winsize>,
+    /// TERM for the command.
+    pub term: Option<OsString>,
+}
+
+impl Command {
+    pub fn new<S: AsRef<OsStr>>(argv: impl IntoIterator<Item = S>) -> Command {
+        Command { argv: argv.into_iter().map(|a| a.as_ref().to_os_string()).collect(), ..Command::default() }
+    }
+
+    fn request(&self) -> protocol::Request {
+        let b = |s: &OsStr| s.as_bytes().to_vec();
+        protocol::Request {
+            argv: self.argv.iter().map(|a| b(a)).collect(),
+            env: self.env.iter().map(|e| b(e)).collect(),
+            cwd: self.cwd.as_deref().map(b),
+            user: self.user.as_ref().map(|u| u.as_bytes().to_vec()),
+            pty: self.pty,
+            term: self.term.as_deref().map(b),
+        }
+    }
+}
+
+/// Where the command's input comes from and its output goes.
+pub struct Io {
+    /// None: the command sees the end of its input at once.
+    pub stdin: Option<Box<dyn Read + Send>>,
+    pub stdout: Box<dyn Write + Send>,
+    /// Merged into stdout on a pty and on the plain route.
+    pub stderr: Box<dyn Write + Send>,
+    /// Forward SIGINT, SIGTERM, SIGHUP and SIGQUIT of this process to the
+    /// command (and SIGWINCH as a resize, with `winsize_from`).
+    pub signals: bool,
+    /// The terminal whose size the guest pty follows.
+    pub winsize_from: Option<i32>,
+}
+
+/// Runs `cmd` in running container `c`; returns how it ended.
+pub fn run(c: &Container, cmd: &Command, io: Io) -> Result<ExitStatus> {
+    if c.state()? != State::Up {
+        return Err(Error::NotRunning(c.name.clone()));
+    }
+    let req = cmd.request();
+    let needs_agent = req.pty.is_some() || req.user.is_some();
+    let conn = if rootfs::exists(&c.paths.root, ROOT_SHELL_SOCKET) {
+        match connect(&c.paths.root, ROOT_SHELL_SOCKET) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::info!("{e}; entering the container's namespaces from the host instead");
+                None
+            }
+        }
+    } else {
+        tracing::info!(
+            "container '{}' has no root-shell socket (/{ROOT_SHELL_SOCKET}); entering its namespaces from the host",
+            c.name
+        );
+        None
+    };
+    if let Some(conn) = conn {
+        let agent = match agent::Choice::from_env() {
+            agent::Choice::Off => None,
+            agent::Choice::Path(p) => Some(p),
+            agent::Choice::BuiltIn => match agent::ensure_installed(&c.paths.gcroots) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("cannot use the guest agent ({e}); using the plain root shell");
+                    None
+                }
+            },
+        };
+        let (answer, leftover) = negotiate(&conn, agent.as_deref())?;
+        match answer {
+            protocol::Answer::Agent => {
+                tracing::info!("running in '{}' through the guest agent", c.name);
+                return client::session(conn, leftover, &req, io);
+            }
+            protocol::Answer::Plain if !needs_agent => {
+                tracing::info!(
+                    "running in '{}' through the plain root shell (no agent in the guest): stdout and stderr are merged",
+                    c.name
+                );
+                return plain::session(conn, leftover, &req, io, c.paths.root.clone());
+            }
+            protocol::Answer::Plain => {
+                tracing::info!(
+                    "the guest has no agent, and a pty or another user needs one; entering the container's namespaces from the host"
+                );
+            }
+        }
+    }
+    let leader = c.cgroup()?.leader().ok_or_else(|| Error::NotRunning(c.name.clone()))?;
+    let conn = nsenter::spawn_agent(leader)?;
+    let (answer, leftover) = read_answer(&conn)?;
+    if answer != protocol::Answer::Agent {
+        return Err(Error::other("the agent in the container did not answer"));
+    }
+    client::session(conn, leftover, &req, io)
+}
+
+/// Sends the offer line and reads the guest's answer.
+fn negotiate(conn: &UnixStream, agent: Option<&str>) -> Result<(protocol::Answer, Vec<u8>)> {
+    let mut w = conn;
+    w.write_all(&protocol::offer_line(agent)).context(|| "talking to the root shell".into())?;
+    read_answer(conn)
+}
+
+/// Reads until the agent's magic or the plain mark; skips what a login
+/// shell printed before it.
+fn read_answer(conn: &UnixStream) -> Result<(protocol::Answer, Vec<u8>)> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut r = conn;
+    conn.set_read_timeout(Some(Duration::from_secs(30))).context(|| "socket".into())?;
+    let found = loop {
+        if let Some((answer, at)) = protocol::find_answer(&seen) {
+            break (answer, seen.split_off(at));
+        }
+        if seen.len() > 1 << 20 {
+            return Err(Error::other("the root shell printed a megabyte without answering"));
+        }
+        match r.read(&mut buf) {
+            Ok(0) => {
+                return Err(Error::other(format!(
+                    "the root shell closed the connection without answering{}",
+                    if seen.is_empty() { String::new() } else { format!(": {}", String::from_utf8_lossy(&seen).trim()) }
+                )));
+            }
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::other(format!("waiting for the root shell: {e}"))),
+        }
+    };
+    conn.set_read_timeout(None).context(|| "socket".into())?;
+    Ok(found)
+}
+
+/// A command's result with its output captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// The status as a shell reports it (128 + N for signal N).
+    pub fn code(&self) -> i32 {
+        self.status.shell_code()
+    }
+}
+
+/// A writer into a shared buffer, for captured output.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Runs `cmd` in container `c` as root without input and returns its exit
+/// status with stdout and stderr. On the nsenter route this forks, so call
+/// it before starting threads of your own. E.g. for
+/// `exec(&c, &Command::new(["/nix/var/nix/profiles/system/bin/switch-to-configuration", "test"]))`.
+pub fn exec(c: &Container, cmd: &Command) -> Result<Output> {
+    let (out, err) = (Capture::default(), Capture::default());
+    let io = Io {
+        stdin: None,
+        stdout: Box::new(out.clone()),
+        stderr: Box::new(err.clone()),
+        signals: false,
+        winsize_from: None,
+    };
+    let status = run(c, cmd, io)?;
+    Ok(Output { status, stdout: out.take(), stderr: err.take() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::protocol::{Request, Winsize};
+
+    fn own_user() -> Vec<u8> {
+        nix::unistd::getuid().as_raw().to_string().into_bytes()
+    }
+
+    /// The agent's code and the client's, over a socketpair, with local
+    /// commands run as the current user: the framed path without a guest.
+    fn through_agent(req: Request, stdin: Option<Vec<u8>>) -> (ExitStatus, Vec<u8>, Vec<u8>) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let out = theirs.try_clone().unwrap();
+        std::thread::spawn(move || nixos_container_agent::serve(theirs.into(), out.into()));
+        let (answer, leftover) = read_answer(&ours).unwrap();
+        assert_eq!(answer, protocol::Answer::Agent);
+        let (o, e) = (Capture::default(), Capture::default());
+        let io = Io {
+            stdin: stdin.map(|d| Box::new(io::Cursor::new(d)) as Box<dyn Read + Send>),
+            stdout: Box::new(o.clone()),
+            stderr: Box::new(e.clone()),
+            signals: false,
+            winsize_from: None,
+        };
+        let status = client::session(ours, leftover, &req, io).unwrap();
+        (status, o.take(), e.take())
+    }
+
+    fn req(argv: &[&str]) -> Request {
+        Request { argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(), user: Some(own_user()), ..Request::default() }
+    }
+
+    #[test]
+    fn agent_separates_streams_and_returns_the_status() {
+        let (s, o, e) = through_agent(req(&["sh", "-c", "echo out; echo err >&2; exit 7"]), None);
+        assert_eq!((s, o.as_slice(), e.as_slice()), (ExitStatus::Code(7), &b"out\n"[..], &b"err\n"[..]));
+    }
+
+    #[test]
+    fn agent_keeps_argv_and_reports_missing_commands_and_signals() {
+        let (_, o, _) = through_agent(req(&["printf", "%s|", "a b", "$HOME", "it's", "\"q\"", "*", ""]), None);
+        assert_eq!(o, b"a b|$HOME|it's|\"q\"|*||");
+        let (s, _, e) = through_agent(req(&["no-such-command-here"]), None);
+        assert_eq!(s, ExitStatus::Code(127));
+        assert_eq!(e, b"no-such-command-here: command not found\n");
+        let (s, _, _) = through_agent(req(&["sh", "-c", "kill -TERM $$"]), None);
+        assert_eq!(s.shell_code(), 143);
+    }
+
+    #[test]
+    fn agent_stdin_is_binary_safe_and_ends() {
+        let data: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let (s, o, _) = through_agent(req(&["cat"]), Some(data.clone()));
+        assert_eq!(s, ExitStatus::Code(0));
+        assert!(o == data, "3 MiB through cat changed");
+        // No stdin at all: EOF at once.
+        let (_, o, _) = through_agent(req(&["wc", "-c"]), None);
+        assert_eq!(String::from_utf8_lossy(&o).trim(), "0");
+    }
+
+    #[test]
+    fn agent_env_cwd_and_pty() {
+        let mut r = req(&["sh", "-c", "echo \"$PWD $K\"; tty; stty size"]);
+        r.env = vec![b"K=v=w".to_vec()];
+        r.cwd = Some(b"/".to_vec());
+        let (_, o, _) = through_agent(r.clone(), None);
+        let text = String::from_utf8_lossy(&o).into_owned();
+        assert!(text.starts_with("/ v=w\nnot a tty\n"), "{text}");
+        r.pty = Some(Winsize { rows: 27, cols: 91 });
+        let (_, o, _) = through_agent(r, None);
+        let text = String::from_utf8_lossy(&o).into_owned();
+        assert!(text.contains("/dev/pts/"), "{text}");
+        assert!(text.contains("27 91"), "{text}");
+    }
+
+    #[test]
+    fn agent_errors_are_errors() {
+        let mut r = req(&["true"]);
+        r.cwd = Some(b"/nonexistent-dir".to_vec());
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let out = theirs.try_clone().unwrap();
+        std::thread::spawn(move || nixos_container_agent::serve(theirs.into(), out.into()));
+        let (_, leftover) = read_answer(&ours).unwrap();
+        let io = Io { stdin: None, stdout: Box::new(io::sink()), stderr: Box::new(io::sink()), signals: false, winsize_from: None };
+        let e = client::session(ours, leftover, &r, io).unwrap_err();
+        assert!(e.to_string().contains("cannot change to '/nonexistent-dir'"), "{e}");
     }
 }

@@ -132,6 +132,16 @@ impl Env {
         cmd
     }
 
+    /// The CLI as a shell command line (for tmux): `env K=V... BIN args`.
+    pub fn shell_command(&self, args: &[&str]) -> String {
+        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut parts = vec!["env".to_string()];
+        parts.extend(self.vars().iter().map(|(k, v)| q(&format!("{k}={v}"))));
+        parts.push(q(BIN));
+        parts.extend(args.iter().map(|a| q(a)));
+        parts.join(" ")
+    }
+
     /// Runs the CLI and returns its output, whatever the exit code.
     pub fn run<I, S>(&self, args: I) -> Output
     where

@@ -22,6 +22,19 @@ impl Tmux {
     /// Starts `shell` (argv) in a 200x50 terminal, with the Env's variables,
     /// the CLI's directory first on PATH, and `extra` variables.
     pub fn start(env: &Env, shell: &[&str], extra: &[(&str, &str)]) -> Tmux {
+        Tmux::start_sized(env, 200, 50, shell, extra)
+    }
+
+    /// A plain bash (no rc files, prompt `$ `) in a `width` x `height`
+    /// terminal, ready for input.
+    pub fn bash(env: &Env, width: u16, height: u16) -> Tmux {
+        let t = Tmux::start_sized(env, width, height, &["bash", "--norc", "--noprofile"], &[("PS1", "$ ")]);
+        t.wait_text("$ ");
+        t
+    }
+
+    /// As `start`, in a `width` x `height` terminal.
+    pub fn start_sized(env: &Env, width: u16, height: u16, shell: &[&str], extra: &[(&str, &str)]) -> Tmux {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = env.base.join(format!("tmux-{n}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -29,7 +42,7 @@ impl Tmux {
         let bin_dir = Path::new(BIN).parent().unwrap();
         let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
         let mut cmd = Command::new("tmux");
-        cmd.arg("-S").arg(&socket).args(["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50"])
+        cmd.arg("-S").arg(&socket).args(["-f", "/dev/null", "new-session", "-d", "-x", &width.to_string(), "-y", &height.to_string()])
             .envs(env.vars())
             .env("PATH", path)
             .env("TERM", "xterm-256color")
@@ -111,6 +124,24 @@ impl Tmux {
         });
         assert!(cleared.is_some(), "the screen was never cleared:\n{}", self.screen());
         self.tmux(&["clear-history"]);
+    }
+
+    /// Types `line` and Enter.
+    pub fn line(&self, line: &str) {
+        self.type_text(line);
+        self.press("Enter");
+    }
+
+    /// Clears the screen and its history with the shell's `clear`, so that
+    /// waits see only new output (also inside a guest's shell).
+    pub fn clear_screen(&self) {
+        self.line("clear");
+        std::thread::sleep(Duration::from_millis(100));
+        self.tmux(&["clear-history"]);
+    }
+
+    pub fn resize(&self, width: u16, height: u16) {
+        self.tmux(&["resize-window", "-x", &width.to_string(), "-y", &height.to_string()]);
     }
 
     /// Types `text` and waits until the shell shows it on its line.
