@@ -107,13 +107,22 @@ fn main() {
     // Completion requests from the shell scripts in completions/ (COMPLETE=bash
     // etc.) are answered here, before anything else is printed.
     nixos_container::completion::answer_if_asked();
-    // Writing into a closed pipe (`list | head`) ends the program quietly,
-    // as for other Unix tools, instead of failing on EPIPE.
-    // SAFETY: resetting a signal disposition at startup, before any thread.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     install_panic_hook();
 
     let cli = Cli::try_parse().unwrap_or_else(|e| usage_error(e));
+    // Writing into a closed pipe (`list | head`) ends the program quietly,
+    // as for other Unix tools, instead of failing on EPIPE. Not for the
+    // commands that talk to a guest over a socket: a guest closing its end
+    // must come back as an error to handle (EPIPE), not kill the CLI; `run`
+    // itself ends like a local command when its own stdout is closed.
+    let talks_to_guest = matches!(
+        cli.command,
+        Command::Run(_) | Command::Login(_) | Command::RootLogin(_) | Command::Update(_) | Command::Supervise(_)
+    );
+    if !talks_to_guest {
+        // SAFETY: resetting a signal disposition at startup, before any thread.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     init_logging(&cli);
     let ctx = Ctx {
         paths: Paths::from_env(),

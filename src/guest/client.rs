@@ -19,7 +19,9 @@ use crate::guest::{pty, Io};
 /// what was read past the handshake.
 pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Result<ExitStatus> {
     let writer = Arc::new(Mutex::new(conn.try_clone().map_err(lost)?));
-    send(&writer, kind::EXEC, &req.encode()).map_err(lost)?;
+    // If this fails, the agent is gone; pump says why (its error frame, or
+    // the connection's end).
+    let _ = send(&writer, kind::EXEC, &req.encode());
 
     let Io { stdin, mut stdout, mut stderr, signals, winsize_from } = io;
     match stdin {
@@ -42,7 +44,11 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
                 let _ = send(&w, kind::STDIN_EOF, b"");
             });
         }
-        None => send(&writer, kind::STDIN_EOF, b"").map_err(lost)?,
+            // An agent that failed at once (bad user, cwd) has closed its end
+        // already; its error is what pump reads next.
+        None => {
+            let _ = send(&writer, kind::STDIN_EOF, b"");
+        }
     }
 
     let forwarder = if signals { Some(forward_signals(writer.clone(), winsize_from)?) } else { None };
