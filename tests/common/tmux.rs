@@ -28,8 +28,11 @@ impl Tmux {
     /// A plain bash (no rc files, prompt `$ `) in a `width` x `height`
     /// terminal, ready for input.
     pub fn bash(env: &Env, width: u16, height: u16) -> Tmux {
-        let t = Tmux::start_sized(env, width, height, &["bash", "--norc", "--noprofile"], &[("PS1", "$ ")]);
-        t.wait_text("$ ");
+        // TERM set inside the pane (tmux would give it tmux-256color).
+        let shell = ["env", "TERM=xterm-256color", "bash", "--norc", "--noprofile"];
+        let t = Tmux::start_sized(env, width, height, &shell, &[("PS1", "$ ")]);
+        // (capture-pane drops the prompt's trailing space)
+        t.wait_screen("the prompt", |s| s.lines().any(|l| l.trim_end() == "$"));
         t
     }
 
