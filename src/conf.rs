@@ -548,6 +548,9 @@ impl Conf {
                 }
             }
         }
+        // BINDS before BINDS_RO, as written (the two keys have no order
+        // between them; nspawn mounts in this order).
+        conf.binds.sort_by_key(|b| b.read_only);
         if conf.host_address.is_some() != conf.local_address.is_some() && conf.host_bridge.is_none() {
             warnings.push("HOST_ADDRESS and LOCAL_ADDRESS should be set together".into());
         }
@@ -727,6 +730,14 @@ COPY_RESOLV_CONF=1
         let again = parse(&c.render()).unwrap();
         assert_eq!(again, c);
         assert!(c.render().contains("MY_NOTE=\"keep me\"\n"));
+    }
+
+    #[test]
+    fn binds_round_trip_whatever_the_key_order() {
+        // Found by the fuzzer: BINDS_RO written before BINDS.
+        let c = parse("BINDS_RO=/a\nBINDS=/b\n").unwrap();
+        assert_eq!(parse(&c.render()).unwrap(), c);
+        assert!(!c.binds[0].read_only && c.binds[1].read_only);
     }
 
     #[test]
