@@ -294,7 +294,7 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     }
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     rootfs::prepare(&c.paths)?;
-    let netns = net::start(&c.name, &c.conf)?;
+    let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker())?;
     crash_point("start-prepared");
     if let Err(e) = supervisor::launch(c, timeout, netns.as_deref()) {
         // A supervisor that ran has released everything on its way out;
@@ -418,7 +418,7 @@ fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
 /// Removes what a run of the container set up on the host. Safe to call
 /// more than once, and on leftovers of a run whose supervisor died.
 pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
-    net::release(&c.name);
+    net::release(&c.name, &c.paths.nft_marker(), !c.conf.host_port.is_empty());
     cgroup.remove();
     let _ = std::fs::remove_file(c.paths.state_file());
     let _ = std::fs::remove_file(c.paths.run.join("notify"));
