@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -55,10 +56,53 @@ pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
     found
 }
 
+/// Where systemd (and so nspawn) expects the hierarchies: found with a few
+/// statfs calls. None when the host mounts them elsewhere.
+fn standard_hierarchies() -> Option<Vec<Hierarchy>> {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, TMPFS_MAGIC};
+    let root = Path::new("/sys/fs/cgroup");
+    let kind_of = |p: &Path| statfs(p).ok().map(|s| s.filesystem_type());
+    match kind_of(root)? {
+        t if t == CGROUP2_SUPER_MAGIC => return Some(vec![Hierarchy { kind: Kind::Unified, mount: root.into() }]),
+        t if t == TMPFS_MAGIC => {}
+        _ => return None,
+    }
+    let mut found = Vec::new();
+    for (kind, dir, magic) in [
+        (Kind::Unified, "unified", CGROUP2_SUPER_MAGIC),
+        (Kind::SystemdV1, "systemd", CGROUP_SUPER_MAGIC),
+        (Kind::MemoryV1, "memory", CGROUP_SUPER_MAGIC),
+    ] {
+        let mount = root.join(dir);
+        if kind_of(&mount) == Some(magic) {
+            found.push(Hierarchy { kind, mount });
+        }
+    }
+    (!found.is_empty()).then_some(found)
+}
+
+/// The host's hierarchies, found once per process. /proc/self/mountinfo is
+/// read only when they are not at the standard places: its length grows
+/// with every running container (each adds /run/netns/NAME), and commands
+/// like `status` and `start` asked for it several times.
+pub fn host_hierarchies() -> Result<&'static [Hierarchy]> {
+    static FOUND: OnceLock<Vec<Hierarchy>> = OnceLock::new();
+    if let Some(h) = FOUND.get() {
+        return Ok(h);
+    }
+    let found = match standard_hierarchies() {
+        Some(h) => h,
+        None => {
+            let info = fs::read_to_string("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".into())?;
+            hierarchies_from(&info)
+        }
+    };
+    Ok(FOUND.get_or_init(|| found))
+}
+
 /// How many containers have a cgroup now (running, or being started).
 pub fn container_count() -> u64 {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return 0 };
-    let hierarchies = hierarchies_from(&info);
+    let Ok(hierarchies) = host_hierarchies() else { return 0 };
     let Some(tracking) = hierarchies.iter().find(|h| h.kind == Kind::Unified).or(hierarchies.first()) else {
         return 0;
     };
@@ -73,16 +117,9 @@ pub struct ContainerCgroup {
     dirs: Vec<(Kind, PathBuf)>,
 }
 
-/// The host's hierarchies of interest. Read once when many containers are
-/// looked at (list, completion).
-pub fn host_hierarchies() -> Result<Vec<Hierarchy>> {
-    let info = fs::read_to_string("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".into())?;
-    Ok(hierarchies_from(&info))
-}
-
 impl ContainerCgroup {
     pub fn new(name: &str) -> Result<ContainerCgroup> {
-        Ok(Self::in_hierarchies(&host_hierarchies()?, name))
+        Ok(Self::in_hierarchies(host_hierarchies()?, name))
     }
 
     pub fn in_hierarchies(hierarchies: &[Hierarchy], name: &str) -> ContainerCgroup {
@@ -246,6 +283,16 @@ mod tests {
         );
         let cg = ContainerCgroup::in_hierarchies(&h, "web");
         assert_eq!(cg.tracking(), Some(Path::new("/sys/fs/cgroup/unified/nixos-containers/web")));
+    }
+
+    #[test]
+    fn the_standard_places_agree_with_mountinfo_on_this_host() {
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mut from_mountinfo = hierarchies_from(&info);
+        let mut fast = standard_hierarchies().expect("this host mounts cgroups under /sys/fs/cgroup");
+        from_mountinfo.sort_by_key(|h| h.mount.clone());
+        fast.sort_by_key(|h| h.mount.clone());
+        assert_eq!(fast, from_mountinfo);
     }
 
     #[test]

@@ -91,6 +91,21 @@ fn name_is_free(paths: &Paths, candidate: &str, skip_stray_roots: bool) -> Resul
     Ok(true)
 }
 
+/// The keys of other containers' confs that a new container must not share.
+const TAKEN_KEYS: [&str; 5] = ["HOST_ADDRESS", "LOCAL_ADDRESS", "HOST_ADDRESS6", "LOCAL_ADDRESS6", "HOST_PORT"];
+
+/// The lines of a conf that set one of `TAKEN_KEYS`. Every create reads
+/// every other conf, so nothing else of them is parsed (and a broken line
+/// elsewhere in a conf no longer hides its addresses).
+fn taken_lines(text: &str) -> String {
+    let wanted = |raw: &&str| {
+        let line = raw.trim();
+        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        line.split_once('=').is_some_and(|(key, _)| TAKEN_KEYS.contains(&key))
+    };
+    text.lines().filter(wanted).collect::<Vec<_>>().join("\n")
+}
+
 /// Names, addresses and host ports of every other container (created or
 /// being created).
 fn taken_by_others(paths: &Paths, except: &str) -> Result<net::Taken> {
@@ -112,7 +127,7 @@ fn taken_by_others(paths: &Paths, except: &str) -> Result<net::Taken> {
         let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
         // A broken conf must not stop others from being created; its
         // values are read key by key as far as they parse.
-        let Ok(pairs) = crate::conf::parse_pairs(&text) else { continue };
+        let Ok(pairs) = crate::conf::parse_pairs(&taken_lines(&text)) else { continue };
         let mut conf = Conf::default();
         for pair in pairs {
             if let Ok((c, _)) = Conf::from_pairs(vec![pair]) {
@@ -299,7 +314,7 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     tracing::info!("preparing the root {}", c.paths.root.display());
     rootfs::prepare(&c.paths)?;
-    let netns = net::start(&c.name, &c.conf)?;
+    let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker())?;
     crash_point("start-prepared");
     if let Err(e) = supervisor::launch(c, timeout, netns.as_deref()) {
         // A supervisor that ran has released everything on its way out;
@@ -425,7 +440,7 @@ fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
 /// Removes what a run of the container set up on the host. Safe to call
 /// more than once, and on leftovers of a run whose supervisor died.
 pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
-    net::release(&c.name);
+    net::release(&c.name, &c.paths.nft_marker(), !c.conf.host_port.is_empty());
     cgroup.remove();
     let _ = std::fs::remove_file(c.paths.state_file());
     let _ = std::fs::remove_file(c.paths.run.join("notify"));
@@ -470,4 +485,31 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
     crash_point("destroy-files");
     std::fs::remove_file(&c.paths.conf).context(|| format!("removing {}", c.paths.conf.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_containers_addresses_and_ports_are_taken_whatever_else_their_confs_say() {
+        let base = tempfile::tempdir().unwrap();
+        let paths = Paths::under(base.path());
+        std::fs::create_dir_all(&paths.conf_dir).unwrap();
+        let conf = "PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nexport LOCAL_ADDRESS=10.233.1.2\n\
+                    HOST_ADDRESS6=fd6e::1\nLOCAL_ADDRESS6='fd6e::2'\nHOST_PORT=tcp:8080:80\n\
+                    EXTRA_NSPAWN_FLAGS=\"--foo\"\nthis line is broken\nHOST_ADDRESS_X=1\n";
+        std::fs::write(paths.conf_dir.join("web.conf"), conf).unwrap();
+        std::fs::write(paths.conf_dir.join("db.conf.creating"), "LOCAL_ADDRESS=10.233.2.2\n").unwrap();
+        std::fs::write(paths.conf_dir.join("me.conf"), "LOCAL_ADDRESS=10.233.3.2\n").unwrap();
+        let taken = taken_by_others(&paths, "me").unwrap();
+        let mut names = taken.names.clone();
+        names.sort();
+        assert_eq!(names, ["db", "web"]);
+        let mut addrs: Vec<String> = taken.addrs.iter().map(|a| a.to_string()).collect();
+        addrs.sort();
+        assert_eq!(addrs, ["10.233.1.1", "10.233.1.2", "10.233.2.2", "fd6e::1", "fd6e::2"]);
+        assert_eq!(taken.ports.len(), 1);
+        assert_eq!(taken.ports[0].0, "web");
+    }
 }

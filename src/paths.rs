@@ -143,4 +143,10 @@ impl ContainerPaths {
     pub fn state_file(&self) -> PathBuf {
         self.run.join("state.json")
     }
+
+    /// Present while the container may have an nftables table: written
+    /// before the table is loaded, removed after it is deleted.
+    pub fn nft_marker(&self) -> PathBuf {
+        self.run.join("nft-table")
+    }
 }

@@ -36,6 +36,7 @@ use crate::container::{log_tail, Container, RunState};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::lock::Lock;
+use crate::net::netlink::NETNS_DIR;
 use crate::nspawn;
 
 /// The file descriptor on which the supervisor reports to `start`.
@@ -352,9 +353,13 @@ fn run_container(
         name: &c.name,
         paths: &c.paths,
         conf: &c.conf,
-        netns: args.netns.clone(),
+        // nspawn runs in the namespace already (see spawn_nspawn), where
+        // /run/netns is not mounted: it joins it by its own handle.
+        netns: args.netns.as_ref().map(|_| PathBuf::from(OWN_NETNS)),
         host_has: &|p: &Path| p.exists(),
     });
+    // A namespace of the user's under /run/netns must stay reachable.
+    let keep_run_netns = c.conf.network_namespace_path.as_ref().is_some_and(|p| p.starts_with(NETNS_DIR));
     let system = std::fs::canonicalize(c.paths.system_profile())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -363,7 +368,7 @@ fn run_container(
         if STOP_REQUESTED.load(Ordering::SeqCst) {
             return Err(Error::other("stopped before the guest was launched"));
         }
-        let child = spawn_nspawn(&argv, cgroup, &notify_path, args.netns.as_deref())?;
+        let child = spawn_nspawn(&argv, cgroup, &notify_path, args.netns.as_deref(), keep_run_netns)?;
         let pid = Pid::from_raw(child as i32);
         NSPAWN_PID.store(pid.as_raw(), Ordering::SeqCst);
         // A stop that came between the check above and now.
@@ -422,15 +427,51 @@ fn run_container(
     }
 }
 
-fn spawn_nspawn(argv: &[String], cgroup: &ContainerCgroup, notify: &Path, netns: Option<&Path>) -> Result<u32> {
+/// The network namespace nspawn runs in, by a path that needs no mount.
+const OWN_NETNS: &str = "/proc/self/ns/net";
+
+/// Gives the calling process a mount namespace of its own without the
+/// network namespaces mounted under /run/netns. Between fork and exec.
+///
+/// Every mount namespace that nspawn makes for a guest keeps hidden copies
+/// of the mounts nspawn's own namespace had, and receives the host's new
+/// /run/netns mounts by propagation: with N containers, each guest holds N
+/// invisible mounts, reading its mountinfo costs O(N), and every start (one
+/// more mount) makes all N guests' systemd read theirs again: O(N²) per
+/// start. Measured: a guest's 43-line mountinfo took 110 µs to read, 586 µs
+/// after 300 namespaces were added on the host; starts at N=1000 took 3x
+/// as long as at N=100.
+fn leave_netns_mounts_behind() -> std::io::Result<()> {
+    // SAFETY: plain syscalls on static C strings.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Nothing done here or by nspawn reaches the host's namespace.
+        if libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Not a mount point when no container has a private network: fine.
+        libc::umount2(c"/run/netns".as_ptr(), libc::MNT_DETACH);
+    }
+    Ok(())
+}
+
+fn spawn_nspawn(
+    argv: &[String],
+    cgroup: &ContainerCgroup,
+    notify: &Path,
+    netns: Option<&Path>,
+    keep_run_netns: bool,
+) -> Result<u32> {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env("NOTIFY_SOCKET", notify).stdin(Stdio::null());
     let cg = cgroup.clone();
     // nspawn itself runs in the container's network namespace (besides
     // --network-namespace-path): the sysfs it mounts for the guest then
-    // lists the guest's interfaces, not the host's. Only setns, no new
-    // mount namespace: `ip netns exec` would remount /sys and hide the
-    // host's cgroups from nspawn.
+    // lists the guest's interfaces, not the host's. Its mount namespace is
+    // a plain copy of ours less /run/netns; `ip netns exec` would also
+    // remount /sys and hide the host's cgroups from nspawn.
     let netns_fd = match netns {
         Some(p) => Some(File::open(p).context(|| format!("opening {}", p.display()))?),
         None => None,
@@ -443,6 +484,9 @@ fn spawn_nspawn(argv: &[String], cgroup: &ContainerCgroup, notify: &Path, netns:
                 && libc::setns(fd, libc::CLONE_NEWNET) != 0
             {
                 return Err(std::io::Error::last_os_error());
+            }
+            if !keep_run_netns {
+                leave_netns_mounts_behind()?;
             }
             cg.join_self()
         });

@@ -15,11 +15,12 @@
 
 use std::io::Write;
 use std::net::IpAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::{names, Plan};
 use crate::conf::Protocol;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// The ruleset that installs the container's forwards, replacing an older
 /// table of the same container. None when there is nothing to forward.
@@ -114,10 +115,15 @@ fn run_nft(script: &str) -> Result<()> {
     Ok(())
 }
 
-/// Installs the container's forwards (if any).
-pub fn apply(plan: &Plan) -> Result<()> {
+/// Installs the container's forwards (if any). `marker` is written first,
+/// so that a table loaded by a start that dies right after is still found.
+pub fn apply(plan: &Plan, marker: &Path) -> Result<()> {
     match ruleset(plan) {
         Some(rules) => {
+            if let Some(dir) = marker.parent() {
+                std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(marker, "").context(|| format!("writing {}", marker.display()))?;
             tracing::info!("nft -f - with the port forwards of {}:\n{}", plan.name, rules.trim_end());
             run_nft(&rules)
         }
@@ -125,12 +131,27 @@ pub fn apply(plan: &Plan) -> Result<()> {
     }
 }
 
+/// Whether a table may exist: `apply` left its marker, or the conf has
+/// forwards (a table loaded by an older version, which wrote no marker).
+pub fn may_exist(marker: &Path, has_ports: bool) -> bool {
+    has_ports || marker.exists()
+}
+
 /// Removes the container's table; nothing to do when there is none, or no
 /// nft on a host that never had forwards.
-pub fn remove(name: &str) -> Result<()> {
+pub fn remove(name: &str, marker: &Path, has_ports: bool) -> Result<()> {
+    if !may_exist(marker, has_ports) {
+        return Ok(());
+    }
     match run_nft(&removal(name)) {
-        Err(Error::MissingProgram { .. }) => Ok(()),
-        other => other,
+        Ok(()) | Err(Error::MissingProgram { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    match std::fs::remove_file(marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).context(|| format!("removing {}", marker.display()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -190,6 +211,22 @@ table inet nixos-container-web {
         let r = ruleset(&plan(&["8080:80"], true)).unwrap();
         assert!(r.contains("meta nfproto ipv6 fib daddr type local tcp dport 8080 dnat ip6 to [fd6e::2]:80\n"), "{r}");
         assert!(r.contains("meta nfproto ipv6 ip6 saddr != ::1 fib daddr type local tcp dport 8080 dnat ip6 to [fd6e::2]:80\n"), "{r}");
+    }
+
+    #[test]
+    fn nft_runs_at_release_only_after_a_table_was_applied_or_with_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("run/web/nft-table");
+        assert!(!may_exist(&marker, false));
+        assert!(may_exist(&marker, true), "conf with forwards: a table of an older start");
+        // No forwards: apply writes nothing, release has nothing to do.
+        apply(&plan(&[], false), &marker).unwrap();
+        assert!(!marker.exists());
+        assert!(!may_exist(&marker, false));
+        remove("web", &marker, false).unwrap();
+        std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+        std::fs::write(&marker, "").unwrap();
+        assert!(may_exist(&marker, false));
     }
 
     #[test]
