@@ -273,6 +273,11 @@ fn now() -> u64 {
 
 /// The supervisor's main; returns its exit code.
 pub fn supervise(c: &Container, args: &SuperviseArgs) -> i32 {
+    // Whatever else the caller of `start` had open (a script's lock file,
+    // say) must not stay open for the container's lifetime.
+    // SAFETY: closes descriptors above ours (0-2, report, lock); no Rust
+    // object owns any of them.
+    unsafe { libc::syscall(libc::SYS_close_range, LOCK_FD as libc::c_uint + 1, libc::c_uint::MAX, 0) };
     let mut report = Reporter::from_fd();
     match supervise_inner(c, args, &mut report) {
         Ok(()) => 0,

@@ -262,3 +262,20 @@ fn soak_start_run_stop_leaks_nothing() {
         assert!(mounts_under(&env.base).is_empty(), "cycle {i}: {:?}", mounts_under(&env.base));
     }
 }
+
+#[test]
+fn start_does_not_keep_the_callers_files_open() {
+    let env = Env::new();
+    let name = env.name("fds");
+    env.create(&name, &[]);
+    let lock = env.base.join("script.lock");
+    // A script that holds a lock on fd 9 while it starts the container.
+    let script = format!("exec 9>{}; flock 9; {}", lock.display(), env.shell_command(&["start", &name]));
+    let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.ok(["status", &name]), "up\n");
+    // The script is gone; its lock must be free, not held by the supervisor.
+    let free = std::process::Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap();
+    assert!(free.success(), "the supervisor kept the caller's lock file open");
+    env.ok(["stop", &name]);
+}
