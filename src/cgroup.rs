@@ -194,11 +194,10 @@ impl ContainerCgroup {
     /// Memory used by the container, in bytes, where the host tells.
     pub fn memory_bytes(&self) -> Option<u64> {
         let read = |p: PathBuf| fs::read_to_string(p).ok()?.trim().parse().ok();
-        if let Some(d) = self.dir(Kind::MemoryV1) {
-            if let Some(v) = read(d.join("memory.usage_in_bytes")) {
+        if let Some(d) = self.dir(Kind::MemoryV1)
+            && let Some(v) = read(d.join("memory.usage_in_bytes")) {
                 return Some(v);
             }
-        }
         self.dir(Kind::Unified).and_then(|d| read(d.join("memory.current")))
     }
 

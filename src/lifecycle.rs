@@ -379,14 +379,13 @@ pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     let mut told_supervisor = false;
     let mut next_signal = Instant::now();
     while !gone() && Instant::now() < deadline {
-        if !told_supervisor {
-            if let Some(pid) = Record::of_live_supervisor(c).map(|r| r.pid).filter(|p| *p > 0) {
+        if !told_supervisor
+            && let Some(pid) = Record::of_live_supervisor(c).map(|r| r.pid).filter(|p| *p > 0) {
                 tracing::info!("asking the supervisor of {name} (PID {pid}) to halt it");
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
                 told_supervisor = true;
                 next_signal = Instant::now() + Duration::from_secs(1);
             }
-        }
         if Instant::now() >= next_signal {
             sigrtmin3_to_guest_init(&cgroup, c);
             next_signal = Instant::now() + Duration::from_secs(1);

@@ -86,11 +86,10 @@ pub fn exists(root: &Path, rel: &str) -> bool {
 /// mount points and files nspawn insists on, and no sockets left from a
 /// previous boot (start waits for the new ones to appear).
 pub fn prepare(paths: &ContainerPaths) -> Result<()> {
-    if let Some(state) = paths.root.parent() {
-        if !state.exists() {
+    if let Some(state) = paths.root.parent()
+        && !state.exists() {
             fsutil::create_dir(state, 0o700)?;
         }
-    }
     if !paths.root.exists() {
         fsutil::create_dir(&paths.root, 0o755)?;
     }

@@ -21,7 +21,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<i32> {
     let mut rows = Vec::with_capacity(names.len());
     for name in names {
         match Container::open(&ctx.paths, &name) {
-            Ok(c) => rows.push(c.summary(&hierarchies)),
+            Ok(c) => rows.push(c.summary(hierarchies)),
             // One broken conf must not hide the other containers.
             Err(e) => tracing::warn!("skipping '{name}': {e}"),
         }

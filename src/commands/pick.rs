@@ -55,12 +55,12 @@ pub fn candidates(paths: &Paths, which: Which) -> Result<Vec<Candidate>> {
     let hierarchies = cgroup::host_hierarchies()?;
     let mut out = Vec::new();
     for name in Container::list(paths)? {
-        let up = ContainerCgroup::in_hierarchies(&hierarchies, &name).is_populated();
+        let up = ContainerCgroup::in_hierarchies(hierarchies, &name).is_populated();
         let state = if up { State::Up } else { State::Down };
         if !which.admits(state) {
             continue;
         }
-        let summary = Container::open(paths, &name).ok().map(|c| c.summary(&hierarchies));
+        let summary = Container::open(paths, &name).ok().map(|c| c.summary(hierarchies));
         out.push(Candidate { name, state, summary });
     }
     Ok(out)

@@ -7,7 +7,7 @@ use crate::error::Result;
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<i32> {
     let c = Container::open(&ctx.paths, &args.name)?;
     if args.json {
-        let summary = c.summary(&cgroup::host_hierarchies()?);
+        let summary = c.summary(cgroup::host_hierarchies()?);
         println!("{}", serde_json::to_string_pretty(&summary).expect("summaries serialise"));
     } else {
         println!("{}", c.state()?.as_str());
