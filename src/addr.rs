@@ -196,10 +196,12 @@ mod tests {
         let last = p.pair(p.size() - 1).unwrap();
         assert_eq!(last, (Ipv4Addr::new(10, 233, 254, 253), Ipv4Addr::new(10, 233, 254, 254)));
         assert_eq!(p.pair(p.size()), None);
-        let all: HashSet<_> = (0..p.size()).flat_map(|i| {
-            let (h, l) = p.pair(i).unwrap();
-            [h, l]
-        }).collect();
+        let all: HashSet<_> = (0..p.size())
+            .flat_map(|i| {
+                let (h, l) = p.pair(i).unwrap();
+                [h, l]
+            })
+            .collect();
         assert_eq!(all.len(), 2 * p.size(), "pairs never overlap");
     }
 

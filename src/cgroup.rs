@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::error::{IoContext, Result};
@@ -59,7 +59,7 @@ pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
 /// Where systemd (and so nspawn) expects the hierarchies: found with a few
 /// statfs calls. None when the host mounts them elsewhere.
 fn standard_hierarchies() -> Option<Vec<Hierarchy>> {
-    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, TMPFS_MAGIC};
+    use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC, statfs};
     let root = Path::new("/sys/fs/cgroup");
     let kind_of = |p: &Path| statfs(p).ok().map(|s| s.filesystem_type());
     match kind_of(root)? {
@@ -124,10 +124,7 @@ impl ContainerCgroup {
 
     pub fn in_hierarchies(hierarchies: &[Hierarchy], name: &str) -> ContainerCgroup {
         ContainerCgroup {
-            dirs: hierarchies
-                .iter()
-                .map(|h| (h.kind.clone(), h.mount.join(PARENT).join(name)))
-                .collect(),
+            dirs: hierarchies.iter().map(|h| (h.kind.clone(), h.mount.join(PARENT).join(name))).collect(),
         }
     }
 
@@ -195,9 +192,10 @@ impl ContainerCgroup {
     pub fn memory_bytes(&self) -> Option<u64> {
         let read = |p: PathBuf| fs::read_to_string(p).ok()?.trim().parse().ok();
         if let Some(d) = self.dir(Kind::MemoryV1)
-            && let Some(v) = read(d.join("memory.usage_in_bytes")) {
-                return Some(v);
-            }
+            && let Some(v) = read(d.join("memory.usage_in_bytes"))
+        {
+            return Some(v);
+        }
         self.dir(Kind::Unified).and_then(|d| read(d.join("memory.current")))
     }
 
@@ -209,10 +207,8 @@ impl ContainerCgroup {
             if !self.is_populated() {
                 return true;
             }
-            let killed_by_kernel = self
-                .dir(Kind::Unified)
-                .map(|d| fs::write(d.join("cgroup.kill"), "1").is_ok())
-                .unwrap_or(false);
+            let killed_by_kernel =
+                self.dir(Kind::Unified).map(|d| fs::write(d.join("cgroup.kill"), "1").is_ok()).unwrap_or(false);
             if !killed_by_kernel {
                 for pid in self.pids() {
                     let _ = kill(pid, Signal::SIGKILL);

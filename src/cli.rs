@@ -326,9 +326,7 @@ pub fn parse_env(s: &str) -> Result<OsString, String> {
 
 /// Parses a number of seconds (fractions allowed) into a Duration.
 pub fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    let secs: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("'{s}' is not a usable number of seconds"));
     }
@@ -375,7 +373,18 @@ mod tests {
     #[test]
     fn run_options() {
         let cli = Cli::try_parse_from([
-            "nixos-container", "run", "c", "-t", "--env", "A=b=c", "--cwd", "/tmp", "--user", "alice", "--", "ls",
+            "nixos-container",
+            "run",
+            "c",
+            "-t",
+            "--env",
+            "A=b=c",
+            "--cwd",
+            "/tmp",
+            "--user",
+            "alice",
+            "--",
+            "ls",
         ])
         .unwrap();
         match cli.command {

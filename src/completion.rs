@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::Path;
 
 use clap::CommandFactory;
-use clap_complete::env::{Bash, EnvCompleter, Fish, Shells, Zsh};
 use clap_complete::CompleteEnv;
+use clap_complete::env::{Bash, EnvCompleter, Fish, Shells, Zsh};
 
 use crate::cli::Cli;
 
@@ -42,9 +42,8 @@ impl EnvCompleter for ZshFile {
         let script = String::from_utf8_lossy(&script);
         let func = format!("_clap_dynamic_completer_{}", name.replace('-', "_"));
         let register = format!("compdef {func} {bin}");
-        let both = format!(
-            "if [ \"${{funcstack[1]}}\" = \"_{bin}\" ]; then\n    {func} \"$@\"\nelse\n    {register}\nfi"
-        );
+        let both =
+            format!("if [ \"${{funcstack[1]}}\" = \"_{bin}\" ]; then\n    {func} \"$@\"\nelse\n    {register}\nfi");
         if !script.contains(&register) {
             return Err(std::io::Error::other("clap's zsh script changed: update src/completion.rs"));
         }

@@ -92,25 +92,14 @@ impl FromStr for PortForward {
             _ => Protocol::Tcp,
         };
         let port = |p: &str| -> std::result::Result<u16, String> {
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("'{p}' is not a port number (1-65535)"))
+            p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("'{p}' is not a port number (1-65535)"))
         };
         match parts.as_slice() {
             [host] => {
                 let host = port(host)?;
-                Ok(PortForward {
-                    protocol,
-                    host,
-                    container: host,
-                })
+                Ok(PortForward { protocol, host, container: host })
             }
-            [host, container] => Ok(PortForward {
-                protocol,
-                host: port(host)?,
-                container: port(container)?,
-            }),
+            [host, container] => Ok(PortForward { protocol, host: port(host)?, container: port(container)? }),
             _ => Err("expected [tcp:|udp:]HOSTPORT[:CONTAINERPORT]".to_string()),
         }
     }
@@ -160,12 +149,7 @@ impl Bind {
         if target.split('/').any(|c| c == "..") || source.split('/').any(|c| c == "..") {
             return Err("bind paths must not contain '..'".into());
         }
-        Ok(Bind {
-            source: PathBuf::from(source),
-            target: PathBuf::from(target),
-            options,
-            read_only,
-        })
+        Ok(Bind { source: PathBuf::from(source), target: PathBuf::from(target), options, read_only })
     }
 
     /// The nspawn flag for this bind.
@@ -317,11 +301,7 @@ pub fn parse_pairs(text: &str) -> std::result::Result<Vec<(String, String)>, (us
 
 fn shorten(s: &str) -> String {
     let s: String = s.chars().filter(|c| !c.is_control()).collect();
-    if s.chars().count() > 60 {
-        format!("{}...", s.chars().take(60).collect::<String>())
-    } else {
-        s
-    }
+    if s.chars().count() > 60 { format!("{}...", s.chars().take(60).collect::<String>()) } else { s }
 }
 
 /// Shell-like value syntax: bare words, "double" and 'single' quotes, which
@@ -367,9 +347,7 @@ fn unquote(value: &str) -> std::result::Result<String, String> {
 
 /// Quotes a value so that both sh and systemd read it back unchanged.
 fn quote(value: &str) -> String {
-    let plain = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./:,@+%#=".contains(c));
+    let plain = value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:,@+%#=".contains(c));
     if plain && !value.starts_with('#') {
         return value.to_string();
     }
@@ -386,15 +364,47 @@ fn quote(value: &str) -> String {
 
 /// The capabilities Linux knows, as systemd-nspawn names them.
 const CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// A capability name (`CAP_NET_ADMIN`; `net_admin` is accepted and normalised).
@@ -438,11 +448,7 @@ pub fn validate_device_path(path: &str) -> std::result::Result<PathBuf, String> 
 pub fn validate_private_users(v: &str) -> std::result::Result<(), String> {
     let ok = matches!(v, "no" | "yes" | "pick" | "identity" | "0" | "1")
         || v.split(':').all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-    if ok {
-        Ok(())
-    } else {
-        Err("expected no, yes, pick, identity or a UID base".into())
-    }
+    if ok { Ok(()) } else { Err("expected no, yes, pick, identity or a UID base".into()) }
 }
 
 fn parse_bool(key: &str, value: &str) -> std::result::Result<bool, String> {
@@ -474,11 +480,7 @@ impl Conf {
                     } else {
                         Some(parse_addr4(v).map_err(|e| format!("{key}='{}': {e}", shorten(v)))?)
                     };
-                    if key == "HOST_ADDRESS" {
-                        conf.host_address = a
-                    } else {
-                        conf.local_address = a
-                    }
+                    if key == "HOST_ADDRESS" { conf.host_address = a } else { conf.local_address = a }
                 }
                 "HOST_ADDRESS6" | "LOCAL_ADDRESS6" => {
                     let a = if v.is_empty() {
@@ -486,11 +488,7 @@ impl Conf {
                     } else {
                         Some(parse_addr6(v).map_err(|e| format!("{key}='{}': {e}", shorten(v)))?)
                     };
-                    if key == "HOST_ADDRESS6" {
-                        conf.host_address6 = a
-                    } else {
-                        conf.local_address6 = a
-                    }
+                    if key == "HOST_ADDRESS6" { conf.host_address6 = a } else { conf.local_address6 = a }
                 }
                 "HOST_BRIDGE" => conf.host_bridge = nonempty(v),
                 "HOST_PORT" => {
@@ -507,9 +505,8 @@ impl Conf {
                     let ro = key == "BINDS_RO";
                     conf.binds.retain(|b| b.read_only != ro);
                     for spec in words(v) {
-                        conf.binds.push(
-                            Bind::parse(spec, ro).map_err(|e| format!("{key} entry '{}': {e}", shorten(spec)))?,
-                        );
+                        conf.binds
+                            .push(Bind::parse(spec, ro).map_err(|e| format!("{key} entry '{}': {e}", shorten(spec)))?);
                     }
                 }
                 "EXTRA_NSPAWN_FLAGS" => conf.extra_nspawn_flags = words(v).map(str::to_string).collect(),
@@ -521,13 +518,16 @@ impl Conf {
                 }
                 "CAPABILITIES" => {
                     conf.capabilities = words(v)
-                        .map(|c| validate_capability(c).map_err(|e| format!("CAPABILITIES entry '{}': {e}", shorten(c))))
+                        .map(|c| {
+                            validate_capability(c).map_err(|e| format!("CAPABILITIES entry '{}': {e}", shorten(c)))
+                        })
                         .collect::<std::result::Result<_, _>>()?
                 }
                 "SYSTEM_CALL_FILTER" => {
                     conf.system_call_filter = words(v)
                         .map(|t| {
-                            validate_syscall_filter(t).map_err(|e| format!("SYSTEM_CALL_FILTER entry '{}': {e}", shorten(t)))
+                            validate_syscall_filter(t)
+                                .map_err(|e| format!("SYSTEM_CALL_FILTER entry '{}': {e}", shorten(t)))
                         })
                         .collect::<std::result::Result<_, _>>()?
                 }
@@ -564,10 +564,7 @@ impl Conf {
             line,
             message,
         })?;
-        Conf::from_pairs(pairs).map_err(|message| Error::ConfValue {
-            path: path.to_path_buf(),
-            message,
-        })
+        Conf::from_pairs(pairs).map_err(|message| Error::ConfValue { path: path.to_path_buf(), message })
     }
 
     pub fn load(path: &Path) -> Result<Conf> {
@@ -784,7 +781,8 @@ COPY_RESOLV_CONF=1
 
     #[test]
     fn launch_settings_cover_what_nspawn_and_the_network_use() {
-        let mut c = parse("PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nAUTO_START=0\n").unwrap();
+        let mut c =
+            parse("PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nAUTO_START=0\n").unwrap();
         let before = c.launch_settings();
         assert_eq!(before.len(), RESTART_KEYS.len());
         assert_eq!(before["LOCAL_ADDRESS"], "10.233.1.2");

@@ -79,11 +79,7 @@ impl Container {
             return Err(Error::NoSuchContainer(name.to_string()));
         }
         let conf = Conf::load(&cpaths.conf)?;
-        Ok(Container {
-            name: name.to_string(),
-            paths: cpaths,
-            conf,
-        })
+        Ok(Container { name: name.to_string(), paths: cpaths, conf })
     }
 
     /// Names of all containers, sorted.
@@ -118,11 +114,7 @@ impl Container {
 
     /// Like `state`, with the host's hierarchies read once by the caller.
     pub fn state_in(&self, hierarchies: &[Hierarchy]) -> State {
-        if ContainerCgroup::in_hierarchies(hierarchies, &self.name).is_populated() {
-            State::Up
-        } else {
-            State::Down
-        }
+        if ContainerCgroup::in_hierarchies(hierarchies, &self.name).is_populated() { State::Up } else { State::Down }
     }
 
     /// The profile generation the container boots (`system-N-link`), if it
@@ -160,9 +152,7 @@ impl Container {
     /// link into the Nix store): such containers are not ours to destroy.
     pub fn is_declarative(&self) -> bool {
         let conf = &self.paths.conf;
-        let into_store = std::fs::read_link(conf)
-            .map(|t| t.starts_with("/nix/store"))
-            .unwrap_or(false);
+        let into_store = std::fs::read_link(conf).map(|t| t.starts_with("/nix/store")).unwrap_or(false);
         into_store || nix::unistd::access(conf.as_path(), nix::unistd::AccessFlags::W_OK).is_err()
     }
 
@@ -182,11 +172,7 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
         return String::new();
     };
     let text = String::from_utf8_lossy(&bytes);
-    let clean: Vec<String> = text
-        .lines()
-        .map(strip_ansi)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
+    let clean: Vec<String> = text.lines().map(strip_ansi).filter(|l| !l.trim().is_empty()).collect();
     clean[clean.len().saturating_sub(lines)..].join("\n")
 }
 

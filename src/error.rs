@@ -36,30 +36,19 @@ pub enum Error {
     NotRoot,
 
     #[error("{path}:{line}: {message}")]
-    ConfSyntax {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    ConfSyntax { path: PathBuf, line: usize, message: String },
 
     #[error("{path}: {message}")]
     ConfValue { path: PathBuf, message: String },
 
     #[error("invalid {what} '{value}': {reason}")]
-    InvalidValue {
-        what: &'static str,
-        value: String,
-        reason: String,
-    },
+    InvalidValue { what: &'static str, value: String, reason: String },
 
     #[error("out of addresses: all {0} address pairs of the pool are in use")]
     PoolExhausted(usize),
 
     #[error("{program} not found: {hint}")]
-    MissingProgram {
-        program: &'static str,
-        hint: &'static str,
-    },
+    MissingProgram { program: &'static str, hint: &'static str },
 
     #[error("{0}")]
     Build(String),
@@ -88,11 +77,7 @@ pub enum Error {
     /// Some containers of a `--all`/`--auto` run failed; `failures` says
     /// why, one error per container.
     #[error("{} of {total} containers failed to {action}", failures.len())]
-    SomeFailed {
-        failures: Vec<Error>,
-        total: usize,
-        action: &'static str,
-    },
+    SomeFailed { failures: Vec<Error>, total: usize, action: &'static str },
 
     #[error("{context}: {source}")]
     Io {
@@ -152,19 +137,13 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            context: what(),
-            source,
-        })
+        self.map_err(|source| Error::Io { context: what(), source })
     }
 }
 
 impl<T> IoContext<T> for nix::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|errno| Error::Io {
-            context: what(),
-            source: io::Error::from(errno),
-        })
+        self.map_err(|errno| Error::Io { context: what(), source: io::Error::from(errno) })
     }
 }
 

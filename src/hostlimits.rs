@@ -27,14 +27,10 @@ pub struct Sysctl {
     pub path: &'static str,
 }
 
-pub const MAX_USER_INSTANCES: Sysctl = Sysctl {
-    name: "fs.inotify.max_user_instances",
-    path: "/proc/sys/fs/inotify/max_user_instances",
-};
-pub const MAX_USER_WATCHES: Sysctl = Sysctl {
-    name: "fs.inotify.max_user_watches",
-    path: "/proc/sys/fs/inotify/max_user_watches",
-};
+pub const MAX_USER_INSTANCES: Sysctl =
+    Sysctl { name: "fs.inotify.max_user_instances", path: "/proc/sys/fs/inotify/max_user_instances" };
+pub const MAX_USER_WATCHES: Sysctl =
+    Sysctl { name: "fs.inotify.max_user_watches", path: "/proc/sys/fs/inotify/max_user_watches" };
 
 /// A limit to raise: from `current` to `new`, because `needed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +92,7 @@ pub fn ensure_inotify_headroom(running: u64) -> Result<()> {
                     r.needed,
                     r.sysctl.name,
                     r.new
-                )))
+                )));
             }
         }
     }

@@ -22,7 +22,7 @@ use crate::paths::{ContainerPaths, Paths};
 use crate::profile::{self, BuildOutput, SystemSource};
 use crate::rootfs;
 use crate::supervisor::{self, Phase, Record};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// Where a new container's system comes from.
@@ -218,10 +218,11 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
 /// container works without it, so a hosts file we cannot write is only a
 /// warning.
 fn add_host_name(paths: &Paths, name: &str, conf: &Conf) {
-    let addrs: Vec<std::net::IpAddr> = [conf.local_address.map(|a| a.addr.into()), conf.local_address6.map(|a| a.addr.into())]
-        .into_iter()
-        .flatten()
-        .collect();
+    let addrs: Vec<std::net::IpAddr> =
+        [conf.local_address.map(|a| a.addr.into()), conf.local_address6.map(|a| a.addr.into())]
+            .into_iter()
+            .flatten()
+            .collect();
     if addrs.is_empty() {
         return;
     }
@@ -379,13 +380,12 @@ pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     let mut told_supervisor = false;
     let mut next_signal = Instant::now();
     while !gone() && Instant::now() < deadline {
-        if !told_supervisor
-            && let Some(pid) = Record::of_live_supervisor(c).map(|r| r.pid).filter(|p| *p > 0) {
-                tracing::info!("asking the supervisor of {name} (PID {pid}) to halt it");
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-                told_supervisor = true;
-                next_signal = Instant::now() + Duration::from_secs(1);
-            }
+        if !told_supervisor && let Some(pid) = Record::of_live_supervisor(c).map(|r| r.pid).filter(|p| *p > 0) {
+            tracing::info!("asking the supervisor of {name} (PID {pid}) to halt it");
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            told_supervisor = true;
+            next_signal = Instant::now() + Duration::from_secs(1);
+        }
         if Instant::now() >= next_signal {
             sigrtmin3_to_guest_init(&cgroup, c);
             next_signal = Instant::now() + Duration::from_secs(1);

@@ -114,9 +114,7 @@ pub fn is_held(path: &Path) -> bool {
 
 /// Explains a lock that could not be taken in time.
 pub fn busy(name: &str) -> Error {
-    Error::other(format!(
-        "container '{name}' is busy: another nixos-container command is changing it"
-    ))
+    Error::other(format!("container '{name}' is busy: another nixos-container command is changing it"))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use clap::Parser;
 
 use nixos_container::cli::{Cli, Command};
 use nixos_container::commands::{self, Ctx};
-use nixos_container::error::{exit, Error};
+use nixos_container::error::{Error, exit};
 use nixos_container::paths::Paths;
 
 fn init_logging(cli: &Cli) {

@@ -22,11 +22,7 @@ pub const EXIT_CODES: &[(i32, &str)] = &[
 /// Escapes text for roff: backslashes, and a leading '.' or '\''.
 fn roff_text(s: &str) -> String {
     let s = s.replace('\\', "\\e").replace('-', "\\-");
-    if s.starts_with('.') || s.starts_with('\'') {
-        format!("\\&{s}")
-    } else {
-        s
-    }
+    if s.starts_with('.') || s.starts_with('\'') { format!("\\&{s}") } else { s }
 }
 
 fn exit_status_section(out: &mut Vec<u8>, for_run: bool) {

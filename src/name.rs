@@ -12,23 +12,14 @@ pub const MAX_LEN: usize = 63;
 
 /// Checks a container name and returns it unchanged when valid.
 pub fn validate(name: &str) -> Result<&str> {
-    let invalid = |reason: &str| Error::InvalidName {
-        name: name.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| Error::InvalidName { name: name.to_string(), reason: reason.to_string() };
     if name.is_empty() {
         return Err(invalid("the name is empty"));
     }
     if name.len() > MAX_LEN {
-        return Err(invalid(&format!(
-            "it has {} characters, at most {MAX_LEN} are allowed",
-            name.len()
-        )));
+        return Err(invalid(&format!("it has {} characters, at most {MAX_LEN} are allowed", name.len())));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-    {
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
         let what = match bad {
             '/' => "'/'".to_string(),
             ' ' => "a space".to_string(),
@@ -37,9 +28,7 @@ pub fn validate(name: &str) -> Result<&str> {
             c if c.is_control() => format!("the control character {:?}", c),
             c => format!("'{c}'"),
         };
-        return Err(invalid(&format!(
-            "it contains {what}; use letters, digits and '-'"
-        )));
+        return Err(invalid(&format!("it contains {what}; use letters, digits and '-'")));
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Err(invalid("it must start and end with a letter or digit"));

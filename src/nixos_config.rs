@@ -10,9 +10,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{fstatat, Mode};
-use nix::unistd::{unlinkat, UnlinkatFlags};
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -247,7 +247,8 @@ mod tests {
         assert!(std::fs::read_to_string(&config).unwrap().contains("{ b = 2; }"));
         etc.restore(previous);
         assert_eq!(std::fs::read(&config).unwrap(), old);
-        let leftovers: Vec<_> = std::fs::read_dir(root.join("etc/nixos")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(root.join("etc/nixos")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(leftovers.len(), 2, "{leftovers:?}");
     }
 
@@ -275,7 +276,8 @@ mod tests {
         // A configuration.nix that is a symlink is refused, not followed.
         let root2 = base.path().join("root2");
         std::fs::create_dir_all(root2.join("etc/nixos")).unwrap();
-        std::os::unix::fs::symlink(outside.join("configuration.nix"), root2.join("etc/nixos/configuration.nix")).unwrap();
+        std::os::unix::fs::symlink(outside.join("configuration.nix"), root2.join("etc/nixos/configuration.nix"))
+            .unwrap();
         let etc = EtcNixos::open(&root2, false).unwrap();
         assert!(!etc.has_config());
         let err = etc.replace("c2", &UserConfig::None).unwrap_err().to_string();

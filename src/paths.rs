@@ -28,14 +28,8 @@ pub struct Paths {
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("NIXOS_CONTAINER_CONF_DIR", "/etc/nixos-containers"),
     ("NIXOS_CONTAINER_STATE_DIR", "/var/lib/nixos-containers"),
-    (
-        "NIXOS_CONTAINER_PROFILES_DIR",
-        "/nix/var/nix/profiles/per-container",
-    ),
-    (
-        "NIXOS_CONTAINER_GCROOTS_DIR",
-        "/nix/var/nix/gcroots/per-container",
-    ),
+    ("NIXOS_CONTAINER_PROFILES_DIR", "/nix/var/nix/profiles/per-container"),
+    ("NIXOS_CONTAINER_GCROOTS_DIR", "/nix/var/nix/gcroots/per-container"),
     ("NIXOS_CONTAINER_RUN_DIR", "/run/nixos-containers"),
     ("NIXOS_CONTAINER_HOSTS_FILE", "/etc/hosts"),
 ];

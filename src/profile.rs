@@ -36,17 +36,15 @@ pub fn normalize_nixos_path(arg: &str) -> Result<String> {
     if arg.starts_with('<') && arg.ends_with('>') {
         return Ok(arg.to_string());
     }
-    std::fs::canonicalize(arg)
-        .map(|p| p.to_string_lossy().into_owned())
-        .map_err(|e| Error::InvalidValue {
-            what: "NixOS path",
-            value: arg.to_string(),
-            reason: if e.kind() == std::io::ErrorKind::NotFound {
-                "no such file or directory".into()
-            } else {
-                e.to_string()
-            },
-        })
+    std::fs::canonicalize(arg).map(|p| p.to_string_lossy().into_owned()).map_err(|e| Error::InvalidValue {
+        what: "NixOS path",
+        value: arg.to_string(),
+        reason: if e.kind() == std::io::ErrorKind::NotFound {
+            "no such file or directory".into()
+        } else {
+            e.to_string()
+        },
+    })
 }
 
 /// `--flake REF[#ATTR]` as it should be stored: a local path (`/...`,
@@ -82,10 +80,7 @@ pub fn normalize_flake(arg: &str) -> Result<String> {
 }
 
 fn missing(program: &'static str) -> Error {
-    Error::MissingProgram {
-        program,
-        hint: "install Nix (on Debian: apt-get install nix-bin) or put it on PATH",
-    }
+    Error::MissingProgram { program, hint: "install Nix (on Debian: apt-get install nix-bin) or put it on PATH" }
 }
 
 /// The command lines a build runs, first to last.
@@ -104,13 +99,9 @@ pub fn commands(profile: &Path, source: &SystemSource) -> Vec<Vec<String>> {
             "-A".into(),
             "system".into(),
         ]],
-        SystemSource::Path(path) => vec![vec![
-            "nix-env".into(),
-            "-p".into(),
-            p,
-            "--set".into(),
-            path.to_string_lossy().into_owned(),
-        ]],
+        SystemSource::Path(path) => {
+            vec![vec!["nix-env".into(), "-p".into(), p, "--set".into(), path.to_string_lossy().into_owned()]]
+        }
         SystemSource::Flake { reference, attr } => vec![vec![
             "nix".into(),
             "--extra-experimental-features".into(),
@@ -291,10 +282,7 @@ fn run(argv: &[String], output: BuildOutput) -> Result<String> {
         .spawn()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => missing(if argv[0] == "nix" { "nix" } else { "nix-env" }),
-            _ => Error::Io {
-                context: format!("running {}", argv[0]),
-                source: e,
-            },
+            _ => Error::Io { context: format!("running {}", argv[0]), source: e },
         })?;
     let stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
@@ -321,15 +309,9 @@ fn run(argv: &[String], output: BuildOutput) -> Result<String> {
 /// Picks the lines of Nix's output that explain a failure: from the first
 /// `error:` on (the evaluation's message), else the last few lines.
 pub fn explain_failure(program: &str, said: &[String], status: std::process::ExitStatus) -> String {
-    let useful: Vec<&str> = said
-        .iter()
-        .map(|l| l.trim_end())
-        .filter(|l| !l.is_empty())
-        .collect();
-    let start = useful
-        .iter()
-        .position(|l| l.trim_start().starts_with("error:"))
-        .unwrap_or(useful.len().saturating_sub(8));
+    let useful: Vec<&str> = said.iter().map(|l| l.trim_end()).filter(|l| !l.is_empty()).collect();
+    let start =
+        useful.iter().position(|l| l.trim_start().starts_with("error:")).unwrap_or(useful.len().saturating_sub(8));
     let mut msg: Vec<String> = useful[start..].iter().map(|l| l.to_string()).collect();
     msg.truncate(20);
     if msg.is_empty() {
@@ -435,7 +417,8 @@ mod tests {
         assert_eq!(generations(&profile).unwrap(), vec![]);
         assert_eq!(current_generation(&profile).unwrap(), None);
         for n in [1, 2, 10] {
-            std::os::unix::fs::symlink(format!("/nix/store/s{n}"), dir.path().join(format!("system-{n}-link"))).unwrap();
+            std::os::unix::fs::symlink(format!("/nix/store/s{n}"), dir.path().join(format!("system-{n}-link")))
+                .unwrap();
         }
         std::os::unix::fs::symlink("system-2-link", &profile).unwrap();
         std::fs::write(dir.path().join("system-x-link"), "").unwrap();

@@ -9,9 +9,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
-use nix::unistd::{unlinkat, UnlinkatFlags};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{IoContext, Result};
 use crate::fsutil;
@@ -44,9 +44,7 @@ pub fn ensure_dir(root: &Path, rel: &str, mode: u32) -> Result<()> {
     let mut parent = nix::unistd::dup(root_fd.as_fd()).context(|| "dup".into())?;
     for comp in Path::new(rel.trim_start_matches('/')).components() {
         prefix.push(comp);
-        let how = OpenHow::new()
-            .flags(OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC)
-            .resolve(in_root());
+        let how = OpenHow::new().flags(OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(in_root());
         parent = match openat2(root_fd.as_fd(), &prefix, how) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
@@ -87,9 +85,10 @@ pub fn exists(root: &Path, rel: &str) -> bool {
 /// previous boot (start waits for the new ones to appear).
 pub fn prepare(paths: &ContainerPaths) -> Result<()> {
     if let Some(state) = paths.root.parent()
-        && !state.exists() {
-            fsutil::create_dir(state, 0o700)?;
-        }
+        && !state.exists()
+    {
+        fsutil::create_dir(state, 0o700)?;
+    }
     if !paths.root.exists() {
         fsutil::create_dir(&paths.root, 0o755)?;
     }

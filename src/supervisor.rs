@@ -24,15 +24,15 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{self, SigHandler, Signal};
-use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, socket};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::cgroup::ContainerCgroup;
-use crate::container::{log_tail, Container, RunState};
+use crate::container::{Container, RunState, log_tail};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::lock::Lock;
@@ -97,10 +97,12 @@ impl Record {
             return None;
         }
         // Just launched, not written yet: starting, PID unknown.
-        Some(std::fs::read_to_string(&path).ok().and_then(|t| Record::parse(&t)).unwrap_or(Record {
-            pid: 0,
-            phase: Phase::Starting,
-        }))
+        Some(
+            std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| Record::parse(&t))
+                .unwrap_or(Record { pid: 0, phase: Phase::Starting }),
+        )
     }
 }
 /// nspawn's exit status when the guest asked for a reboot.
@@ -348,11 +350,11 @@ fn run_container(
 ) -> Result<()> {
     let notify_path = c.paths.run.join("notify");
     let _ = std::fs::remove_file(&notify_path);
-    let notify = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
-        .context(|| "creating the notify socket".into())?;
+    let notify =
+        socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
+            .context(|| "creating the notify socket".into())?;
     bind(notify.as_raw_fd(), &UnixAddr::new(&notify_path).map_err(|e| Error::other(e.to_string()))?)
         .context(|| format!("binding {}", notify_path.display()))?;
-
 
     let argv = nspawn::command_line(&nspawn::Launch {
         name: &c.name,
@@ -365,9 +367,8 @@ fn run_container(
     });
     // A namespace of the user's under /run/netns must stay reachable.
     let keep_run_netns = c.conf.network_namespace_path.as_ref().is_some_and(|p| p.starts_with(NETNS_DIR));
-    let system = std::fs::canonicalize(c.paths.system_profile())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let system =
+        std::fs::canonicalize(c.paths.system_profile()).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let mut first_boot = true;
     loop {
         if STOP_REQUESTED.load(Ordering::SeqCst) {
@@ -453,7 +454,14 @@ fn leave_netns_mounts_behind() -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
         // Nothing done here or by nspawn reaches the host's namespace.
-        if libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_SLAVE, std::ptr::null()) != 0 {
+        if libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         // Not a mount point when no container has a private network: fine.
@@ -502,10 +510,7 @@ fn spawn_nspawn(
             program: "systemd-nspawn",
             hint: "install systemd-container (the same version as systemd)",
         },
-        _ => Error::Io {
-            context: "starting systemd-nspawn".into(),
-            source: e,
-        },
+        _ => Error::Io { context: "starting systemd-nspawn".into(), source: e },
     })?;
     Ok(child.id())
 }
@@ -558,10 +563,7 @@ fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, timeout: Duration) -> R
         // Wake on a new file in var/lib or a notification; at least every
         // 50 ms to notice nspawn's exit.
         let ms = left.min(Duration::from_millis(50)).as_millis() as u16;
-        let mut fds = [
-            PollFd::new(notify.as_fd(), PollFlags::POLLIN),
-            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds = [PollFd::new(notify.as_fd(), PollFlags::POLLIN), PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::from(ms));
         while inotify.read_events().map(|e| !e.is_empty()).unwrap_or(false) {}
     }

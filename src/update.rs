@@ -25,7 +25,7 @@ use crate::guest;
 use crate::lifecycle;
 use crate::nixos_config::{EtcNixos, UserConfig};
 use crate::paths::Paths;
-use crate::profile::{self, BuildOutput, SystemSource, DEFAULT_NIXOS_PATH};
+use crate::profile::{self, BuildOutput, DEFAULT_NIXOS_PATH, SystemSource};
 use crate::supervisor::{Phase, Record};
 
 /// Where the new system comes from.
@@ -96,7 +96,13 @@ fn flake_source(flake: &str) -> SystemSource {
 }
 
 /// Builds a new generation from `source` and applies it.
-pub fn update(paths: &Paths, name: &str, source: NewSource, output: BuildOutput, opts: ApplyOptions) -> Result<Updated> {
+pub fn update(
+    paths: &Paths,
+    name: &str,
+    source: NewSource,
+    output: BuildOutput,
+    opts: ApplyOptions,
+) -> Result<Updated> {
     let (c, _lock) = open_locked(paths, name)?;
     let profile_path = c.paths.system_profile();
     let before = profile::current_generation(&profile_path)?;

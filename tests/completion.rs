@@ -63,7 +63,9 @@ fn exercise(term: &Tmux, env: &Env, name: &str, prompt: &str) {
     // Flags.
     term.type_line("nixos-container stop --tim");
     term.press("Tab");
-    term.wait_screen("--timeout completed", |s| line_with(s, "nixos-container stop").is_some_and(|l| l.contains("--timeout")));
+    term.wait_screen("--timeout completed", |s| {
+        line_with(s, "nixos-container stop").is_some_and(|l| l.contains("--timeout"))
+    });
     term.clear(prompt);
 
     // File paths for --config-file.
@@ -107,7 +109,10 @@ fn bash_zsh_and_fish_complete_subcommands_flags_paths_and_names() {
         std::fs::create_dir_all(&zdot).unwrap();
         std::fs::write(
             zdot.join(".zshrc"),
-            format!("PS1='zsh%% '\nfpath=({} $fpath)\nautoload -Uz compinit && compinit -u -D\n", completions.display()),
+            format!(
+                "PS1='zsh%% '\nfpath=({} $fpath)\nautoload -Uz compinit && compinit -u -D\n",
+                completions.display()
+            ),
         )
         .unwrap();
         let term = Tmux::start(&env, &["zsh", "-i"], &[("ZDOTDIR", zdot.to_str().unwrap())]);
@@ -119,8 +124,13 @@ fn bash_zsh_and_fish_complete_subcommands_flags_paths_and_names() {
         let probe = Tmux::start(&env, &["true"], &[]);
         let config = probe.dir.join("config");
         std::fs::create_dir_all(config.join("fish/completions")).unwrap();
-        std::fs::copy(completions.join("nixos-container.fish"), config.join("fish/completions/nixos-container.fish")).unwrap();
-        std::fs::write(config.join("fish/config.fish"), "set -g fish_greeting ''\nfunction fish_prompt; echo -n 'fish> '; end\n").unwrap();
+        std::fs::copy(completions.join("nixos-container.fish"), config.join("fish/completions/nixos-container.fish"))
+            .unwrap();
+        std::fs::write(
+            config.join("fish/config.fish"),
+            "set -g fish_greeting ''\nfunction fish_prompt; echo -n 'fish> '; end\n",
+        )
+        .unwrap();
         let data = probe.dir.join("data");
         let term = Tmux::start(
             &env,
@@ -142,11 +152,17 @@ fn names_offered_follow_the_live_state() {
 
     let mut both = vec![up.clone(), down.clone()];
     both.sort();
-    for cmd in ["start", "status", "destroy", "show-ip", "terminate", "restart", "show-host-key", "update", "generations"] {
+    for cmd in
+        ["start", "status", "destroy", "show-ip", "terminate", "restart", "show-host-key", "update", "generations"]
+    {
         assert_eq!(names_offered(&env, &["nixos-container", cmd, ""]), both, "{cmd}");
     }
     for cmd in ["stop", "run", "login", "root-login"] {
-        assert_eq!(names_offered(&env, &["nixos-container", cmd, ""]), vec![up.clone()], "{cmd} offers running ones only");
+        assert_eq!(
+            names_offered(&env, &["nixos-container", cmd, ""]),
+            vec![up.clone()],
+            "{cmd} offers running ones only"
+        );
     }
     // A prefix narrows; a container made a moment ago is there at once.
     assert_eq!(names_offered(&env, &["nixos-container", "status", &down[..down.len() - 1]]), vec![down.clone()]);

@@ -91,7 +91,11 @@ fn bad_names() {
         2,
         "error: invalid container name 'a_b': it contains '_' (systemd-nspawn refuses it in machine names; use '-'); use letters, digits and '-'\n",
     );
-    expect(&env.run(["status", "a.b"]), 2, "error: invalid container name 'a.b': it contains '.'; use letters, digits and '-'\n");
+    expect(
+        &env.run(["status", "a.b"]),
+        2,
+        "error: invalid container name 'a.b': it contains '.'; use letters, digits and '-'\n",
+    );
     expect(
         &env.run(["create", "web-", "--config", ""]),
         2,
@@ -130,7 +134,10 @@ fn usage_errors_are_two_lines() {
         expect(
             &env.run(args),
             2,
-            &format!("error: 'nixos-container {}' needs a container NAME ('nixos-container list' shows them)\n", args[0]),
+            &format!(
+                "error: 'nixos-container {}' needs a container NAME ('nixos-container list' shows them)\n",
+                args[0]
+            ),
         );
     }
     // Help and version are not errors.
@@ -161,7 +168,8 @@ fn missing_programs_and_stopped_containers() {
     assert_eq!(env.leftovers(&other), Vec::<String>::new());
 
     // Commands that need a running guest.
-    let not_running = format!("error: container '{name}' is not running (start it with 'nixos-container start {name}')\n");
+    let not_running =
+        format!("error: container '{name}' is not running (start it with 'nixos-container start {name}')\n");
     expect(&env.run(["run", &name, "--", "true"]), 4, &not_running);
     expect(&env.run(["show-host-key", &name]), 4, &not_running);
 

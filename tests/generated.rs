@@ -53,15 +53,16 @@ fn man_pages_are_up_to_date() {
 /// `nixos-container` back at each TAB, so names come from the live state.
 #[test]
 fn completion_scripts_are_up_to_date() {
-    let files: Vec<(String, Vec<u8>)> = [("bash", "nixos-container.bash"), ("zsh", "_nixos-container"), ("fish", "nixos-container.fish")]
-        .iter()
-        .map(|(shell, file)| {
-            let out = Command::new(BIN).env("COMPLETE", shell).output().unwrap();
-            assert!(out.status.success(), "{shell}: {}", stderr(&out));
-            assert!(!out.stdout.is_empty());
-            (file.to_string(), out.stdout)
-        })
-        .collect();
+    let files: Vec<(String, Vec<u8>)> =
+        [("bash", "nixos-container.bash"), ("zsh", "_nixos-container"), ("fish", "nixos-container.fish")]
+            .iter()
+            .map(|(shell, file)| {
+                let out = Command::new(BIN).env("COMPLETE", shell).output().unwrap();
+                assert!(out.status.success(), "{shell}: {}", stderr(&out));
+                assert!(!out.stdout.is_empty());
+                (file.to_string(), out.stdout)
+            })
+            .collect();
     check_dir("completions", &files);
 }
 
@@ -92,8 +93,21 @@ pub fn man(page: &Path) -> String {
 }
 
 const SUBCOMMANDS: &[&str] = &[
-    "list", "create", "destroy", "start", "stop", "terminate", "restart", "update", "generations", "status", "run", "login",
-    "root-login", "show-ip", "show-host-key",
+    "list",
+    "create",
+    "destroy",
+    "start",
+    "stop",
+    "terminate",
+    "restart",
+    "update",
+    "generations",
+    "status",
+    "run",
+    "login",
+    "root-login",
+    "show-ip",
+    "show-host-key",
 ];
 
 #[test]

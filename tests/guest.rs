@@ -131,7 +131,18 @@ fn common_semantics(env: &Env, name: &str, vars: &[(&str, &str)], separate_stder
     let out = with_stdin(
         env,
         vars,
-        &["run", name, "--env", "GREETING=hello world", "--cwd", "/etc", "--", "sh", "-c", "echo \"$GREETING\" \"$PWD\""],
+        &[
+            "run",
+            name,
+            "--env",
+            "GREETING=hello world",
+            "--cwd",
+            "/etc",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$GREETING\" \"$PWD\"",
+        ],
         vec![],
     );
     assert_eq!(stdout(&out), "hello world /etc\n", "{}", stderr(&out));
@@ -175,8 +186,13 @@ fn the_library_runs_a_command_and_captures_it() {
     let name = started(&env, "lib", &[]);
     let c = Container::open(&Paths::under(&env.base), &name).unwrap();
     let out = guest::exec(&c, &guest::Command::new(["sh", "-c", "echo activating; echo warning >&2; exit 4"])).unwrap();
-    assert_eq!((out.code(), out.stdout.as_slice(), out.stderr.as_slice()), (4, &b"activating\n"[..], &b"warning\n"[..]));
-    let out = guest::exec(&c, &guest::Command::new(["/nix/var/nix/profiles/system/bin/switch-to-configuration", "test"])).unwrap();
+    assert_eq!(
+        (out.code(), out.stdout.as_slice(), out.stderr.as_slice()),
+        (4, &b"activating\n"[..], &b"warning\n"[..])
+    );
+    let out =
+        guest::exec(&c, &guest::Command::new(["/nix/var/nix/profiles/system/bin/switch-to-configuration", "test"]))
+            .unwrap();
     assert_eq!(out.code(), 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -34,10 +34,7 @@ fn the_guest_cannot_write_the_hosts_cgroup_tree() {
     // its cgroup namespace); nothing else is writable and nothing of the
     // host is visible.
     let lines: Vec<&str> = out.lines().collect();
-    assert!(
-        lines.iter().all(|l| *l == "done" || *l == "mkdir /sys/fs/cgroup/systemd"),
-        "{out}"
-    );
+    assert!(lines.iter().all(|l| *l == "done" || *l == "mkdir /sys/fs/cgroup/systemd"), "{out}");
     // And the host's tree did not change outside the container's cgroup.
     for h in ["memory", "cpu", "pids", "systemd", "unified"] {
         assert!(!std::path::Path::new("/sys/fs/cgroup").join(h).join("escape").exists());
@@ -87,10 +84,7 @@ fn private_users_map_the_guests_root_elsewhere() {
     let fields: Vec<u64> = map.split_whitespace().map(|f| f.parse().unwrap()).collect();
     assert_eq!(fields[0], 0);
     assert_ne!(fields[1], 0, "guest root is not host root: {map}");
-    assert_eq!(
-        env.ok(["run", &name, "--", "systemctl", "is-system-running", "--wait"]),
-        "running\n"
-    );
+    assert_eq!(env.ok(["run", &name, "--", "systemctl", "is-system-running", "--wait"]), "running\n");
     // Still its own private network.
     assert_eq!(env.ok(["run", &name, "--", "ls", "/sys/class/net"]), "eth0\nlo\n");
     // The Nix store is mapped, not nobody's.
@@ -130,7 +124,15 @@ fn other_host_users_can_look_but_not_enter() {
     // Nor the socket itself.
     let socket = env.root(&name).join("var/lib/root-shell.socket");
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "socat", "-", &format!("unix:{}", socket.display())])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "socat",
+            "-",
+            &format!("unix:{}", socket.display()),
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();

@@ -208,7 +208,10 @@ fn show_host_key_prints_the_guests_public_key() {
     env.create(
         &with_key,
         // A file the guest writes at boot, as sshd's key generation does.
-        &["--config", &format!("systemd.tmpfiles.rules = [ \"f /etc/ssh/ssh_host_ed25519_key.pub 0644 root root - {key}\" ];")],
+        &[
+            "--config",
+            &format!("systemd.tmpfiles.rules = [ \"f /etc/ssh/ssh_host_ed25519_key.pub 0644 root root - {key}\" ];"),
+        ],
     );
     env.create(&without, &[]);
     env.ok(["start", &with_key]);

@@ -288,7 +288,16 @@ fn port_forwards_reach_the_guest_from_another_namespace_and_from_loopback() {
     assert!(fetched.ends_with("\r\n\r\nhello-through-a-forward\n"), "{fetched}");
 
     // UDP too: a datagram to the host port arrives at the guest's port.
-    env.ok(["run", &name, "--", "systemd-run", "--unit=udp-sink", "sh", "-c", "socat -u UDP-RECV:5353 OPEN:/srv/udp,creat"]);
+    env.ok([
+        "run",
+        &name,
+        "--",
+        "systemd-run",
+        "--unit=udp-sink",
+        "sh",
+        "-c",
+        "socat -u UDP-RECV:5353 OPEN:/srv/udp,creat",
+    ]);
     let got = wait_for(Duration::from_secs(20), || {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.send_to(b"ping-over-udp\n", ("127.0.0.1", udp_port)).unwrap();
@@ -336,7 +345,8 @@ fn resolve(env: &Env, host: &str, db: &str) -> Option<String> {
         env.hosts_file().display(),
         nsswitch.display()
     );
-    let out = Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let out =
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
     if !out.status.success() {
         assert_eq!(out.status.code(), Some(2), "getent: {}", stderr(&out));
         return None;
@@ -420,11 +430,18 @@ fn addresses_the_host_already_uses_are_refused_or_skipped() {
     assert_eq!(env.ok(["show-ip", &skip]), format!("10.{}.2.2\n", env.pool), "the used pair is skipped");
 
     let cases = [
-        (format!("10.{}.9.1", env.pool), "127.0.0.5".to_string(), "invalid local address '127.0.0.5': it is already an address of this host; choose another".to_string()),
+        (
+            format!("10.{}.9.1", env.pool),
+            "127.0.0.5".to_string(),
+            "invalid local address '127.0.0.5': it is already an address of this host; choose another".to_string(),
+        ),
         (
             format!("10.{}.9.1", env.pool),
             format!("10.{}.200.2", env.pool),
-            format!("invalid local address '10.{0}.200.2': the host already routes 10.{0}.200.0/30 elsewhere; choose another", env.pool),
+            format!(
+                "invalid local address '10.{0}.200.2': the host already routes 10.{0}.200.0/30 elsewhere; choose another",
+                env.pool
+            ),
         ),
         (
             format!("10.{}.2.1", env.pool),
@@ -452,7 +469,10 @@ fn show_ip_prints_ipv6_when_the_container_has_only_that() {
     let env = Env::new();
     let name = env.name("v6");
     let (h6, l6) = (env.pool6().replace("::/48", ":77::1"), env.pool6().replace("::/48", ":77::2"));
-    env.create(&name, &["--system-path", &system_path(), "--bridge", "nonexistent0", "--host-address6", &h6, "--local-address6", &l6]);
+    env.create(
+        &name,
+        &["--system-path", &system_path(), "--bridge", "nonexistent0", "--host-address6", &h6, "--local-address6", &l6],
+    );
     assert_eq!(env.ok(["show-ip", &name]), format!("{l6}\n"));
     let out = env.run(["start", &name]);
     assert_eq!(out.status.code(), Some(1));

@@ -71,13 +71,7 @@ fn parallel_starts_give_one_container() {
     let name = env.name("race");
     env.create(&name, &[]);
     let starts: Vec<_> = (0..4)
-        .map(|_| {
-            env.command()
-                .args(["start", &name])
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| env.command().args(["start", &name]).stderr(std::process::Stdio::piped()).spawn().unwrap())
         .collect();
     for s in starts {
         let out = s.wait_with_output().unwrap();
@@ -105,12 +99,7 @@ fn destroy_during_start_waits_and_cleans_up() {
 
 /// Kills the CLI with SIGKILL at `point` during `args`.
 fn crash(env: &Env, point: &str, args: &[&str]) {
-    let out = env
-        .command()
-        .env("NIXOS_CONTAINER_CRASH_AT", point)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = env.command().env("NIXOS_CONTAINER_CRASH_AT", point).args(args).output().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(9), "{point}: the CLI should have died there: {}", stderr(&out));
 }

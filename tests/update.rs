@@ -183,7 +183,8 @@ fn a_failed_build_changes_nothing() {
         assert_eq!(profile_state(&env, &name), profile, "{args:?}: the profile is untouched");
         assert_eq!(std::fs::read(&config_path).unwrap(), config, "{args:?}: configuration.nix is put back");
         assert_eq!(std::fs::read(&conf_path).unwrap(), conf, "{args:?}: the conf is untouched");
-        let leftovers: Vec<_> = std::fs::read_dir(env.root(&name).join("etc/nixos")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(env.root(&name).join("etc/nixos")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(leftovers.len(), 2, "{args:?}: no temporary files: {leftovers:?}");
     }
     assert_eq!(env.ok(["status", &name]), "up\n");
@@ -267,7 +268,9 @@ fn a_failing_activation_is_reported_and_keeps_the_new_generation() {
     assert!(err.contains("switch-to-configuration exited with status 4"), "{err}");
     assert!(err.contains("the following units failed: broken.service"), "the activation's output is shown: {err}");
     assert!(
-        err.contains(&format!("generation 2 stays selected; to go back to generation 1, run 'nixos-container update {name} --rollback'")),
+        err.contains(&format!(
+            "generation 2 stays selected; to go back to generation 1, run 'nixos-container update {name} --rollback'"
+        )),
         "{err}"
     );
     assert_eq!(current_link(&env, &name), "system-2-link");
@@ -358,7 +361,9 @@ fn changed_nspawn_settings_need_a_restart() {
     let out = env.run(["update", &name]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains(&format!("needs a restart for its changed BINDS to take effect: run 'nixos-container update {name} --restart'")),
+        stderr(&out).contains(&format!(
+            "needs a restart for its changed BINDS to take effect: run 'nixos-container update {name} --restart'"
+        )),
         "{}",
         stderr(&out)
     );
@@ -391,12 +396,8 @@ fn update_waits_for_its_containers_lock_and_never_for_others() {
     // Another command (here: the test) holds a's lock.
     let lock_file = std::fs::File::open(env.base.join(format!("run/locks/{a}.lock"))).unwrap();
     let held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    let mut waiting = env
-        .command()
-        .args(["update", "-v", &a, "--config-file", s(&v2)])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut waiting =
+        env.command().args(["update", "-v", &a, "--config-file", s(&v2)]).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(waiting.stderr.take().unwrap()).lines();
     let mut said = Vec::new();
     for line in lines.by_ref() {
@@ -429,8 +430,16 @@ fn bad_update_input_gets_one_line_and_changes_nothing() {
     let conf = std::fs::read(&conf_path).unwrap();
     for (args, code, says) in [
         (vec!["update", "ghost"], 3, "error: container 'ghost' does not exist".to_string()),
-        (vec!["update", &name, "--config-file", "/nonexistent/x.nix"], 2, "error: invalid config file '/nonexistent/x.nix'".into()),
-        (vec!["update", &name, "--flake", "/nonexistent/flake#x"], 2, "error: invalid flake '/nonexistent/flake#x': no such directory".into()),
+        (
+            vec!["update", &name, "--config-file", "/nonexistent/x.nix"],
+            2,
+            "error: invalid config file '/nonexistent/x.nix'".into(),
+        ),
+        (
+            vec!["update", &name, "--flake", "/nonexistent/flake#x"],
+            2,
+            "error: invalid flake '/nonexistent/flake#x': no such directory".into(),
+        ),
         (vec!["update", &name, "--switch-generation", "7"], 2, "error: invalid generation '7'".into()),
         (vec!["update", &name, "--rollback"], 1, format!("error: container '{name}' has no generation before 1")),
         (vec!["update", &name, "--rollback", "--config", "{}"], 2, "cannot be used with".into()),

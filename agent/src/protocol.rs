@@ -362,7 +362,10 @@ mod tests {
         let line = offer_line(Some("/nix/store/abc-nixos-container-agent"));
         assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
         let s = String::from_utf8(line).unwrap();
-        assert!(s.contains("[ -x '/nix/store/abc-nixos-container-agent' ] && exec '/nix/store/abc-nixos-container-agent';"), "{s}");
+        assert!(
+            s.contains("[ -x '/nix/store/abc-nixos-container-agent' ] && exec '/nix/store/abc-nixos-container-agent';"),
+            "{s}"
+        );
         assert!(s.ends_with("echo 'NIXOS-CONTAINER-PLAIN 1'\n"), "{s}");
         assert_eq!(offer_line(None), b"echo 'NIXOS-CONTAINER-PLAIN 1'\n");
     }

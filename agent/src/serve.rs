@@ -16,16 +16,16 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Pid, Uid};
 
-use crate::protocol::{self, kind, ExitStatus, Request, Winsize};
+use crate::protocol::{self, ExitStatus, Request, Winsize, kind};
 use crate::users::{self, User};
 
 type Writer = Arc<Mutex<File>>;
@@ -63,11 +63,7 @@ fn fail(w: &Writer, msg: &str) -> i32 {
 /// Raw bytes (kind 0) or one frame.
 fn send(w: &Writer, k: u8, data: &[u8]) -> io::Result<()> {
     let mut f = w.lock().unwrap_or_else(|e| e.into_inner());
-    if k == 0 {
-        f.write_all(data)
-    } else {
-        protocol::write_data(&mut *f, k, data)
-    }
+    if k == 0 { f.write_all(data) } else { protocol::write_data(&mut *f, k, data) }
 }
 
 fn send_frame(w: &Writer, k: u8, data: &[u8]) -> io::Result<()> {
@@ -310,7 +306,13 @@ fn write_input(rx: Receiver<Input>, mut sink: Box<dyn Write + Send>, on_pty: boo
     }
 }
 
-fn read_connection(mut reader: File, tx: std::sync::mpsc::SyncSender<Input>, pid: i32, master: Option<RawFd>, exited: &AtomicBool) {
+fn read_connection(
+    mut reader: File,
+    tx: std::sync::mpsc::SyncSender<Input>,
+    pid: i32,
+    master: Option<RawFd>,
+    exited: &AtomicBool,
+) {
     let group = Pid::from_raw(-pid);
     // Until the client is gone (EOF or a broken connection): then the
     // command must not outlive it.

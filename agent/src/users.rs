@@ -51,7 +51,14 @@ pub fn lookup(who: &[u8], passwd: &[u8], group: &[u8]) -> io::Result<User> {
     }
     if let Some(uid) = numeric {
         // A uid without an entry, as `setpriv` allows.
-        return Ok(User { name: who.to_vec(), uid, gid: uid, home: b"/".to_vec(), shell: b"/bin/sh".to_vec(), groups: vec![uid] });
+        return Ok(User {
+            name: who.to_vec(),
+            uid,
+            gid: uid,
+            home: b"/".to_vec(),
+            shell: b"/bin/sh".to_vec(),
+            groups: vec![uid],
+        });
     }
     Err(io::Error::new(
         io::ErrorKind::NotFound,

@@ -1,13 +1,13 @@
 use crate::cli::CreateArgs;
-use crate::commands::{require_root, Ctx};
+use crate::commands::{Ctx, require_root};
 use crate::conf::{
-    parse_addr4, parse_addr6, validate_capability, validate_device_path, validate_private_users,
-    validate_syscall_filter, Bind, Conf,
+    Bind, Conf, parse_addr4, parse_addr6, validate_capability, validate_device_path, validate_private_users,
+    validate_syscall_filter,
 };
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, CreateRequest, Source};
 use crate::nixos_config::UserConfig;
-use crate::profile::{normalize_flake, normalize_nixos_path, BuildOutput, DEFAULT_NIXOS_PATH};
+use crate::profile::{BuildOutput, DEFAULT_NIXOS_PATH, normalize_flake, normalize_nixos_path};
 
 fn invalid(what: &'static str, value: &str, reason: String) -> Error {
     Error::InvalidValue { what, value: value.to_string(), reason }
@@ -94,20 +94,11 @@ pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
         }
         Source::Config { nixos_path, user }
     };
-    let output = if ctx.interactive && !ctx.quiet || ctx.verbose > 0 {
-        BuildOutput::Show
-    } else {
-        BuildOutput::Capture
-    };
+    let output =
+        if ctx.interactive && !ctx.quiet || ctx.verbose > 0 { BuildOutput::Show } else { BuildOutput::Capture };
     let created = lifecycle::create(
         &ctx.paths,
-        CreateRequest {
-            name: args.name.clone(),
-            ensure_unique_name: args.ensure_unique_name,
-            source,
-            conf,
-            output,
-        },
+        CreateRequest { name: args.name.clone(), ensure_unique_name: args.ensure_unique_name, source, conf, output },
     )?;
     if let (Some(h), Some(l)) = (created.conf.host_address, created.conf.local_address) {
         ctx.note(&format!("host IP is {}, container IP is {}", h.addr, l.addr));

@@ -1,5 +1,5 @@
 use crate::cli::DestroyArgs;
-use crate::commands::{pick, require_root, Ctx};
+use crate::commands::{Ctx, pick, require_root};
 use crate::error::{Error, Result};
 use crate::lifecycle;
 

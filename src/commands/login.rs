@@ -3,7 +3,7 @@ use std::os::fd::AsFd;
 
 use crate::cli::RunningNameArg;
 use crate::commands::pick::{self, Which};
-use crate::commands::{require_root, Ctx};
+use crate::commands::{Ctx, require_root};
 use crate::container::{Container, State};
 use crate::error::{Error, Result};
 use crate::guest::{self, pty};

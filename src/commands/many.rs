@@ -1,8 +1,8 @@
 //! Running one action on many containers (`start --all`, `start --auto`,
 //! `stop --all`): a few at a time, every one tried, every failure reported.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -33,11 +33,7 @@ pub fn for_each(names: &[String], action: &'static str, act: impl Fn(&str) -> Re
         return Ok(());
     }
     failures.sort_by_key(|(i, _)| *i);
-    Err(Error::SomeFailed {
-        failures: failures.into_iter().map(|(_, e)| e).collect(),
-        total: names.len(),
-        action,
-    })
+    Err(Error::SomeFailed { failures: failures.into_iter().map(|(_, e)| e).collect(), total: names.len(), action })
 }
 
 #[cfg(test)]
@@ -67,7 +63,10 @@ mod tests {
             }
             other => panic!("{other}"),
         }
-        assert_eq!(Error::SomeFailed { failures: vec![], total: 1, action: "stop" }.to_string(), "0 of 1 containers failed to stop");
+        assert_eq!(
+            Error::SomeFailed { failures: vec![], total: 1, action: "stop" }.to_string(),
+            "0 of 1 containers failed to stop"
+        );
     }
 
     #[test]

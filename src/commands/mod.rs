@@ -58,9 +58,5 @@ impl Ctx {
 
 /// Commands that change containers need root.
 pub fn require_root() -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        Ok(())
-    } else {
-        Err(Error::NotRoot)
-    }
+    if nix::unistd::geteuid().is_root() { Ok(()) } else { Err(Error::NotRoot) }
 }

@@ -1,6 +1,6 @@
 use crate::cli::RestartArgs;
 use crate::commands::progress::Spinner;
-use crate::commands::{require_root, Ctx};
+use crate::commands::{Ctx, require_root};
 use crate::error::Result;
 use crate::lifecycle;
 

@@ -3,8 +3,8 @@ use std::os::fd::AsFd;
 
 use crate::cli::RunningNameArg;
 use crate::commands::pick::{self, Which};
-use crate::commands::run::{interactive_session, DEFAULT_SIZE};
-use crate::commands::{require_root, Ctx};
+use crate::commands::run::{DEFAULT_SIZE, interactive_session};
+use crate::commands::{Ctx, require_root};
 use crate::container::Container;
 use crate::error::Result;
 use crate::guest::{self, pty};
@@ -16,7 +16,11 @@ pub fn run(ctx: &Ctx, args: &RunningNameArg) -> Result<i32> {
     let name = pick::name(ctx, args.name.as_deref(), Which::Running, "root-login")?;
     let c = Container::open(&ctx.paths, &name)?;
     let cmd = guest::Command {
-        pty: Some(pty::winsize(std::io::stdout().as_fd()).or_else(|| pty::winsize(std::io::stdin().as_fd())).unwrap_or(DEFAULT_SIZE)),
+        pty: Some(
+            pty::winsize(std::io::stdout().as_fd())
+                .or_else(|| pty::winsize(std::io::stdin().as_fd()))
+                .unwrap_or(DEFAULT_SIZE),
+        ),
         term: std::env::var_os("TERM"),
         ..guest::Command::default()
     };

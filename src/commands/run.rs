@@ -3,10 +3,10 @@ use std::os::fd::AsFd;
 
 use crate::cli::RunArgs;
 use crate::commands::pick::{self, Which};
-use crate::commands::{require_root, Ctx};
+use crate::commands::{Ctx, require_root};
 use crate::container::Container;
 use crate::error::Result;
-use crate::guest::{self, pty, Io, Winsize};
+use crate::guest::{self, Io, Winsize, pty};
 
 /// The size a pty gets when the caller has no terminal to copy it from.
 pub const DEFAULT_SIZE: Winsize = Winsize { rows: 24, cols: 80 };
@@ -24,7 +24,11 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     cmd.cwd = args.cwd.clone();
     cmd.user = args.user.clone();
     if on_pty {
-        cmd.pty = Some(pty::winsize(std::io::stdout().as_fd()).or_else(|| pty::winsize(std::io::stdin().as_fd())).unwrap_or(DEFAULT_SIZE));
+        cmd.pty = Some(
+            pty::winsize(std::io::stdout().as_fd())
+                .or_else(|| pty::winsize(std::io::stdin().as_fd()))
+                .unwrap_or(DEFAULT_SIZE),
+        );
         cmd.term = std::env::var_os("TERM");
     }
     let status = interactive_session(&c, &cmd, on_pty && stdin_tty)?;

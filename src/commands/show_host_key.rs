@@ -1,5 +1,5 @@
 use crate::cli::NameArg;
-use crate::commands::{require_root, Ctx};
+use crate::commands::{Ctx, require_root};
 use crate::container::{Container, State};
 use crate::error::{Error, Result};
 use crate::rootfs;

@@ -1,7 +1,7 @@
 use crate::cli::StartArgs;
 use crate::commands::pick::{self, Which};
 use crate::commands::progress::Spinner;
-use crate::commands::{many, require_root, Ctx};
+use crate::commands::{Ctx, many, require_root};
 use crate::container::Container;
 use crate::error::Result;
 use crate::lifecycle::{self, Outcome};
@@ -15,9 +15,7 @@ pub fn run(ctx: &Ctx, args: &StartArgs) -> Result<i32> {
             names.retain(|n| Container::open(&ctx.paths, n).map(|c| c.conf.auto_start).unwrap_or(true));
         }
         let _spinner = Spinner::new(ctx, format!("starting {} containers", names.len()));
-        many::for_each(&names, "start", |name| {
-            lifecycle::start(&ctx.paths, name, args.timeout).map(|_| ())
-        })?;
+        many::for_each(&names, "start", |name| lifecycle::start(&ctx.paths, name, args.timeout).map(|_| ()))?;
         return Ok(0);
     }
     let name = pick::name(ctx, args.name.as_deref(), Which::Stopped, "start")?;

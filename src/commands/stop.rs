@@ -1,15 +1,14 @@
 use crate::cli::StopArgs;
 use crate::commands::pick::{self, Which};
 use crate::commands::progress::Spinner;
-use crate::commands::{many, require_root, Ctx};
+use crate::commands::{Ctx, many, require_root};
 use crate::error::Result;
 use crate::lifecycle::{self, Outcome};
 
 pub fn run(ctx: &Ctx, args: &StopArgs) -> Result<i32> {
     require_root()?;
     if args.all {
-        let names: Vec<String> =
-            pick::candidates(&ctx.paths, Which::Running)?.into_iter().map(|c| c.name).collect();
+        let names: Vec<String> = pick::candidates(&ctx.paths, Which::Running)?.into_iter().map(|c| c.name).collect();
         let _spinner = Spinner::new(ctx, format!("stopping {} containers", names.len()));
         many::for_each(&names, "stop", |name| lifecycle::stop(&ctx.paths, name, args.timeout).map(|_| ()))?;
         return Ok(0);

@@ -11,9 +11,6 @@ pub fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<i32> {
     let c = Container::open(&ctx.paths, &args.name)?;
     Ok(supervisor::supervise(
         &c,
-        &supervisor::SuperviseArgs {
-            timeout: Duration::from_millis(args.timeout_ms),
-            netns: args.netns.clone(),
-        },
+        &supervisor::SuperviseArgs { timeout: Duration::from_millis(args.timeout_ms), netns: args.netns.clone() },
     ))
 }

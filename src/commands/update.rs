@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use crate::cli::UpdateArgs;
-use crate::commands::{require_root, Ctx};
+use crate::commands::{Ctx, require_root};
 use crate::error::Result;
 use crate::nixos_config::UserConfig;
 use crate::profile::{normalize_flake, normalize_nixos_path};
@@ -50,9 +50,9 @@ fn report(ctx: &Ctx, name: &str, u: &Updated) {
         None => u.system.display().to_string(),
     };
     match &u.applied {
-        Applied::NotRunning => ctx.note(&format!(
-            "container '{name}' now has {which}; it is not running, its next start boots it"
-        )),
+        Applied::NotRunning => {
+            ctx.note(&format!("container '{name}' now has {which}; it is not running, its next start boots it"))
+        }
         Applied::Activated { output } => {
             let output = output.trim_end();
             if !output.is_empty() {
@@ -60,9 +60,9 @@ fn report(ctx: &Ctx, name: &str, u: &Updated) {
             }
             ctx.note(&format!("container '{name}' switched to {which}"));
         }
-        Applied::Restarted => ctx.note(&format!(
-            "container '{name}' was restarted into {which} to apply the changes to its settings"
-        )),
+        Applied::Restarted => {
+            ctx.note(&format!("container '{name}' was restarted into {which} to apply the changes to its settings"))
+        }
     }
     if !u.restart_needed.is_empty() {
         ctx.note(&format!(

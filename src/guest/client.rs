@@ -12,8 +12,8 @@ use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::Signals;
 
 use crate::error::{Error, Result};
-use crate::guest::protocol::{self, kind, ExitStatus, Request};
-use crate::guest::{pty, Io};
+use crate::guest::protocol::{self, ExitStatus, Request, kind};
+use crate::guest::{Io, pty};
 
 /// Runs one session on a connection whose handshake is done; `leftover` is
 /// what was read past the handshake.
@@ -44,7 +44,7 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
                 let _ = send(&w, kind::STDIN_EOF, b"");
             });
         }
-            // An agent that failed at once (bad user, cwd) has closed its end
+        // An agent that failed at once (bad user, cwd) has closed its end
         // already; its error is what pump reads next.
         None => {
             let _ = send(&writer, kind::STDIN_EOF, b"");
@@ -66,11 +66,7 @@ fn lost(e: io::Error) -> Error {
 /// Sends data as frames of kind `k`; an empty payload as one empty frame.
 fn send<W: Write>(w: &Mutex<W>, k: u8, data: &[u8]) -> io::Result<()> {
     let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
-    if data.is_empty() {
-        protocol::write_frame(&mut *g, k, data)
-    } else {
-        protocol::write_data(&mut *g, k, data)
-    }
+    if data.is_empty() { protocol::write_frame(&mut *g, k, data) } else { protocol::write_data(&mut *g, k, data) }
 }
 
 /// Forwards the signals a user sends to the CLI (Ctrl-C without a pty,

@@ -200,7 +200,11 @@ fn read_answer(conn: &UnixStream) -> Result<(protocol::Answer, Vec<u8>)> {
             Ok(0) => {
                 return Err(Error::other(format!(
                     "the root shell closed the connection without answering{}",
-                    if seen.is_empty() { String::new() } else { format!(": {}", String::from_utf8_lossy(&seen).trim()) }
+                    if seen.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", String::from_utf8_lossy(&seen).trim())
+                    }
                 )));
             }
             Ok(n) => seen.extend_from_slice(&buf[..n]),
@@ -294,7 +298,11 @@ mod tests {
     }
 
     fn req(argv: &[&str]) -> Request {
-        Request { argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(), user: Some(own_user()), ..Request::default() }
+        Request {
+            argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            user: Some(own_user()),
+            ..Request::default()
+        }
     }
 
     #[test]
@@ -348,7 +356,13 @@ mod tests {
         let out = theirs.try_clone().unwrap();
         std::thread::spawn(move || nixos_container_agent::serve(theirs.into(), out.into()));
         let (_, leftover) = read_answer(&ours).unwrap();
-        let io = Io { stdin: None, stdout: Box::new(io::sink()), stderr: Box::new(io::sink()), signals: false, winsize_from: None };
+        let io = Io {
+            stdin: None,
+            stdout: Box::new(io::sink()),
+            stderr: Box::new(io::sink()),
+            signals: false,
+            winsize_from: None,
+        };
         let e = client::session(ours, leftover, &r, io).unwrap_err();
         assert!(e.to_string().contains("cannot change to '/nonexistent-dir'"), "{e}");
     }

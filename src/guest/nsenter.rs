@@ -16,11 +16,11 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use nix::sched::{setns, CloneFlags};
+use nix::sched::{CloneFlags, setns};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid, fork};
 
-use crate::cgroup::{hierarchies_from, Kind};
+use crate::cgroup::{Kind, hierarchies_from};
 use crate::error::{Error, IoContext, Result};
 
 /// The environment the command starts from when no login shell set one up.
@@ -86,7 +86,8 @@ fn v1_mounts(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
 /// the client's end of its connection.
 pub fn spawn_agent(leader: Pid) -> Result<UnixStream> {
     let proc_dir = PathBuf::from(format!("/proc/{leader}"));
-    let cgroup_text = fs::read_to_string(proc_dir.join("cgroup")).context(|| format!("reading {}/cgroup", proc_dir.display()))?;
+    let cgroup_text =
+        fs::read_to_string(proc_dir.join("cgroup")).context(|| format!("reading {}/cgroup", proc_dir.display()))?;
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".into())?;
     let procs_files = cgroup_procs_files(&cgroup_text, &mountinfo);
     if procs_files.is_empty() {

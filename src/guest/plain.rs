@@ -24,8 +24,8 @@ use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::error::{Error, Result};
-use crate::guest::protocol::{sh_quote, ExitStatus, Request};
 use crate::guest::Io;
+use crate::guest::protocol::{ExitStatus, Request, sh_quote};
 
 /// The line that runs `req` in place of the root shell.
 pub fn command_line(req: &Request, nonce: &str) -> Result<Vec<u8>> {
@@ -38,9 +38,8 @@ pub fn command_line(req: &Request, nonce: &str) -> Result<Vec<u8>> {
     for kv in &req.env {
         let eq = kv.iter().position(|&b| b == b'=').ok_or_else(|| bad_env(kv))?;
         let key = &kv[..eq];
-        let valid = !key.is_empty()
-            && !key[0].is_ascii_digit()
-            && key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        let valid =
+            !key.is_empty() && !key[0].is_ascii_digit() && key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
         if !valid {
             return Err(bad_env(kv));
         }
@@ -50,9 +49,7 @@ pub fn command_line(req: &Request, nonce: &str) -> Result<Vec<u8>> {
         script.extend(sh_quote(&kv[eq + 1..]));
         script.extend_from_slice(b"; ");
     }
-    script.extend_from_slice(
-        format!("\"$@\"; printf '%s X %s\\n' {nonce} \"$?\"").as_bytes(),
-    );
+    script.extend_from_slice(format!("\"$@\"; printf '%s X %s\\n' {nonce} \"$?\"").as_bytes());
     let mut line = b"exec /bin/sh -c ".to_vec();
     line.extend(sh_quote(&script));
     line.extend_from_slice(b" sh");
@@ -268,7 +265,8 @@ mod tests {
 
     #[test]
     fn arguments_reach_the_command_exactly_and_the_status_comes_back() {
-        let r = req(&[b"printf", b"%s|", b"a b", b"$HOME", b"it's", b"\"q\"", b"*", b"", "h\u{e9}".as_bytes(), b"l1\nl2"]);
+        let r =
+            req(&[b"printf", b"%s|", b"a b", b"$HOME", b"it's", b"\"q\"", b"*", b"", "h\u{e9}".as_bytes(), b"l1\nl2"]);
         let line = command_line(&r, "nc0123").unwrap();
         let mut p = Parser::new("nc0123");
         let mut out = p.feed(&through_sh(&line));

@@ -125,7 +125,10 @@ mod tests {
 
     #[test]
     fn a_file_without_final_newline_keeps_its_last_line() {
-        assert_eq!(with("1.2.3.4 x", "web", &[ip("10.0.0.2")]), "1.2.3.4 x\n10.0.0.2 web.containers # nixos-container\n");
+        assert_eq!(
+            with("1.2.3.4 x", "web", &[ip("10.0.0.2")]),
+            "1.2.3.4 x\n10.0.0.2 web.containers # nixos-container\n"
+        );
     }
 
     #[test]

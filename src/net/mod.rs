@@ -124,8 +124,15 @@ fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
     if let Some(br) = &plan.bridge {
         match nl.link(Ns::Host, br)? {
             Some(l) if l.is_bridge => {}
-            Some(_) => return Err(Error::other(format!("{br} is not a bridge (HOST_BRIDGE of container '{}')", plan.name))),
-            None => return Err(Error::other(format!("bridge {br} does not exist (HOST_BRIDGE of container '{}')", plan.name))),
+            Some(_) => {
+                return Err(Error::other(format!("{br} is not a bridge (HOST_BRIDGE of container '{}')", plan.name)));
+            }
+            None => {
+                return Err(Error::other(format!(
+                    "bridge {br} does not exist (HOST_BRIDGE of container '{}')",
+                    plan.name
+                )));
+            }
         }
     }
     if let Some(l) = nl.link(Ns::Host, &plan.host_if)? {
@@ -179,7 +186,8 @@ fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
             tracing::info!("default route via {host} in the container");
             let full = full_prefix(host);
             nl.route_add(guest, &Route { dst: host, prefix: full, dev: eth0.into(), via: None })?;
-            let any = if host.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+            let any =
+                if host.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
             nl.route_add(guest, &Route { dst: any, prefix: 0, dev: eth0.into(), via: Some(host) })?;
         }
     }
@@ -432,7 +440,8 @@ mod tests {
         assert!(eth0.up && nl.ns_link(&ns, "lo").unwrap().up);
         assert_eq!(eth0.addrs, [(ip("10.233.1.2"), 32), (ip("fd6e:6978:6f73:1::2"), 128)]);
         assert_eq!(nl.links[&Some(ns.clone())].len(), 2, "the guest sees lo and eth0 only");
-        let host_routes: Vec<String> = nl.host_routes().iter().map(|r| format!("{}/{} {}", r.dst, r.prefix, r.dev)).collect();
+        let host_routes: Vec<String> =
+            nl.host_routes().iter().map(|r| format!("{}/{} {}", r.dst, r.prefix, r.dev)).collect();
         assert_eq!(host_routes, [format!("10.233.1.2/32 {hif}"), format!("fd6e:6978:6f73:1::2/128 {hif}")]);
         let guest_routes: Vec<String> = nl.routes[&Some(ns.clone())]
             .iter()
@@ -498,7 +507,8 @@ mod tests {
         let plan = Plan::new(LONG, &Conf { host_port: vec!["8080:80".parse().unwrap()], ..conf() }).unwrap();
         let mut probe = FakeNet::new();
         setup(&mut probe, &plan).unwrap();
-        let steps: Vec<String> = probe.log.iter().filter(|s| !s.starts_with("netns_del") && !s.starts_with("link_del")).cloned().collect();
+        let steps: Vec<String> =
+            probe.log.iter().filter(|s| !s.starts_with("netns_del") && !s.starts_with("link_del")).cloned().collect();
         assert!(steps.len() > 10, "{steps:?}");
         for step in steps {
             let mut nl = FakeNet::new();
@@ -613,8 +623,16 @@ mod tests {
         let mut taken = Taken::default();
         taken.add("old", &conf());
         let cases = [
-            ("192.0.2.2", "10.9.9.2", "invalid host address '192.0.2.2': it is already an address of this host; choose another"),
-            ("10.9.9.1", "192.0.2.7", "invalid local address '192.0.2.7': the host already routes 192.0.2.0/24 elsewhere; choose another"),
+            (
+                "192.0.2.2",
+                "10.9.9.2",
+                "invalid host address '192.0.2.2': it is already an address of this host; choose another",
+            ),
+            (
+                "10.9.9.1",
+                "192.0.2.7",
+                "invalid local address '192.0.2.7': the host already routes 192.0.2.0/24 elsewhere; choose another",
+            ),
             ("10.9.9.1", "10.233.1.2", "invalid local address '10.233.1.2': another container has it; choose another"),
         ];
         for (h, l, msg) in cases {
@@ -628,7 +646,11 @@ mod tests {
             assert_eq!(err.exit_code(), crate::error::exit::USAGE);
         }
         // On a bridge, the bridge's subnet is where the container belongs.
-        let mut c = Conf { host_bridge: Some("br0".into()), local_address: Some(parse_addr4("192.0.2.7/24").unwrap()), ..fresh() };
+        let mut c = Conf {
+            host_bridge: Some("br0".into()),
+            local_address: Some(parse_addr4("192.0.2.7/24").unwrap()),
+            ..fresh()
+        };
         assign(&mut c, &taken, &mut nl, Default::default(), true).unwrap();
         assert_eq!(c.host_address, None);
         assert_eq!(c.local_address6, None);
@@ -661,7 +683,10 @@ mod tests {
         nl.host_use.insert(ip("10.233.1.1"), InUse::Local);
         nl.host_use.insert(ip("10.233.9.9"), InUse::Routed { prefix: 16 });
         assert_eq!(conflict(&mut nl, ip("10.233.1.1")).unwrap().unwrap(), "it is already an address of this host");
-        assert_eq!(conflict(&mut nl, ip("10.233.9.9")).unwrap().unwrap(), "the host already routes 10.233.0.0/16 elsewhere");
+        assert_eq!(
+            conflict(&mut nl, ip("10.233.9.9")).unwrap().unwrap(),
+            "the host already routes 10.233.0.0/16 elsewhere"
+        );
         assert_eq!(conflict(&mut nl, ip("10.233.1.2")).unwrap(), None);
     }
 }

@@ -161,7 +161,7 @@ impl RtNetlink {
 /// Makes `/run/netns` a shared mount point as `ip netns add` does, so that
 /// namespaces mounted there are seen in mount namespaces made later.
 fn prepare_netns_dir() -> Result<()> {
-    use nix::mount::{mount, MsFlags};
+    use nix::mount::{MsFlags, mount};
     let dir = Path::new(NETNS_DIR);
     std::fs::create_dir_all(dir).context(|| format!("creating {NETNS_DIR}"))?;
     let shared = || mount(None::<&str>, dir, Some("none"), MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
@@ -248,7 +248,8 @@ impl Netlink for RtNetlink {
     fn veth_add(&mut self, host: &str, peer_ns: &str, peer: &str) -> Result<()> {
         let path = self.netns_path(peer_ns);
         let ns = File::open(&path).context(|| format!("opening {}", path.display()))?;
-        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).setns_by_fd(ns.as_raw_fd()).build();
+        let peer_msg =
+            LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).setns_by_fd(ns.as_raw_fd()).build();
         let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(host.to_string())
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
@@ -323,7 +324,8 @@ impl Netlink for RtNetlink {
         let h = self.handle(ns)?;
         let msg = match (r.dst, r.via) {
             (IpAddr::V4(dst), via) => {
-                let mut b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, r.prefix).output_interface(index);
+                let mut b =
+                    RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, r.prefix).output_interface(index);
                 match via {
                     Some(IpAddr::V4(g)) => b = b.gateway(g),
                     // A directly reachable destination, as `ip route add X dev D`
@@ -333,7 +335,8 @@ impl Netlink for RtNetlink {
                 b.build()
             }
             (IpAddr::V6(dst), via) => {
-                let mut b = RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(dst, r.prefix).output_interface(index);
+                let mut b =
+                    RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(dst, r.prefix).output_interface(index);
                 if let Some(IpAddr::V6(g)) = via {
                     b = b.gateway(g);
                 }
@@ -369,7 +372,14 @@ impl Netlink for RtNetlink {
                 _ => Some(InUse::Routed { prefix: r.header.destination_prefix_length }),
             }),
             Ok(None) => Ok(None),
-            Err(e) if matches!(errno_of(&e), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENOENT | libc::ESRCH)) => Ok(None),
+            Err(e)
+                if matches!(
+                    errno_of(&e),
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENOENT | libc::ESRCH)
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(nl_err(format!("looking up the route to {addr}"), e)),
         }
     }

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::{names, Plan};
+use super::{Plan, names};
 use crate::conf::Protocol;
 use crate::error::{Error, IoContext, Result};
 
@@ -97,10 +97,9 @@ fn run_nft(script: &str) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::MissingProgram {
-                program: "nft",
-                hint: "install nftables (needed for --port forwards)",
-            },
+            std::io::ErrorKind::NotFound => {
+                Error::MissingProgram { program: "nft", hint: "install nftables (needed for --port forwards)" }
+            }
             _ => Error::Io { context: "running nft".into(), source: e },
         })?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -158,7 +157,7 @@ pub fn remove(name: &str, marker: &Path, has_ports: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::{parse_addr4, parse_addr6, Conf};
+    use crate::conf::{Conf, parse_addr4, parse_addr6};
 
     fn plan(ports: &[&str], v6: bool) -> Plan {
         let conf = Conf {
@@ -210,7 +209,12 @@ table inet nixos-container-web {
     fn ipv6_forwards_skip_the_loopback() {
         let r = ruleset(&plan(&["8080:80"], true)).unwrap();
         assert!(r.contains("meta nfproto ipv6 fib daddr type local tcp dport 8080 dnat ip6 to [fd6e::2]:80\n"), "{r}");
-        assert!(r.contains("meta nfproto ipv6 ip6 saddr != ::1 fib daddr type local tcp dport 8080 dnat ip6 to [fd6e::2]:80\n"), "{r}");
+        assert!(
+            r.contains(
+                "meta nfproto ipv6 ip6 saddr != ::1 fib daddr type local tcp dport 8080 dnat ip6 to [fd6e::2]:80\n"
+            ),
+            "{r}"
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -217,12 +217,9 @@ impl Env {
     /// What is left of container `name` on the host (empty when nothing).
     pub fn leftovers(&self, name: &str) -> Vec<String> {
         let mut left = Vec::new();
-        for p in [
-            self.conf_dir().join(format!("{name}.conf")),
-            self.root(name),
-            self.profile_dir(name),
-            self.gcroots(name),
-        ] {
+        for p in
+            [self.conf_dir().join(format!("{name}.conf")), self.root(name), self.profile_dir(name), self.gcroots(name)]
+        {
             if p.exists() {
                 left.push(format!("path {}", p.display()));
             }
@@ -250,7 +247,11 @@ pub fn network_leftovers(name: &str) -> Vec<String> {
         }
     }
     let ifname = names::host_ifname(name);
-    for args in [&["-4", "route", "show", "table", "all"][..], &["-6", "route", "show", "table", "all"], &["-o", "addr", "show"]] {
+    for args in [
+        &["-4", "route", "show", "table", "all"][..],
+        &["-6", "route", "show", "table", "all"],
+        &["-o", "addr", "show"],
+    ] {
         let out = Command::new("ip").args(args).output().expect("ip");
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if line.split_whitespace().any(|w| w == ifname) {

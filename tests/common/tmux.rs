@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::{wait_for, Env, BIN};
+use super::{BIN, Env, wait_for};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -45,7 +45,9 @@ impl Tmux {
         let bin_dir = Path::new(BIN).parent().unwrap();
         let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
         let mut cmd = Command::new("tmux");
-        cmd.arg("-S").arg(&socket).args(["-f", "/dev/null", "new-session", "-d", "-x", &width.to_string(), "-y", &height.to_string()])
+        cmd.arg("-S")
+            .arg(&socket)
+            .args(["-f", "/dev/null", "new-session", "-d", "-x", &width.to_string(), "-y", &height.to_string()])
             .envs(env.vars())
             .env("PATH", path)
             .env("TERM", "xterm-256color")
@@ -104,7 +106,8 @@ impl Tmux {
     /// Abandons the shell's line and clears the screen for the next step;
     /// `prompt` is how the shell's prompt ends.
     pub fn clear(&self, prompt: &str) {
-        let empty_prompt = |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end() == prompt);
+        let empty_prompt =
+            |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_end() == prompt);
         // Ctrl-U empties the line in bash, zsh and fish; it waits for a
         // completion still running, where Ctrl-C would land in it.
         let mut tries = 0;
