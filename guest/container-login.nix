@@ -82,13 +82,6 @@
       # interactive shells ignore SIGTERM; hang them up when the
       # connection is gone
       SendSIGHUP = true;
-      # The connection stays open (held by systemd) until the unit is
-      # dead, and the client waits for it to close.  `login` can outlive
-      # socat by a moment at logout; with the default KillMode the unit then
-      # waits in "deactivating" for an empty-cgroup event that a guest
-      # systemd on a hybrid cgroup host may never get (up to
-      # TimeoutStopSec).  Ending the unit with its main process avoids that.
-      KillMode = "process";
     };
     unitConfig.CollectMode = "inactive-or-failed";
   };

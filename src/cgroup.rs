@@ -128,6 +128,11 @@ impl ContainerCgroup {
         }
     }
 
+    /// Whether the host has a cgroup2 tree (pure or hybrid layout).
+    pub fn has_unified(&self) -> bool {
+        self.dir(Kind::Unified).is_some()
+    }
+
     fn dir(&self, kind: Kind) -> Option<&Path> {
         self.dirs.iter().find(|(k, _)| *k == kind).map(|(_, d)| d.as_path())
     }

@@ -479,6 +479,13 @@ fn spawn_nspawn(
 ) -> Result<u32> {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env("NOTIFY_SOCKET", notify).stdin(Stdio::null());
+    // On a hybrid host nspawn would give the guest the legacy v1 layout,
+    // where its systemd misses "cgroup empty" events (units hang in
+    // "deactivating" until their stop timeout). Where the host has a cgroup2
+    // tree, the guest gets a unified hierarchy of its own instead.
+    if cgroup.has_unified() {
+        cmd.env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1");
+    }
     let cg = cgroup.clone();
     // nspawn itself runs in the container's network namespace (besides
     // --network-namespace-path): the sysfs it mounts for the guest then
