@@ -69,8 +69,8 @@ fn exercise(term: &Tmux, env: &Env, name: &str, prompt: &str) {
     term.clear(prompt);
 
     // File paths for --config-file.
-    let fixtures = repo().join("tests/fixtures");
-    term.type_line(&format!("nixos-container create x --config-file {}/dem", fixtures.display()));
+    let examples = repo().join("examples");
+    term.type_line(&format!("nixos-container create x --config-file {}/dem", examples.display()));
     term.press("Tab");
     term.wait_screen("the file name completed", |s| {
         line_with(s, "--config-file").is_some_and(|l| l.contains("demo.nix"))

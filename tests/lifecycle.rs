@@ -11,7 +11,8 @@ use common::*;
 fn a_new_users_session_leaves_nothing_behind() {
     let env = Env::new();
     let name = env.name("demo");
-    let demo = fixture("demo.nix");
+    // The quick start's example, as a new user would use it.
+    let demo = repo().join("examples/demo.nix");
     env.create(&name, &["--config-file", demo.to_str().unwrap()]);
 
     let config = std::fs::read_to_string(env.root(&name).join("etc/nixos/configuration.nix")).unwrap();
