@@ -48,13 +48,15 @@ build_system() {
 }
 
 # Claims one of the pools 10.90.0.0/16 .. 10.99.0.0/16 for this run (a
-# flock held until the run exits), so two benchmarks never share one.
+# flock held until the run exits), so two benchmarks never share one and
+# none uses a pool with leftovers on the host.
 claim_pool() {
     local dir=/tmp/nixos-container-bench-pools n
     mkdir -p "$dir"
     for n in 90 91 92 93 94 95 96 97 98 99; do
         exec {POOL_FD}>"$dir/$n.lock"
-        if flock -n "$POOL_FD"; then
+        # Skip a pool that a killed run left addresses or routes in.
+        if flock -n "$POOL_FD" && ! grep -Eq "(^|[[:space:]])10\.$n\." <<<"$(ip -o addr show; ip -4 route show)"; then
             POOL=$n
             return
         fi

@@ -51,17 +51,39 @@ fn require_root() {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A /16 pool that no other running test uses: pools are numbered, and a
-/// test holds the flock of its pool's file for as long as it lives.
+/// test holds the flock of its pool's file for as long as it lives. A pool
+/// with addresses or routes on the host (left by a run that was killed, or
+/// the host's own) is skipped, since create would not hand out those
+/// addresses and the tests expect the pool's first ones.
 fn claim_pool() -> (u8, Flock<File>) {
     let dir = Path::new("/tmp/nixos-container-test-pools");
     fs::create_dir_all(dir).unwrap();
     for n in 0..120u8 {
         let f = File::create(dir.join(format!("{n}.lock"))).unwrap();
         if let Ok(lock) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-            return (100 + n, lock);
+            let pool = 100 + n;
+            if !pool_used_on_host(pool) {
+                return (pool, lock);
+            }
+            eprintln!("test pool 10.{pool}.0.0/16 has addresses or routes on the host; skipping it");
         }
     }
     panic!("no free test address pool");
+}
+
+/// Whether the host has an address or a route in IPv4 pool 10.N.0.0/16 or
+/// IPv6 pool fd6e:6978:N::/48.
+fn pool_used_on_host(n: u8) -> bool {
+    let mut seen = String::new();
+    for args in [&["-o", "addr", "show"][..], &["-4", "route", "show"], &["-6", "route", "show"]] {
+        let out = Command::new("ip").args(args).output().expect("running ip (iproute2)");
+        assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        seen.push('\n');
+    }
+    let v4 = format!("10.{n}.");
+    let v6 = format!("fd6e:6978:{n:x}:");
+    seen.split(|c: char| c.is_whitespace() || c == '/').any(|word| word.starts_with(&v4) || word.starts_with(&v6))
 }
 
 pub struct Env {
