@@ -45,6 +45,11 @@ pub struct Summary {
     /// The system profile's generation number.
     pub generation: Option<u64>,
     pub auto_start: bool,
+    /// Processes in the container's cgroup, while it runs.
+    pub processes: Option<usize>,
+    /// Memory charged to the container's cgroup, while it runs, where the
+    /// host accounts it (the v1 memory controller, or cgroup2's memory.current).
+    pub memory_bytes: Option<u64>,
 }
 
 /// `system-N-link` -> N.
@@ -109,12 +114,13 @@ impl Container {
     /// Up while any process of the container exists, supervised or not, or
     /// while its supervisor lives (starting it, or cleaning up after it).
     pub fn state(&self) -> Result<State> {
-        Ok(if self.cgroup()?.is_populated() || self.supervisor_alive() { State::Up } else { State::Down })
+        Ok(self.state_in(crate::cgroup::host_hierarchies()?))
     }
 
     /// Like `state`, with the host's hierarchies read once by the caller.
     pub fn state_in(&self, hierarchies: &[Hierarchy]) -> State {
-        if ContainerCgroup::in_hierarchies(hierarchies, &self.name).is_populated() { State::Up } else { State::Down }
+        let populated = ContainerCgroup::in_hierarchies(hierarchies, &self.name).is_populated();
+        if populated || self.supervisor_alive() { State::Up } else { State::Down }
     }
 
     /// The profile generation the container boots (`system-N-link`), if it
@@ -128,14 +134,20 @@ impl Container {
     }
 
     /// What `list` and `status` show. Costs one conf (already read), one
-    /// cgroup file and one readlink: no Nix, no guest.
+    /// cgroup file and one readlink, and for a running container its
+    /// cgroup's process list and memory: no Nix, no guest.
     pub fn summary(&self, hierarchies: &[Hierarchy]) -> Summary {
+        let state = self.state_in(hierarchies);
+        let cgroup = ContainerCgroup::in_hierarchies(hierarchies, &self.name);
+        let up = state == State::Up;
         Summary {
             name: self.name.clone(),
-            state: self.state_in(hierarchies),
+            state,
             address: self.address(),
             generation: self.generation(),
             auto_start: self.conf.auto_start,
+            processes: up.then(|| cgroup.pids().len()),
+            memory_bytes: if up { cgroup.memory_bytes() } else { None },
         }
     }
 
@@ -218,10 +230,12 @@ mod tests {
             address: Some("10.233.1.2".into()),
             generation: Some(3),
             auto_start: true,
+            processes: Some(5),
+            memory_bytes: Some(8 << 20),
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
-            r#"{"name":"web","state":"up","address":"10.233.1.2","generation":3,"auto_start":true}"#
+            r#"{"name":"web","state":"up","address":"10.233.1.2","generation":3,"auto_start":true,"processes":5,"memory_bytes":8388608}"#
         );
     }
 

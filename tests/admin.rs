@@ -158,9 +158,18 @@ fn list_and_status_as_names_table_and_json() {
     };
     expect(&rows[0], &auto, "up", 1, true);
     expect(&rows[1], &plain, "down", 2, false);
+    // From the container's cgroup: its processes and memory while it runs.
+    assert!(rows[0]["processes"].as_u64().is_some_and(|n| n >= 3), "{}", rows[0]);
+    assert!(rows[0]["memory_bytes"].as_u64().is_some_and(|m| m > 1 << 20), "{}", rows[0]);
+    assert!(rows[1]["processes"].is_null() && rows[1]["memory_bytes"].is_null(), "{}", rows[1]);
 
-    let status: serde_json::Value = serde_json::from_str(&env.ok(["status", &auto, "--json"])).unwrap();
-    assert_eq!(status, rows[0]);
+    let mut status: serde_json::Value = serde_json::from_str(&env.ok(["status", &auto, "--json"])).unwrap();
+    assert!(status["memory_bytes"].as_u64().is_some());
+    // Memory moves between two reads; the rest is the same.
+    let mut first = rows[0].clone();
+    status["memory_bytes"] = serde_json::Value::Null;
+    first["memory_bytes"] = serde_json::Value::Null;
+    assert_eq!(status, first);
     assert_eq!(env.ok(["status", &plain]), "down\n");
 
     // At a terminal: a table.

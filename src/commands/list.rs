@@ -96,8 +96,18 @@ mod tests {
                 address: Some("10.233.1.2".into()),
                 generation: Some(3),
                 auto_start: true,
+                processes: Some(5),
+                memory_bytes: Some(8 << 20),
             },
-            Summary { name: "database".into(), state: State::Down, address: None, generation: None, auto_start: false },
+            Summary {
+                name: "database".into(),
+                state: State::Down,
+                address: None,
+                generation: None,
+                auto_start: false,
+                processes: None,
+                memory_bytes: None,
+            },
         ];
         assert_eq!(
             render_table(&rows),
