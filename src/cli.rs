@@ -91,7 +91,7 @@ pub struct NameArg {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Print a JSON array of {name, state, address, generation, auto_start}
+    /// Print a JSON array of {name, state, address, generation, auto_start, processes, memory_bytes}
     #[arg(long)]
     pub json: bool,
 }
@@ -101,7 +101,7 @@ pub struct StatusArgs {
     /// The container's name
     #[arg(add = ArgValueCompleter::new(complete_any))]
     pub name: String,
-    /// Print {name, state, address, generation, auto_start} as JSON
+    /// Print {name, state, address, generation, auto_start, processes, memory_bytes} as JSON
     #[arg(long)]
     pub json: bool,
 }
