@@ -207,14 +207,6 @@ pub struct Conf {
     pub extra: Vec<(String, String)>,
 }
 
-impl Conf {
-    /// The flake reference and attribute to build, if this container comes
-    /// from a flake.
-    pub fn flake_ref(&self) -> Option<(&str, &str)> {
-        self.flake.as_deref().map(split_flake)
-    }
-}
-
 /// Splits `REF#ATTR`; the attribute defaults to `container` as in the anchor.
 pub fn split_flake(flake: &str) -> (&str, &str) {
     match flake.rsplit_once('#') {

@@ -117,14 +117,6 @@ impl ContainerPaths {
         self.root.join("etc/nixos/configuration.nix")
     }
 
-    pub fn root_shell_socket(&self) -> PathBuf {
-        self.root.join("var/lib/root-shell.socket")
-    }
-
-    pub fn login_socket(&self) -> PathBuf {
-        self.root.join("var/lib/login.socket")
-    }
-
     /// Held by the supervisor for as long as it runs.
     pub fn supervisor_lock(&self) -> PathBuf {
         self.run.join("supervisor.lock")

@@ -106,9 +106,7 @@ pub fn prepare(paths: &ContainerPaths) -> Result<()> {
         )
         .context(|| format!("creating {}/etc/os-release", paths.root.display()))?;
     }
-    for sock in ["root-shell.socket", "login.socket"] {
-        remove_file(&paths.root, "var/lib", sock)?;
-    }
+    crate::guest::remove_sockets(&paths.root)?;
     for dir in [&paths.profile_dir, &paths.gcroots] {
         if !dir.exists() {
             fsutil::create_dir(dir, 0o755)?;

@@ -427,9 +427,7 @@ fn run_container(
         }
         eprintln!("nixos-container supervisor: {} asked for a reboot", c.name);
         // The old boot's sockets must not count as the new boot's readiness.
-        for sock in ["root-shell.socket", "login.socket"] {
-            let _ = crate::rootfs::remove_file(&c.paths.root, "var/lib", sock);
-        }
+        let _ = crate::guest::remove_sockets(&c.paths.root);
     }
 }
 
@@ -548,11 +546,11 @@ fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, timeout: Duration) -> R
         Ok(i) => i,
         Err(e) => return Ready::Failed(e.to_string()),
     };
-    let socket = c.paths.root_shell_socket();
+    let socket = crate::guest::ROOT_SHELL_SOCKET;
     loop {
         // The file appears at bind(), but connections work only after
         // listen(): try one (the guest's shell sees EOF and exits).
-        if is_socket(&socket) && crate::guest::connect(&c.paths.root, GUEST_ROOT_SHELL).is_ok() {
+        if crate::rootfs::exists(&c.paths.root, socket) && crate::guest::connect(&c.paths.root, socket).is_ok() {
             return Ready::Yes;
         }
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
@@ -574,14 +572,6 @@ fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, timeout: Duration) -> R
         let _ = poll(&mut fds, PollTimeout::from(ms));
         while inotify.read_events().map(|e| !e.is_empty()).unwrap_or(false) {}
     }
-}
-
-/// Where the guest's root shell listens, inside the container.
-const GUEST_ROOT_SHELL: &str = "/var/lib/root-shell.socket";
-
-fn is_socket(p: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::symlink_metadata(p).map(|m| m.file_type().is_socket()).unwrap_or(false)
 }
 
 /// Reads pending notifications; true when one says READY=1.

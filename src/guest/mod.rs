@@ -42,8 +42,19 @@ use crate::container::{Container, State};
 use crate::error::{Error, IoContext, Result};
 use crate::rootfs;
 
+/// The guest's sockets, relative to its root (guest/container-login.nix).
 pub const ROOT_SHELL_SOCKET: &str = "var/lib/root-shell.socket";
 pub const LOGIN_SOCKET: &str = "var/lib/login.socket";
+
+/// Removes the sockets of a previous boot: start waits for the new boot's
+/// root-shell socket, and an old one must not count as its readiness.
+pub fn remove_sockets(root: &Path) -> Result<()> {
+    for rel in [ROOT_SHELL_SOCKET, LOGIN_SOCKET] {
+        let (dir, name) = rel.rsplit_once('/').expect("a guest socket lies in a directory");
+        rootfs::remove_file(root, dir, name)?;
+    }
+    Ok(())
+}
 
 /// Connects to the unix socket at `rel` inside the container root. The path
 /// is resolved with the root as `/`, so a guest cannot point the host at one
