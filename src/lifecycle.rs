@@ -410,10 +410,23 @@ pub fn terminate(paths: &Paths, name: &str) -> Result<Outcome> {
     Ok(if was_up { Outcome::Done } else { Outcome::AlreadyThere })
 }
 
-/// Kills the supervisor (so it launches nothing more) and every process of
-/// the container, and removes the runtime state, which the dead supervisor
-/// may not have done.
+/// Kills every process of the container at once, lets the supervisor reap
+/// them and exit (killing it if it does not), and removes the runtime state,
+/// which a killed supervisor may not have done.
 fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
+    // Told first, the supervisor launches nothing more; it stays alive to
+    // reap nspawn and the guest's init (it is their subreaper). Killed
+    // first, it would leave them as zombies of the host's init, which on
+    // hosts whose PID 1 does not reap (a container's shell, say) stay.
+    let supervisor = Record::of_live_supervisor(c).map(|r| r.pid).filter(|p| *p > 0);
+    if let Some(pid) = supervisor {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    cgroup.kill_all(Duration::from_secs(5));
+    let polite_until = Instant::now() + Duration::from_secs(2);
+    while Record::of_live_supervisor(c).is_some() && Instant::now() < polite_until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     while let Some(record) = Record::of_live_supervisor(c) {
         if record.pid > 0 {
@@ -424,6 +437,7 @@ fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Something the supervisor launched just before it died.
     if !cgroup.kill_all(Duration::from_secs(5)) {
         let pids: Vec<String> = cgroup.pids().iter().map(|p| p.to_string()).collect();
         return Err(Error::other(format!(

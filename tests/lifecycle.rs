@@ -149,9 +149,14 @@ fn start_and_stop_are_idempotent_like_systemctl() {
     assert!(stderr(&again).contains("already running"), "{}", stderr(&again));
     env.ok(["restart", &name]);
     assert_eq!(env.ok(["status", &name]), "up\n");
+    let before = processes_of(&name);
     env.ok(["terminate", &name]);
     assert_eq!(env.ok(["status", &name]), "down\n");
     assert!(processes_of(&name).is_empty());
+    // nspawn and the guest's init are reaped by the supervisor, not left
+    // as zombies of a host init that may never reap them.
+    let zombies: Vec<u32> = before.into_iter().filter(|p| is_zombie(*p)).collect();
+    assert!(zombies.is_empty(), "terminate left zombies {zombies:?}");
 }
 
 #[test]

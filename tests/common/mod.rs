@@ -359,6 +359,13 @@ pub fn processes_of(name: &str) -> Vec<u32> {
     out
 }
 
+/// Whether process `pid` exists and is a zombie (exited, not reaped).
+pub fn is_zombie(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+    stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+}
+
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
