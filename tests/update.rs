@@ -122,17 +122,30 @@ fn unit_state(env: &Env, name: &str, unit: &str) -> String {
     stdout(&env.run(["run", name, "--", "systemctl", "is-active", unit])).trim().to_string()
 }
 
+/// A running container serving "v1" from `v1.nix` on its first port.
+struct ServingV1 {
+    name: String,
+    port: u16,
+    /// When the guest's PID 1 started: an update must not change it.
+    boot: String,
+}
+
+fn start_serving_v1(env: &Env, tag: &str) -> ServingV1 {
+    let name = env.name(tag);
+    let port = port(env, 0);
+    let v1 = http_config(env, "v1.nix", port, "v1", false, false);
+    env.create(&name, &["--config-file", s(&v1)]);
+    env.ok(["start", &name]);
+    assert_eq!(served(env, &name, port, "v1\n"), "v1\n");
+    let boot = pid1_start(env, &name);
+    ServingV1 { name, port, boot }
+}
+
 #[test]
 fn a_live_update_serves_the_new_file_and_service_without_a_reboot() {
     let env = Env::new();
-    let name = env.name("live");
-    let p = port(&env, 0);
-    let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
+    let ServingV1 { name, port: p, boot } = start_serving_v1(&env, "live");
     let v2 = http_config(&env, "v2.nix", p, "v2", true, false);
-    env.create(&name, &["--config-file", s(&v1)]);
-    env.ok(["start", &name]);
-    assert_eq!(served(&env, &name, p, "v1\n"), "v1\n");
-    let boot = pid1_start(&env, &name);
 
     let out = env.run(["update", &name, "--config-file", s(&v2)]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -195,14 +208,8 @@ fn a_failed_build_changes_nothing() {
 #[test]
 fn rollback_returns_to_the_old_generation() {
     let env = Env::new();
-    let name = env.name("back");
-    let p = port(&env, 0);
-    let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
+    let ServingV1 { name, port: p, boot } = start_serving_v1(&env, "back");
     let v2 = http_config(&env, "v2.nix", p, "v2", true, false);
-    env.create(&name, &["--config-file", s(&v1)]);
-    env.ok(["start", &name]);
-    assert_eq!(served(&env, &name, p, "v1\n"), "v1\n");
-    let boot = pid1_start(&env, &name);
     env.ok(["update", &name, "--config-file", s(&v2)]);
     assert_eq!(served(&env, &name, p + 1, "extra\n"), "extra\n");
     assert_eq!(current_link(&env, &name), "system-2-link");
@@ -253,14 +260,8 @@ fn a_stopped_container_is_updated_without_being_started() {
 #[test]
 fn a_failing_activation_is_reported_and_keeps_the_new_generation() {
     let env = Env::new();
-    let name = env.name("actfail");
-    let p = port(&env, 0);
-    let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
+    let ServingV1 { name, port: p, boot } = start_serving_v1(&env, "actfail");
     let bad = http_config(&env, "bad.nix", p, "v2", false, true);
-    env.create(&name, &["--config-file", s(&v1)]);
-    env.ok(["start", &name]);
-    assert_eq!(served(&env, &name, p, "v1\n"), "v1\n");
-    let boot = pid1_start(&env, &name);
 
     let out = env.run(["update", &name, "--config-file", s(&bad)]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
