@@ -479,3 +479,21 @@ fn show_ip_prints_ipv6_when_the_container_has_only_that() {
     assert!(stderr(&out).contains("bridge nonexistent0 does not exist"), "{}", stderr(&out));
     assert_eq!(network_leftovers(&name), Vec::<String>::new(), "a failed start leaves nothing");
 }
+
+#[test]
+fn host_and_container_addresses_in_one_subnet() {
+    // The nixpkgs way of giving a subnet: the kernel routes the host
+    // address's subnet on the host side by itself.
+    let env = Env::new();
+    let name = env.name("subnet");
+    let (host, local) = (format!("10.{}.7.1", env.pool), format!("10.{}.7.2", env.pool));
+    let args = ["--system-path", &system_path(), "--host-address", &format!("{host}/24")];
+    env.create(&name, &[&args[..], &["--local-address", &format!("{local}/24")]].concat());
+    env.ok(["start", &name]);
+    let routes = sh(&["ip", "-4", "route", "show", "dev", &names::host_ifname(&name)]);
+    assert_eq!(routes.matches(&format!("10.{}.7.0/24", env.pool)).count(), 1, "{routes}");
+    sh(&["ping", "-c", "1", "-W", "5", &local]);
+    env.ok(["run", &name, "--", "ping", "-c", "1", "-W", "5", &host]);
+    env.ok(["stop", &name]);
+    assert_eq!(network_leftovers(&name), Vec::<String>::new());
+}

@@ -1,7 +1,8 @@
 //! An in-memory stand-in for the kernel, for unit tests of the setup and
 //! teardown logic. It keeps the rules that matter to that logic: names are
 //! unique per namespace, a veth's peer goes when either end goes, an
-//! interface goes with its namespace, routes need an interface that is up.
+//! interface goes with its namespace, routes need an interface that is up
+//! and are unique, an address with a prefix brings the route to its subnet.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -193,6 +194,11 @@ impl Netlink for FakeNet {
     fn addr_add(&mut self, ns: Ns<'_>, dev: &str, addr: IpAddr, prefix: u8) -> Result<()> {
         self.step(format!("addr_add {ns:?} {dev} {addr}/{prefix}"))?;
         self.get_mut(ns, dev)?.addrs.push((addr, prefix));
+        // Like the kernel: an address with a prefix routes its subnet.
+        if prefix < if addr.is_ipv4() { 32 } else { 128 } {
+            let dst = super::network(addr, prefix);
+            self.routes.entry(key(ns)).or_default().push(Route { dst, prefix, dev: dev.to_string(), via: None });
+        }
         Ok(())
     }
 

@@ -107,20 +107,25 @@ impl Plan {
 }
 
 /// Creates the namespace and the veth pair and configures both ends. On
-/// failure, whatever was made is removed again.
+/// failure, whatever was made is removed again; what was there before
+/// (an interface refused as not ours) is left alone.
 pub fn setup(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
-    let result = setup_inner(nl, plan);
-    if result.is_err()
-        && let Err(e) = teardown(nl, &plan.name)
-    {
-        tracing::error!("cleaning up the network of {}: {e}", plan.name);
+    check_host_side(nl, plan)?;
+    let result = build(nl, plan);
+    if result.is_err() {
+        roll_back(nl, &plan.name);
     }
     result
 }
 
-fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
-    let guest = Ns::Named(&plan.netns);
-    let eth0 = names::GUEST_IFNAME;
+fn roll_back(nl: &mut dyn Netlink, name: &str) {
+    if let Err(e) = teardown(nl, name) {
+        tracing::error!("cleaning up the network of {name}: {e}");
+    }
+}
+
+/// The bridge must be there, and the host-side name free.
+fn check_host_side(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
     if let Some(br) = &plan.bridge {
         match nl.link(Ns::Host, br)? {
             Some(l) if l.is_bridge => {}
@@ -145,6 +150,12 @@ fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
             plan.name
         )));
     }
+    Ok(())
+}
+
+fn build(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
+    let guest = Ns::Named(&plan.netns);
+    let eth0 = names::GUEST_IFNAME;
     tracing::info!(
         "network of {}: namespace {}, veth {} (host) <-> {eth0} (container){}",
         plan.name,
@@ -174,8 +185,13 @@ fn setup_inner(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
             }
             if let Some((local, prefix)) = pair.local {
                 let dst = network(local, prefix);
-                tracing::info!("route to {dst}/{prefix} via {}", plan.host_if);
-                nl.route_add(Ns::Host, &Route { dst, prefix, dev: plan.host_if.clone(), via: None })?;
+                // A host address with the same prefix brought the kernel's
+                // own route to that subnet (adding it again is EEXIST).
+                let routed_by_kernel = pair.host.is_some_and(|(h, hp)| hp == prefix && network(h, hp) == dst);
+                if !routed_by_kernel {
+                    tracing::info!("route to {dst}/{prefix} via {}", plan.host_if);
+                    nl.route_add(Ns::Host, &Route { dst, prefix, dev: plan.host_if.clone(), via: None })?;
+                }
             }
         }
         if let Some((local, prefix)) = pair.local {
@@ -246,10 +262,12 @@ pub fn start(name: &str, conf: &Conf, nft_marker: &Path) -> Result<Option<PathBu
     let mut nl = netlink::RtNetlink::new()?;
     setup(&mut nl, &plan)?;
     if let Err(e) = nft::apply(&plan, nft_marker) {
-        let _ = teardown(&mut nl, name);
+        roll_back(&mut nl, name);
         return Err(e);
     }
-    if !plan.ports.is_empty() && !ipv4_forwarding_enabled() {
+    if !plan.ports.is_empty() && plan.local_addresses().is_empty() {
+        tracing::warn!("port forwards of '{name}' need its LOCAL_ADDRESS (or LOCAL_ADDRESS6); none were set up");
+    } else if !plan.ports.is_empty() && !ipv4_forwarding_enabled() {
         tracing::warn!(
             "port forwards of '{name}' answer on this host only: forwarding from other hosts needs net.ipv4.ip_forward=1 (or forwarding on the incoming interface)"
         );
@@ -262,14 +280,17 @@ fn ipv4_forwarding_enabled() -> bool {
 }
 
 /// Removes everything `start` set up for container `name`, whatever is
-/// left of it. Errors are logged: release runs on every exit path.
-///
-/// The nft table is only looked for when `start` left its marker or the
-/// conf has forwards (`has_ports`): running nft costs 10-20 ms, twice per
-/// stop and once per start, for the many containers that forward nothing.
-pub fn release(name: &str, nft_marker: &Path, has_ports: bool) {
-    if let Err(e) = nft::remove(name, nft_marker, has_ports) {
+/// left of it. Errors are logged: release runs on every exit path, twice
+/// per stop and once per start, so it looks before it works: the nft table
+/// only when `start` left its marker (running nft costs 10-20 ms), the
+/// interfaces only while the namespace is mounted (the veth is made in it
+/// and goes with it).
+pub fn release(name: &str, nft_marker: &Path) {
+    if let Err(e) = nft::remove(name, nft_marker) {
         tracing::warn!("removing the port forwards of {name}: {e}");
+    }
+    if !Path::new(netlink::NETNS_DIR).join(names::netns(name)).exists() {
+        return;
     }
     match netlink::RtNetlink::new() {
         Ok(mut nl) => {
@@ -281,14 +302,14 @@ pub fn release(name: &str, nft_marker: &Path, has_ports: bool) {
     }
 }
 
-/// Why `addr` cannot be given to a container on this host, if it cannot.
-pub fn conflict(nl: &mut dyn Netlink, addr: IpAddr) -> Result<Option<String>> {
-    Ok(nl.in_use(addr)?.map(|u| match u {
+/// Why `addr`, in use on this host as `used`, cannot be given to a container.
+pub fn conflict(addr: IpAddr, used: &InUse) -> String {
+    match used {
         InUse::Local => "it is already an address of this host".to_string(),
         InUse::Routed { prefix } => {
-            format!("the host already routes {}/{prefix} elsewhere", network(addr, prefix))
+            format!("the host already routes {}/{prefix} elsewhere", network(addr, *prefix))
         }
-    }))
+    }
 }
 
 /// What other containers (created or being created) already have.
@@ -349,7 +370,7 @@ fn check_given(nl: &mut dyn Netlink, taken: &Taken, what: &'static str, addr: Ip
         // On a bridge, the container's address lies in the bridge's subnet,
         // which the host routes; only an address of the host itself clashes.
         Some(InUse::Routed { .. }) if !routed => Ok(()),
-        Some(_) => Err(refuse(what, addr, conflict(nl, addr)?.unwrap_or_default())),
+        Some(used) => Err(refuse(what, addr, conflict(addr, &used))),
     }
 }
 
@@ -474,6 +495,25 @@ mod tests {
     }
 
     #[test]
+    fn a_host_address_in_the_same_subnet_leaves_the_route_to_the_kernel() {
+        let mut c = conf();
+        c.host_address = Some(parse_addr4("10.0.7.1/24").unwrap());
+        c.local_address = Some(parse_addr4("10.0.7.2/24").unwrap());
+        c.host_address6 = Some(parse_addr6("fd00:7::1/64").unwrap());
+        c.local_address6 = Some(parse_addr6("fd00:7::2/64").unwrap());
+        let mut nl = FakeNet::new();
+        setup(&mut nl, &Plan::new("web", &c).unwrap()).unwrap();
+        let routes: Vec<String> =
+            nl.host_routes().iter().map(|r| format!("{}/{} {}", r.dst, r.prefix, r.dev)).collect();
+        assert_eq!(routes, ["10.0.7.0/24 ve-web", "fd00:7::/64 ve-web"]);
+        // Different subnets: the container's needs a route of its own.
+        c.host_address = Some(parse_addr4("10.0.8.1/24").unwrap());
+        let mut nl = FakeNet::new();
+        setup(&mut nl, &Plan::new("web", &c).unwrap()).unwrap();
+        assert_eq!(nl.host_routes().len(), 3, "{:?}", nl.host_routes());
+    }
+
+    #[test]
     fn teardown_removes_everything_and_is_idempotent() {
         let mut nl = FakeNet::new();
         let before = (nl.links.clone(), nl.routes.clone(), nl.netns.clone());
@@ -528,8 +568,7 @@ mod tests {
         nl.netns_add(&plan.netns).unwrap();
         nl.veth_add(&plan.host_if, &plan.netns, "eth0").unwrap();
         assert!(setup(&mut nl, &plan).is_err(), "a start without release refuses the existing interface");
-        nl.netns_add(&plan.netns).unwrap();
-        nl.veth_add(&plan.host_if, &plan.netns, "eth0").unwrap();
+        assert!(nl.host_link("ve-web").is_some(), "and leaves it to release");
         teardown(&mut nl, "web").unwrap();
         setup(&mut nl, &plan).unwrap();
         assert!(nl.host_link("ve-web").unwrap().up);
@@ -563,7 +602,8 @@ mod tests {
         assert!(host.addrs.is_empty());
         assert!(nl.host_routes().is_empty());
         let guest = nl.routes[&Some(names::netns("web"))].clone();
-        assert_eq!(guest[1].via, Some(ip("192.168.5.1")));
+        let default = guest.iter().find(|r| r.prefix == 0).expect("a default route");
+        assert_eq!(default.via, Some(ip("192.168.5.1")));
     }
 
     #[test]
@@ -682,11 +722,9 @@ mod tests {
         let mut nl = FakeNet::new();
         nl.host_use.insert(ip("10.233.1.1"), InUse::Local);
         nl.host_use.insert(ip("10.233.9.9"), InUse::Routed { prefix: 16 });
-        assert_eq!(conflict(&mut nl, ip("10.233.1.1")).unwrap().unwrap(), "it is already an address of this host");
-        assert_eq!(
-            conflict(&mut nl, ip("10.233.9.9")).unwrap().unwrap(),
-            "the host already routes 10.233.0.0/16 elsewhere"
-        );
-        assert_eq!(conflict(&mut nl, ip("10.233.1.2")).unwrap(), None);
+        let explain = |nl: &mut FakeNet, a: &str| nl.in_use(ip(a)).unwrap().map(|u| conflict(ip(a), &u));
+        assert_eq!(explain(&mut nl, "10.233.1.1").unwrap(), "it is already an address of this host");
+        assert_eq!(explain(&mut nl, "10.233.9.9").unwrap(), "the host already routes 10.233.0.0/16 elsewhere");
+        assert_eq!(explain(&mut nl, "10.233.1.2"), None);
     }
 }

@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(host_ifname("abcdefghijklm"), format!("ve-abcde.{:06x}", fnv1a(b"abcdefghijklm") & 0xff_ffff));
-        assert_eq!(host_ifname("abcdefghijklm"), host_ifname("abcdefghijklm"));
+        // Pinned literally: the names of interfaces that exist right now.
+        assert_eq!(host_ifname("abcdefghijklm"), "ve-abcde.8bc308");
+        assert_eq!(host_ifname("a-container-with-a-name-of-35-chars"), "ve-a-con.cb93f8");
+        assert_eq!(host_ifname("abcdefghijk"), "ve-abcdefghijk");
     }
 
     #[test]

@@ -130,16 +130,11 @@ pub fn apply(plan: &Plan, marker: &Path) -> Result<()> {
     }
 }
 
-/// Whether a table may exist: `apply` left its marker, or the conf has
-/// forwards (a table loaded by an older version, which wrote no marker).
-pub fn may_exist(marker: &Path, has_ports: bool) -> bool {
-    has_ports || marker.exists()
-}
-
-/// Removes the container's table; nothing to do when there is none, or no
-/// nft on a host that never had forwards.
-pub fn remove(name: &str, marker: &Path, has_ports: bool) -> Result<()> {
-    if !may_exist(marker, has_ports) {
+/// Removes the container's table. nft runs only when `apply` left its
+/// marker: there is nothing to remove otherwise, and a host that never had
+/// forwards may have no nft at all.
+pub fn remove(name: &str, marker: &Path) -> Result<()> {
+    if !marker.exists() {
         return Ok(());
     }
     match run_nft(&removal(name)) {
@@ -218,19 +213,14 @@ table inet nixos-container-web {
     }
 
     #[test]
-    fn nft_runs_at_release_only_after_a_table_was_applied_or_with_ports() {
+    fn nft_runs_at_release_only_after_a_table_was_applied() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("run/web/nft-table");
-        assert!(!may_exist(&marker, false));
-        assert!(may_exist(&marker, true), "conf with forwards: a table of an older start");
         // No forwards: apply writes nothing, release has nothing to do.
         apply(&plan(&[], false), &marker).unwrap();
         assert!(!marker.exists());
-        assert!(!may_exist(&marker, false));
-        remove("web", &marker, false).unwrap();
-        std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
-        std::fs::write(&marker, "").unwrap();
-        assert!(may_exist(&marker, false));
+        remove("web", &marker).unwrap();
+        assert!(!marker.exists());
     }
 
     #[test]
