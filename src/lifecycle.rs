@@ -290,16 +290,14 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     let cgroup = c.cgroup()?;
     match Record::of_live_supervisor(c) {
         // Its guest is gone and it is cleaning up: let it finish, then start anew.
-        Some(r) if r.phase == Phase::Stopping => {
-            wait_for_supervisor_exit(c, Duration::from_secs(15));
-        }
+        Some(r) if r.phase == Phase::Stopping => supervisor_gone_or_busy(c)?,
         Some(r) if r.phase == Phase::Running => return Ok(Outcome::AlreadyThere),
         // Being started by a start that died: wait for it, as for our own.
         Some(_) => {
             if wait_while_starting(c, timeout) {
                 return Ok(Outcome::AlreadyThere);
             }
-            wait_for_supervisor_exit(c, Duration::from_secs(15));
+            supervisor_gone_or_busy(c)?;
         }
         None if cgroup.is_populated() => return Ok(Outcome::AlreadyThere),
         None => {}
@@ -318,14 +316,27 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker())?;
     crash_point("start-prepared");
     if let Err(e) = supervisor::launch(c, timeout, netns.as_deref()) {
-        // A supervisor that ran has released everything on its way out;
-        // one that never ran has not.
-        if !c.supervisor_alive() {
+        // A supervisor releases what it can on its way out, but one that
+        // failed early, or never ran, has not: once it is gone, make sure.
+        if wait_for_supervisor_exit(c, Duration::from_secs(15)) {
             release_runtime(c, &cgroup);
         }
         return Err(e);
     }
     Ok(Outcome::Done)
+}
+
+/// Waits for a supervisor on its way out; the runtime state is not ours to
+/// release while it lives.
+fn supervisor_gone_or_busy(c: &Container) -> Result<()> {
+    if wait_for_supervisor_exit(c, Duration::from_secs(15)) {
+        Ok(())
+    } else {
+        Err(Error::other(format!(
+            "the supervisor of container '{}' is still busy; try again, or 'nixos-container terminate {}'",
+            c.name, c.name
+        )))
+    }
 }
 
 /// Waits while the supervisor starts the guest; true once it runs.

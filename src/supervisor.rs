@@ -152,8 +152,13 @@ pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
-            for (from, to) in [(report, REPORT_FD), (lock, LOCK_FD)] {
-                if libc::dup2(from, to) < 0 {
+            // Both are first moved above the targets: one may already sit
+            // on the other's target, or on its own (where dup2 does nothing
+            // and close-on-exec would stay set). The copies left above are
+            // closed by the supervisor.
+            let high = [report, lock].map(|fd| libc::fcntl(fd, libc::F_DUPFD, LOCK_FD + 1));
+            for (from, to) in [(high[0], REPORT_FD), (high[1], LOCK_FD)] {
+                if from < 0 || libc::dup2(from, to) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -315,8 +320,8 @@ fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -
     // Held until the process is gone (never dropped): whoever waits for the
     // supervisor's exit must not see it released a moment before.
     let alive = std::mem::ManuallyDrop::new(adopt_lock(c)?);
-    set_phase(&alive, Phase::Starting);
-    nix::sys::prctl::set_child_subreaper(true).context(|| "becoming a subreaper".into())?;
+    // Before our PID is published: a stop that finds it must not kill us
+    // before we could clean up.
     // SAFETY: installing handlers; forward_stop only calls kill.
     unsafe {
         for s in [Signal::SIGINT, Signal::SIGHUP, Signal::SIGPIPE] {
@@ -324,10 +329,13 @@ fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -
         }
         let _ = signal::signal(Signal::SIGTERM, SigHandler::Handler(forward_stop));
     }
+    set_phase(&alive, Phase::Starting);
 
     let cgroup = c.cgroup()?;
-    cgroup.create()?;
-    let result = run_container(c, args, &cgroup, report, &alive);
+    let result = nix::sys::prctl::set_child_subreaper(true)
+        .context(|| "becoming a subreaper".into())
+        .and_then(|()| cgroup.create())
+        .and_then(|()| run_container(c, args, &cgroup, report, &alive));
     set_phase(&alive, Phase::Stopping);
     if let Err(e) = &result {
         report.send(&format!("error {e}"));
@@ -550,7 +558,7 @@ fn wait_ready(c: &Container, pid: Pid, notify: &OwnedFd, timeout: Duration) -> R
     loop {
         // The file appears at bind(), but connections work only after
         // listen(): try one (the guest's shell sees EOF and exits).
-        if crate::rootfs::exists(&c.paths.root, socket) && crate::guest::connect(&c.paths.root, socket).is_ok() {
+        if crate::guest::connect_once(&c.paths.root, socket).is_ok() {
             return Ready::Yes;
         }
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {

@@ -62,9 +62,18 @@ pub fn remove_sockets(root: &Path) -> Result<()> {
 /// not accept yet (the guest's systemd is still setting it up) is retried
 /// for a moment.
 pub fn connect(root: &Path, rel: &str) -> Result<UnixStream> {
+    connect_within(root, rel, Duration::from_secs(5))
+}
+
+/// One attempt, for a caller that polls on its own (start's readiness).
+pub fn connect_once(root: &Path, rel: &str) -> Result<UnixStream> {
+    connect_within(root, rel, Duration::ZERO)
+}
+
+fn connect_within(root: &Path, rel: &str, patience: Duration) -> Result<UnixStream> {
     let fd: OwnedFd = rootfs::open_in_root(root, rel, OFlag::O_PATH)?;
     let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + patience;
     loop {
         match UnixStream::connect(&proc_path) {
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && Instant::now() < deadline => {
