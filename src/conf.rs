@@ -334,7 +334,8 @@ fn unquote(value: &str) -> std::result::Result<String, String> {
             c => out.push(c),
         }
     }
-    Ok(out.trim_end().to_string())
+    // The line is trimmed already: whitespace left at the end was quoted.
+    Ok(out)
 }
 
 /// Quotes a value so that both sh and systemd read it back unchanged.
@@ -733,8 +734,14 @@ COPY_RESOLV_CONF=1
     fn quoting_survives_special_characters() {
         let mut c = Conf::default();
         c.extra.push(("X".into(), "a \"b\" $c `d` \\e 'f'".into()));
+        c.extra.push(("TRAILING".into(), "space ".into()));
         let again = parse(&c.render()).unwrap();
         assert_eq!(again.extra, c.extra);
+        // As sh reads it: quoted whitespace is part of the value.
+        assert_eq!(
+            parse("X=\"a \"\nY='b\t'\n").unwrap().extra,
+            [("X".into(), "a ".into()), ("Y".into(), "b\t".into())]
+        );
     }
 
     #[test]

@@ -52,11 +52,6 @@ pub struct Summary {
     pub memory_bytes: Option<u64>,
 }
 
-/// `system-N-link` -> N.
-fn parse_generation(link: &str) -> Option<u64> {
-    link.strip_prefix("system-")?.strip_suffix("-link")?.parse().ok()
-}
-
 /// What the supervisor records about a running container
 /// (`RUN/NAME/state.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -72,6 +67,13 @@ pub struct RunState {
     /// state written by an older supervisor.
     #[serde(default)]
     pub started_with: Option<BTreeMap<String, String>>,
+}
+
+/// A container's state, from its cgroup and supervisor lock alone (no conf
+/// needed: also for a container whose conf does not load).
+pub fn state_of(name: &str, paths: &ContainerPaths, hierarchies: &[Hierarchy]) -> State {
+    let populated = ContainerCgroup::in_hierarchies(hierarchies, name).is_populated();
+    if populated || lock::is_held(&paths.supervisor_lock()) { State::Up } else { State::Down }
 }
 
 impl Container {
@@ -119,8 +121,7 @@ impl Container {
 
     /// Like `state`, with the host's hierarchies read once by the caller.
     pub fn state_in(&self, hierarchies: &[Hierarchy]) -> State {
-        let populated = ContainerCgroup::in_hierarchies(hierarchies, &self.name).is_populated();
-        if populated || self.supervisor_alive() { State::Up } else { State::Down }
+        state_of(&self.name, &self.paths, hierarchies)
     }
 
     /// The profile generation the container boots (`system-N-link`), if it
@@ -129,8 +130,7 @@ impl Container {
         if self.conf.system_path.is_some() {
             return None;
         }
-        let link = std::fs::read_link(self.paths.system_profile()).ok()?;
-        parse_generation(link.file_name()?.to_str()?)
+        crate::profile::current_generation(&self.paths.system_profile()).ok().flatten()
     }
 
     /// What `list` and `status` show. Costs one conf (already read), one
@@ -217,6 +217,7 @@ mod tests {
 
     #[test]
     fn generations_come_from_the_profile_link() {
+        let parse_generation = |link: &str| crate::profile::generation_number("system", link);
         assert_eq!(parse_generation("system-12-link"), Some(12));
         assert_eq!(parse_generation("system-x-link"), None);
         assert_eq!(parse_generation("/nix/store/abc-system"), None);

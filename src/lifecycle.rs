@@ -268,20 +268,33 @@ pub enum Outcome {
     AlreadyThere,
 }
 
-/// Takes the container's lock, which every command that changes the
-/// container holds for its whole run.
-pub fn lock_container(c: &Container) -> Result<Lock> {
-    Lock::exclusive(&c.paths.lock, &format!("container '{}'", c.name))
+/// Opens a container under its lock, which every command that changes the
+/// container holds for its whole run. The conf is read once the lock is
+/// held, so it is the one the command acts on.
+pub fn open_locked(paths: &Paths, name: &str) -> Result<(Container, Lock)> {
+    name::validate(name)?;
+    let p = paths.container(name);
+    if !p.conf.exists() {
+        return Err(Error::NoSuchContainer(name.to_string()));
+    }
+    let lock = Lock::exclusive(&p.lock, &format!("container '{name}'"))?;
+    Ok((Container::open(paths, name)?, lock))
 }
 
 /// Starts a container and returns when it is ready for commands.
 pub fn start(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
-    let c = Container::open(paths, name)?;
-    let _lock = lock_container(&c)?;
+    let (c, _lock) = open_locked(paths, name)?;
     crash_point("start-locked");
-    // Re-read under the lock: another command may have changed it.
-    let c = Container::open(paths, name)?;
     start_locked(&c, timeout)
+}
+
+/// Stops and starts a container under one hold of its lock, so that no
+/// other command comes in between.
+pub fn restart(paths: &Paths, name: &str, stop_timeout: Duration, start_timeout: Duration) -> Result<()> {
+    let (c, _lock) = open_locked(paths, name)?;
+    stop_locked(&c, stop_timeout)?;
+    start_locked(&c, start_timeout)?;
+    Ok(())
 }
 
 /// `start` for a caller that holds the container's lock.
@@ -372,8 +385,7 @@ fn sigrtmin3_to_guest_init(cgroup: &ContainerCgroup, c: &Container) {
 /// which also understands it before nspawn runs), then SIGRTMIN+3 to the
 /// guest's init every second: an init in early boot has no handler yet.
 pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
-    let c = Container::open(paths, name)?;
-    let _lock = lock_container(&c)?;
+    let (c, _lock) = open_locked(paths, name)?;
     stop_locked(&c, timeout)
 }
 
@@ -413,8 +425,7 @@ pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
 
 /// Kills every process of the container at once.
 pub fn terminate(paths: &Paths, name: &str) -> Result<Outcome> {
-    let c = Container::open(paths, name)?;
-    let _lock = lock_container(&c)?;
+    let (c, _lock) = open_locked(paths, name)?;
     let cgroup = c.cgroup()?;
     let was_up = cgroup.is_populated() || c.supervisor_alive();
     finish_off(&c, &cgroup)?;
@@ -482,16 +493,18 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
         let Some(_lock) = Lock::try_exclusive(&p.lock)? else {
             return Err(crate::lock::busy(name));
         };
-        return remove_container_files(&p);
+        // The create may have finished in between: then it is a container.
+        if !p.conf.exists() {
+            return remove_container_files(&p);
+        }
     }
-    let c = Container::open(paths, name)?;
+    let (c, _lock) = open_locked(paths, name)?;
     if c.is_declarative() {
         return Err(Error::other(format!(
             "container '{name}' is declarative ({} is read-only); remove it from your NixOS configuration instead",
             c.paths.conf.display()
         )));
     }
-    let _lock = lock_container(&c)?;
     let cgroup = c.cgroup()?;
     finish_off(&c, &cgroup)?;
     crash_point("destroy-stopped");

@@ -76,10 +76,7 @@ pub struct Updated {
 }
 
 fn open_locked(paths: &Paths, name: &str) -> Result<(Container, crate::lock::Lock)> {
-    let c = Container::open(paths, name)?;
-    let lock = lifecycle::lock_container(&c)?;
-    // Re-read under the lock: another command may have changed it.
-    let c = Container::open(paths, name)?;
+    let (c, lock) = lifecycle::open_locked(paths, name)?;
     if let Some(system) = &c.conf.system_path {
         return Err(Error::other(format!(
             "container '{name}' boots the fixed system {} (SYSTEM_PATH in {}); it is declarative: change it in its NixOS configuration",

@@ -107,6 +107,11 @@ fn common_semantics(env: &Env, name: &str, vars: &[(&str, &str)], separate_stder
     assert_eq!(stdout(&out), "a b|$HOME|it's|\"q\"|*||h\u{e9}\u{2603}|");
     assert_eq!(out.status.code(), Some(0));
 
+    // A command line larger than one frame of the protocol.
+    let (a, b) = ("a".repeat(100_000), "b".repeat(100_000));
+    let out = run(&["sh", "-c", "echo ${#1} ${#2} ${1%%aaa*}${2##*bbb}", "_", &a, &b], vec![]);
+    assert_eq!(stdout(&out), "100000 100000\n", "{}", stderr(&out));
+
     let data = random_bytes(1 << 20);
     let out = run(&["cat"], data.clone());
     assert!(out.stdout == data, "1 MiB through cat came back changed ({} bytes)", out.stdout.len());
@@ -270,6 +275,18 @@ fn nsenter_when_the_guest_has_no_root_shell_socket() {
     assert!(stderr(&out).contains("entering its namespaces from the host"), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{name}\n"));
     common_semantics(&env, &name, &[], true);
+
+    // The agent on this route keeps none of the CLI's descriptors (the
+    // namespace handles it entered by), and root has no more capabilities
+    // than the guest's init.
+    let fds = env.ok(["run", &name, "--", "sh", "-c", "ls -l /proc/$PPID/fd"]);
+    for ns in ["mnt:[", "net:[", "pid:[", "uts:[", "ipc:[", "cgroup:[", "user:["] {
+        assert!(!fds.contains(ns), "{fds}");
+    }
+    let caps = env.ok(["run", &name, "--", "sh", "-c", "grep CapBnd /proc/1/status /proc/self/status"]);
+    let bounding: Vec<&str> = caps.lines().map(|l| l.rsplit('\t').next().unwrap_or("")).collect();
+    assert_eq!(bounding.len(), 2, "{caps}");
+    assert_eq!(bounding[0], bounding[1], "{caps}");
 
     let out = env.run(["run", &name, "-t", "--", "tty"]);
     assert!(stdout(&out).starts_with("/dev/pts/"), "{}", stdout(&out));

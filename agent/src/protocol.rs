@@ -14,7 +14,9 @@
 //!
 //! ## Frames
 //! `[kind: u8][length: u32, big endian][payload]`, payload at most
-//! [`MAX_PAYLOAD`] bytes. Client to agent: one `Exec` first, then any number
+//! [`MAX_PAYLOAD`] bytes. Client to agent: the request first (one `Exec`
+//! frame, or for a larger one `ExecPart` frames ended by an `Exec`: see
+//! [`write_request`]), then any number
 //! of `Stdin` (data), one `StdinEof`, `Signal` (signal number, u32),
 //! `Winsize` (rows u16, cols u16). Agent to client: `Stdout`, `Stderr`
 //! (data), and finally one `Exit` (kind u8: 0 code, 1 signal; value u32) or
@@ -86,6 +88,8 @@ pub fn find_answer(buf: &[u8]) -> Option<(Answer, usize)> {
 
 pub mod kind {
     pub const EXEC: u8 = b'E';
+    /// A piece of a request too large for one frame; `EXEC` carries the last.
+    pub const EXEC_PART: u8 = b'e';
     pub const STDIN: u8 = b'I';
     pub const STDIN_EOF: u8 = b'i';
     pub const SIGNAL: u8 = b'S';
@@ -260,6 +264,41 @@ pub fn write_data(w: &mut impl Write, kind: u8, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// The largest request the agent accepts: far above what exec(2) takes
+/// (ARG_MAX), and bounded so that a broken client cannot exhaust memory.
+pub const MAX_REQUEST: usize = 16 << 20;
+
+/// Writes an encoded request: one `EXEC` frame, or as many `EXEC_PART`
+/// frames as it needs before the last piece in an `EXEC` frame.
+pub fn write_request(w: &mut impl Write, request: &[u8]) -> io::Result<()> {
+    let mut pieces = request.chunks(MAX_PAYLOAD).peekable();
+    if pieces.peek().is_none() {
+        return write_frame(w, kind::EXEC, b"");
+    }
+    while let Some(piece) = pieces.next() {
+        write_frame(w, if pieces.peek().is_some() { kind::EXEC_PART } else { kind::EXEC }, piece)?;
+    }
+    Ok(())
+}
+
+/// Reads what `write_request` wrote. Ok(None) when the stream ends before
+/// the request does; an error for a frame of another kind, or too much.
+pub fn read_request(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut request = Vec::new();
+    loop {
+        let Some((k, piece)) = read_frame(r)? else { return Ok(None) };
+        if request.len() + piece.len() > MAX_REQUEST {
+            return Err(bad("request too large"));
+        }
+        request.extend_from_slice(&piece);
+        match k {
+            kind::EXEC => return Ok(Some(request)),
+            kind::EXEC_PART => {}
+            k => return Err(bad(&format!("expected a request, got frame '{}'", k as char))),
+        }
+    }
+}
+
 /// Reads one frame; Ok(None) at a clean end of the stream (between frames).
 pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
     let mut header = [0u8; 5];
@@ -298,6 +337,23 @@ mod tests {
         assert_eq!(sizes, [MAX_PAYLOAD, MAX_PAYLOAD, 3]);
         assert_eq!(read_frame(&mut r).unwrap(), Some((kind::STDIN_EOF, vec![])));
         assert_eq!(read_frame(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn requests_larger_than_a_frame_travel_in_pieces() {
+        for size in [0, 5, MAX_PAYLOAD, MAX_PAYLOAD + 1, 3 * MAX_PAYLOAD + 7] {
+            let request: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut buf = Vec::new();
+            write_request(&mut buf, &request).unwrap();
+            write_frame(&mut buf, kind::STDIN_EOF, b"").unwrap();
+            let mut r = &buf[..];
+            assert_eq!(read_request(&mut r).unwrap().as_deref(), Some(&request[..]), "size {size}");
+            assert_eq!(read_frame(&mut r).unwrap(), Some((kind::STDIN_EOF, vec![])), "size {size}");
+        }
+        let mut other = Vec::new();
+        write_frame(&mut other, kind::STDIN, b"x").unwrap();
+        assert!(read_request(&mut &other[..]).is_err());
+        assert_eq!(read_request(&mut &[][..]).unwrap(), None);
     }
 
     #[test]

@@ -38,13 +38,14 @@ pub fn serve(input: OwnedFd, output: OwnedFd) -> i32 {
     if send(&writer, 0, protocol::MAGIC).is_err() {
         return 1;
     }
-    let req = match protocol::read_frame(&mut reader) {
-        Ok(Some((kind::EXEC, payload))) => match Request::decode(&payload) {
+    let req = match protocol::read_request(&mut reader) {
+        Ok(Some(payload)) => match Request::decode(&payload) {
             Ok(r) => r,
             Err(e) => return fail(&writer, &format!("bad request: {e}")),
         },
-        Ok(Some((k, _))) => return fail(&writer, &format!("expected a request, got frame '{}'", k as char)),
-        Ok(None) | Err(_) => return 1,
+        Ok(None) => return 1,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return fail(&writer, &format!("bad request: {e}")),
+        Err(_) => return 1,
     };
     match run(req, reader, &writer) {
         Ok(status) => {

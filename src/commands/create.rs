@@ -7,7 +7,7 @@ use crate::conf::{
 use crate::error::{Error, Result};
 use crate::lifecycle::{self, CreateRequest, Source};
 use crate::nixos_config::UserConfig;
-use crate::profile::{BuildOutput, DEFAULT_NIXOS_PATH, normalize_flake, normalize_nixos_path};
+use crate::profile::{DEFAULT_NIXOS_PATH, normalize_flake, normalize_nixos_path};
 
 fn invalid(what: &'static str, value: &str, reason: String) -> Error {
     Error::InvalidValue { what, value: value.to_string(), reason }
@@ -94,8 +94,7 @@ pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
         }
         Source::Config { nixos_path, user }
     };
-    let output =
-        if ctx.interactive && !ctx.quiet || ctx.verbose > 0 { BuildOutput::Show } else { BuildOutput::Capture };
+    let output = ctx.build_output();
     let created = lifecycle::create(
         &ctx.paths,
         CreateRequest { name: args.name.clone(), ensure_unique_name: args.ensure_unique_name, source, conf, output },

@@ -7,9 +7,9 @@ use std::ffi::OsStr;
 use clap_complete::engine::CompletionCandidate;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
-use crate::cgroup::{self, ContainerCgroup};
+use crate::cgroup;
 use crate::commands::Ctx;
-use crate::container::{Container, State, Summary};
+use crate::container::{self, Container, State};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 
@@ -31,18 +31,18 @@ impl Which {
     }
 }
 
-/// A container that matched, with what is known of it (nothing more than
-/// its name when its conf does not load).
+/// A container that matched, with what is known of it (no address when its
+/// conf does not load).
 pub struct Candidate {
     pub name: String,
     pub state: State,
-    pub summary: Option<Summary>,
+    pub address: Option<String>,
 }
 
 impl Candidate {
     /// "up 10.233.1.2": the help shown beside the name.
     fn describe(&self) -> String {
-        match self.summary.as_ref().and_then(|s| s.address.as_deref()) {
+        match self.address.as_deref() {
             Some(addr) => format!("{} {addr}", self.state.as_str()),
             None => self.state.as_str().to_string(),
         }
@@ -50,18 +50,18 @@ impl Candidate {
 }
 
 /// The containers `which` admits, sorted by name. Cheap: a directory
-/// listing, one cgroup file and one conf per container.
+/// listing, and per container one cgroup file, the supervisor lock and,
+/// for those admitted, the conf. Up and down as `status` says.
 pub fn candidates(paths: &Paths, which: Which) -> Result<Vec<Candidate>> {
     let hierarchies = cgroup::host_hierarchies()?;
     let mut out = Vec::new();
     for name in Container::list(paths)? {
-        let up = ContainerCgroup::in_hierarchies(hierarchies, &name).is_populated();
-        let state = if up { State::Up } else { State::Down };
+        let state = container::state_of(&name, &paths.container(&name), hierarchies);
         if !which.admits(state) {
             continue;
         }
-        let summary = Container::open(paths, &name).ok().map(|c| c.summary(hierarchies));
-        out.push(Candidate { name, state, summary });
+        let address = Container::open(paths, &name).ok().and_then(|c| c.address());
+        out.push(Candidate { name, state, address });
     }
     Ok(out)
 }

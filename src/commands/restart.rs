@@ -7,7 +7,6 @@ use crate::lifecycle;
 pub fn run(ctx: &Ctx, args: &RestartArgs) -> Result<i32> {
     require_root()?;
     let _spinner = Spinner::new(ctx, format!("restarting {}", args.name));
-    lifecycle::stop(&ctx.paths, &args.name, args.stop_timeout)?;
-    lifecycle::start(&ctx.paths, &args.name, args.timeout)?;
+    lifecycle::restart(&ctx.paths, &args.name, args.stop_timeout, args.timeout)?;
     Ok(0)
 }

@@ -21,7 +21,7 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
     let writer = Arc::new(Mutex::new(conn.try_clone().map_err(lost)?));
     // If this fails, the agent is gone; pump says why (its error frame, or
     // the connection's end).
-    let _ = send(&writer, kind::EXEC, &req.encode());
+    let _ = protocol::write_request(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), &req.encode());
 
     let Io { stdin, mut stdout, mut stderr, signals, winsize_from } = io;
     match stdin {

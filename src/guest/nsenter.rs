@@ -8,7 +8,10 @@
 //! Unlike the anchor's `nsenter --all`, the process joins the cgroups of the
 //! container's init first, so everything it starts is inside the container
 //! and `stop` ends it; and the middle process exits at once, so that the
-//! agent's parent is the container's init, not the CLI.
+//! agent's parent is the container's init, not the CLI. Nor does it keep
+//! the host's powers: its capability bounding set becomes that of the
+//! container's init (so what it runs as root has no more than the guest's
+//! root), it is not dumpable, and it keeps no descriptor of the CLI's.
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -106,6 +109,12 @@ pub fn spawn_agent(leader: Pid) -> Result<UnixStream> {
         let f = fs::File::open(&p).context(|| format!("opening {}", p.display()))?;
         ns_fds.push((f.into(), *flag));
     }
+    let status =
+        fs::read_to_string(proc_dir.join("status")).context(|| format!("reading {}/status", proc_dir.display()))?;
+    let bounding =
+        cap_bounding_set(&status).ok_or_else(|| Error::other(format!("no CapBnd in {}/status", proc_dir.display())))?;
+    let last_cap: u32 =
+        fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(63);
     let (ours, theirs) = UnixStream::pair().context(|| "creating a socket pair".into())?;
 
     // SAFETY: the CLI is single-threaded here; the child only makes system
@@ -119,7 +128,7 @@ pub fn spawn_agent(leader: Pid) -> Result<UnixStream> {
         }
         ForkResult::Child => {
             drop(ours);
-            let code = match enter(&procs_files, &ns_fds) {
+            let code = match limit_capabilities(bounding, last_cap).and_then(|()| enter(&procs_files, &ns_fds)) {
                 Ok(()) => match unsafe { fork() } {
                     Ok(ForkResult::Parent { .. }) => 0,
                     Ok(ForkResult::Child) => unsafe { libc::_exit(run_agent(theirs)) },
@@ -141,6 +150,28 @@ pub fn spawn_agent(leader: Pid) -> Result<UnixStream> {
     }
 }
 
+/// The capability bounding set in a /proc/PID/status text.
+fn cap_bounding_set(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Drops from the bounding set every capability not in `keep` (while we
+/// still have CAP_SETPCAP on the host), and makes the process undumpable.
+fn limit_capabilities(keep: u64, last_cap: u32) -> std::io::Result<()> {
+    for cap in (0..=last_cap.min(63)).filter(|c| keep & (1 << c) == 0) {
+        // SAFETY: plain prctl calls.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: as above.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn enter(procs_files: &[PathBuf], ns_fds: &[(OwnedFd, CloneFlags)]) -> std::io::Result<()> {
     for f in procs_files {
         fs::write(f, "0")?;
@@ -159,6 +190,13 @@ fn run_agent(conn: UnixStream) -> i32 {
             // SAFETY: plain dup2 onto the standard descriptors.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
+    }
+    // The CLI's terminal, locks and namespace handles stay with the CLI.
+    let conn_fd = conn.as_raw_fd() as libc::c_uint;
+    // SAFETY: closes descriptors no Rust object here owns (conn is kept).
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, conn_fd - 1, 0);
+        libc::syscall(libc::SYS_close_range, conn_fd + 1, libc::c_uint::MAX, 0);
     }
     let _ = std::env::set_current_dir("/");
     let keep: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k == "LANG").collect();
@@ -180,6 +218,14 @@ fn run_agent(conn: UnixStream) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bounding_set_is_read_from_status() {
+        let status =
+            "Name:\tsystemd\nCapPrm:\t000001ffffffffff\nCapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\n";
+        assert_eq!(cap_bounding_set(status), Some(0xa80425fb));
+        assert_eq!(cap_bounding_set("Name:\tx\n"), None);
+    }
 
     const MOUNTINFO: &str = "\
 25 1 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
