@@ -201,6 +201,12 @@ let
 
   masked = filter (u: !(elem u unitFiles)) (unique cfg.suppressedSystemUnits);
 
+  # default.target: the generated unit (or alias) when defaultUnit names
+  # one, else the host's unit in /usr.
+  defaultTarget =
+    if elem cfg.defaultUnit (unitFiles ++ concatMap (u: u.aliases) units) then cfg.defaultUnit
+    else "/usr/lib/systemd/system/${cfg.defaultUnit}";
+
   unitsDir = runBusybox "system-units"
     (listToAttrs (imap0 (i: u: nameValuePair "unit_${toString i}" u.text) units)
       // { passAsFile = imap0 (i: _: "unit_${toString i}") units; })
@@ -218,7 +224,7 @@ let
       '') units
     + concatMapStrings (m: "ln -sfn /dev/null \"$out/\"${escapeShellArg m}\n") masked
     + optionalString (!(elem "default.target" unitFiles)) ''
-      ln -sfn ${escapeShellArg "/usr/lib/systemd/system/${cfg.defaultUnit}"} "$out/default.target"
+      ln -sfn ${escapeShellArg defaultTarget} "$out/default.target"
     '');
 in
 {
