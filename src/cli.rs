@@ -12,7 +12,8 @@ use crate::commands::pick::{complete_any, complete_running};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success, 1 failure, 2 usage error, 3 no such container,
-4 container not running; `run` exits with the command's status.
+4 container not running; `run` and `root-login` exit with the status of the
+command or shell they ran.
 
 Paths can be moved with NIXOS_CONTAINER_CONF_DIR, NIXOS_CONTAINER_STATE_DIR,
 NIXOS_CONTAINER_PROFILES_DIR, NIXOS_CONTAINER_GCROOTS_DIR,

@@ -25,13 +25,15 @@ fn roff_text(s: &str) -> String {
     if s.starts_with('.') || s.starts_with('\'') { format!("\\&{s}") } else { s }
 }
 
-fn exit_status_section(out: &mut Vec<u8>, for_run: bool) {
+/// `passes_status`: the sentence for commands that exit with the status of
+/// what they ran in the guest (run, root-login), if the page needs one.
+fn exit_status_section(out: &mut Vec<u8>, passes_status: Option<&str>) {
     out.extend_from_slice(b".SH \"EXIT STATUS\"\n");
     for (code, meaning) in EXIT_CODES {
         out.extend_from_slice(format!(".TP\n\\fB{code}\\fR\n{}\n", roff_text(meaning)).as_bytes());
     }
-    if for_run {
-        out.extend_from_slice(b".PP\nOtherwise \\fBrun\\fR exits with the status of the command it ran.\n");
+    if let Some(sentence) = passes_status {
+        out.extend_from_slice(format!(".PP\n{sentence}\n").as_bytes());
     }
 }
 
@@ -58,7 +60,15 @@ fn render(man: &Man, cmd: &clap::Command, top: bool) -> std::io::Result<Vec<u8>>
     if top {
         man.render_subcommands_section(&mut out)?;
     }
-    exit_status_section(&mut out, cmd.get_name() == "run" || top);
+    let passes_status = match cmd.get_name() {
+        _ if top => Some(
+            "Otherwise \\fBrun\\fR and \\fBroot\\-login\\fR exit with the status of the command or shell they ran.",
+        ),
+        "run" => Some("Otherwise \\fBrun\\fR exits with the status of the command it ran."),
+        "root-login" => Some("Otherwise \\fBroot\\-login\\fR exits with the status of the shell it ran."),
+        _ => None,
+    };
+    exit_status_section(&mut out, passes_status);
     if top {
         environment_section(&mut out);
     } else {

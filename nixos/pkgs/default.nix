@@ -156,7 +156,7 @@ let
       writeShellScript writeShellScriptBin writeShellApplication runCommand
       runCommandWith runCommandLocal runCommandNoCC runCommandCC symlinkJoin buildEnv;
     # internal helpers, used by the stand-in's modules
-    nixosStandin = { inherit busybox runBusybox sanitizeName hostPkg; };
+    nixosStandin = { inherit runBusybox sanitizeName; };
 
     stdenv = {
       shell = runtimeShell;

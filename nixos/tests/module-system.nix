@@ -33,8 +33,6 @@ let
     mkOverride = (eval [ decls { s = mkOverride 10 "o"; } { s = mkForce "f"; } ]).s == "o";
     equalScalarsOk = (eval [ decls { s = "same"; } { s = "same"; } ]).s == "same";
     conflictFails = fails (eval [ decls { s = "a"; } { s = "b"; } ]).s;
-    conflictMessage =
-      let r = builtins.tryEval (eval [ decls { s = "a"; } { s = "b"; } ]).s; in !r.success;
     listsConcat = (eval [ decls { l = [ "a" ]; } { l = [ "b" ]; } ]).l == [ "a" "b" ];
     listOrder = (eval [ decls { l = [ "m" ]; } { l = mkAfter [ "z" ]; } { l = mkBefore [ "a" ]; } ]).l == [ "a" "m" "z" ];
     lines = (eval [ decls { ln = "a"; } { ln = "b"; } ]).ln == "a\nb";

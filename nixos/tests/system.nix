@@ -14,6 +14,10 @@ let
     users.users.u.isNormalUser = true;
   }) ];
   c = sys.config;
+  # the line of the unit directory's build script that makes default.target
+  defaultTargetLine = modules:
+    builtins.filter (l: builtins.match ".*\"[$]out/default[.]target\"" l != null)
+      (builtins.filter builtins.isString (builtins.split "\n" (evalSys ([ base ] ++ modules)).config.system.build.units.buildCommand));
   checks = {
     toplevelIsDrv = c.system.build.toplevel.type == "derivation";
     hostName = c.networking.hostName == "t";
@@ -25,6 +29,11 @@ let
     rootUser = c.users.users.root.uid == 0 && c.users.users.root.home == "/root";
     assertionFails = fails (evalSys [ base { assertions = [ { assertion = false; message = "boom"; } ]; } ]).config.system.build.toplevel.drvPath;
     unknownOptionFails = fails (evalSys [ base { services.nginx.enable = true; } ]).config.system.build.toplevel.drvPath;
+    defaultTargetHost = defaultTargetLine [ ] == [ "ln -sfn '/usr/lib/systemd/system/multi-user.target' \"$out/default.target\"" ];
+    defaultTargetGenerated = defaultTargetLine [ { systemd.targets.app = { }; systemd.defaultUnit = "app.target"; } ]
+      == [ "ln -sfn 'app.target' \"$out/default.target\"" ];
+    defaultTargetAlias = defaultTargetLine [ { systemd.targets.app.aliases = [ "main.target" ]; systemd.defaultUnit = "main.target"; } ]
+      == [ "ln -sfn 'main.target' \"$out/default.target\"" ];
     mkDefaultHostName = (evalSys [ base { networking.hostName = "other"; } ]).config.networking.hostName == "other";
   };
   failed = builtins.filter (n: !checks.${n}) (builtins.attrNames checks);

@@ -17,25 +17,34 @@ let
 
   listOpt = desc: mkOption { type = types.listOf types.str; default = [ ]; description = desc; };
 
-  commonOptions = {
+  # The list options of every unit: option name -> its [Unit] key (values
+  # joined by spaces).  `by` names the reverse option, which makes a
+  # symlink instead: wantedBy = [ "T" ] puts one in T.wants/.
+  unitLists = {
+    documentation.key = "Documentation";
+    wants = { key = "Wants"; by = "wantedBy"; };
+    requires = { key = "Requires"; by = "requiredBy"; };
+    requisite.key = "Requisite";
+    bindsTo.key = "BindsTo";
+    partOf.key = "PartOf";
+    upholds = { key = "Upholds"; by = "upheldBy"; };
+    conflicts.key = "Conflicts";
+    after.key = "After";
+    before.key = "Before";
+    onFailure.key = "OnFailure";
+    onSuccess.key = "OnSuccess";
+  };
+  # symlink directory suffix -> reverse option, e.g. wants -> wantedBy
+  reverseLists = mapAttrs (_: l: l.by) (filterAttrs (_: l: l ? by) unitLists);
+
+  commonOptions =
+    mapAttrs (_: l: listOpt "${l.key}=.") unitLists
+    // mapAttrs' (dir: by: nameValuePair by
+      (listOpt "Units that ${removeSuffix "s" dir} this unit (a symlink in UNIT.${dir}/).")) reverseLists
+    // {
     enable = mkOption { type = types.bool; default = true; description = "Whether to generate this unit."; };
     description = mkOption { type = types.singleLineStr; default = ""; description = "Description= of the unit."; };
-    documentation = listOpt "Documentation=.";
-    wantedBy = listOpt "Units that want this unit (a symlink in UNIT.wants/).";
-    requiredBy = listOpt "Units that require this unit (a symlink in UNIT.requires/).";
-    upheldBy = listOpt "Units that uphold this unit (a symlink in UNIT.upholds/).";
     aliases = listOpt "Alias names of this unit.";
-    wants = listOpt "Wants=.";
-    requires = listOpt "Requires=.";
-    requisite = listOpt "Requisite=.";
-    bindsTo = listOpt "BindsTo=.";
-    partOf = listOpt "PartOf=.";
-    upholds = listOpt "Upholds=.";
-    conflicts = listOpt "Conflicts=.";
-    after = listOpt "After=.";
-    before = listOpt "Before=.";
-    onFailure = listOpt "OnFailure=.";
-    onSuccess = listOpt "OnSuccess=.";
     unitConfig = mkOption { type = unitSection; default = { }; description = "Extra [Unit] settings."; };
     restartTriggers = mkOption { type = types.listOf types.unspecified; default = [ ]; description = "Values whose change restarts the unit (recorded in the unit file)."; };
     reloadTriggers = mkOption { type = types.listOf types.unspecified; default = [ ]; description = "Ignored."; };
@@ -111,26 +120,14 @@ let
 
   joined = l: if l == [ ] then null else concatStringsSep " " l;
 
-  unitSectionOf = u: filterAttrs (_: v: v != null) {
+  unitSectionOf = u: filterAttrs (_: v: v != null) (mapAttrs' (opt: l: nameValuePair l.key (joined u.${opt})) unitLists // {
     Description = if u.description == "" then null else u.description;
-    Documentation = joined u.documentation;
-    Wants = joined u.wants;
-    Requires = joined u.requires;
-    Requisite = joined u.requisite;
-    BindsTo = joined u.bindsTo;
-    PartOf = joined u.partOf;
-    Upholds = joined u.upholds;
-    Conflicts = joined u.conflicts;
-    After = joined u.after;
-    Before = joined u.before;
-    OnFailure = joined u.onFailure;
-    OnSuccess = joined u.onSuccess;
     StartLimitBurst = u.startLimitBurst;
     StartLimitIntervalSec = u.startLimitIntervalSec;
     X-Restart-Triggers =
       if u.restartTriggers == [ ] then null
       else builtins.hashString "sha256" (concatMapStringsSep "\n" (t: toString t) u.restartTriggers);
-  } // u.unitConfig;
+  }) // u.unitConfig;
 
   escapeEnv = s: replaceStrings [ "\\" "\"" "\n" ] [ "\\\\" "\\\"" "\\n" ] s;
 
@@ -187,7 +184,9 @@ let
     mapAttrsToList (name: u: {
       file = "${name}.${suffix}";
       text = textFn name u;
-      inherit (u) wantedBy requiredBy upheldBy aliases;
+      inherit (u) aliases;
+      # symlink directory suffix -> the units whose UNIT.<suffix>/ gets one
+      reverse = mapAttrs (_: by: u.${by}) reverseLists;
     }) (enabled set);
 
   units =
@@ -201,6 +200,12 @@ let
 
   masked = filter (u: !(elem u unitFiles)) (unique cfg.suppressedSystemUnits);
 
+  # default.target: the generated unit (or alias) when defaultUnit names
+  # one, else the host's unit in /usr.
+  defaultTarget =
+    if elem cfg.defaultUnit (unitFiles ++ concatMap (u: u.aliases) units) then cfg.defaultUnit
+    else "/usr/lib/systemd/system/${cfg.defaultUnit}";
+
   unitsDir = runBusybox "system-units"
     (listToAttrs (imap0 (i: u: nameValuePair "unit_${toString i}" u.text) units)
       // { passAsFile = imap0 (i: _: "unit_${toString i}") units; })
@@ -211,14 +216,12 @@ let
     + concatImapStrings (i: u:
       let var = "unit_${toString (i - 1)}Path"; in ''
         cp "''$${var}" "$out/"${escapeShellArg u.file}
-        ${concatMapStrings (t: "link ${escapeShellArg "${t}.wants"} ${escapeShellArg u.file}\n") u.wantedBy}
-        ${concatMapStrings (t: "link ${escapeShellArg "${t}.requires"} ${escapeShellArg u.file}\n") u.requiredBy}
-        ${concatMapStrings (t: "link ${escapeShellArg "${t}.upholds"} ${escapeShellArg u.file}\n") u.upheldBy}
+        ${concatStrings (mapAttrsToList (dir: ts: concatMapStrings (t: "link ${escapeShellArg "${t}.${dir}"} ${escapeShellArg u.file}\n") ts) u.reverse)}
         ${concatMapStrings (a: "ln -sfn ${escapeShellArg u.file} \"$out/\"${escapeShellArg a}\n") u.aliases}
       '') units
     + concatMapStrings (m: "ln -sfn /dev/null \"$out/\"${escapeShellArg m}\n") masked
     + optionalString (!(elem "default.target" unitFiles)) ''
-      ln -sfn ${escapeShellArg "/usr/lib/systemd/system/${cfg.defaultUnit}"} "$out/default.target"
+      ln -sfn ${escapeShellArg defaultTarget} "$out/default.target"
     '');
 in
 {

@@ -113,7 +113,7 @@ in
     assertions =
       concatMap (u: [
         { assertion = !(u.isNormalUser && u.isSystemUser); message = "users.users.${u.name}: isNormalUser and isSystemUser are mutually exclusive."; }
-        { assertion = u.group == "" || cfg.groups ? ${u.group} || elem u.group [ "nogroup" "users" ]; message = "users.users.${u.name}.group = \"${u.group}\" is not a declared group (declare users.groups.${u.group})."; }
+        { assertion = u.group == "" || cfg.groups ? ${u.group}; message = "users.users.${u.name}.group = \"${u.group}\" is not a declared group (declare users.groups.${u.group})."; }
       ]) users
       ++ [ { assertion = cfg.mutableUsers; message = "users.mutableUsers = false is not supported by the NixOS stand-in."; } ];
 
