@@ -15,7 +15,8 @@ mod store_path;
 const AGENT: &str = "nixos-container-agent";
 
 fn main() {
-    for p in ["agent/src", "agent/Cargo.toml", "src/guest/store_path.rs", "build.rs"] {
+    // Cargo.lock: a dependency of the agent that changes version changes it.
+    for p in ["agent/src", "agent/Cargo.toml", "Cargo.lock", "src/guest/store_path.rs", "build.rs"] {
         println!("cargo:rerun-if-changed={p}");
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));

@@ -76,6 +76,12 @@ pub fn state_of(name: &str, paths: &ContainerPaths, hierarchies: &[Hierarchy]) -
     if populated || lock::is_held(&paths.supervisor_lock()) { State::Up } else { State::Down }
 }
 
+/// Whether `path` is, after every link (NixOS's /etc -> /etc/static ->
+/// /nix/store chain), a file in `store`.
+fn resolves_into(path: &Path, store: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|t| t.starts_with(store))
+}
+
 impl Container {
     /// Opens an existing container; fails with `NoSuchContainer` when its
     /// conf file is missing.
@@ -164,8 +170,8 @@ impl Container {
     /// link into the Nix store): such containers are not ours to destroy.
     pub fn is_declarative(&self) -> bool {
         let conf = &self.paths.conf;
-        let into_store = std::fs::read_link(conf).map(|t| t.starts_with("/nix/store")).unwrap_or(false);
-        into_store || nix::unistd::access(conf.as_path(), nix::unistd::AccessFlags::W_OK).is_err()
+        resolves_into(conf, Path::new("/nix/store"))
+            || nix::unistd::access(conf.as_path(), nix::unistd::AccessFlags::W_OK).is_err()
     }
 
     /// The container's address as `show-ip` prints it: IPv4 without prefix,
@@ -221,6 +227,21 @@ mod tests {
         assert_eq!(parse_generation("system-12-link"), Some(12));
         assert_eq!(parse_generation("system-x-link"), None);
         assert_eq!(parse_generation("/nix/store/abc-system"), None);
+    }
+
+    #[test]
+    fn a_conf_linked_into_the_store_through_etc_static_is_declarative() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, etc) = (dir.path().join("store"), dir.path().join("etc"));
+        std::fs::create_dir_all(store.join("abc-etc/nixos-containers")).unwrap();
+        std::fs::create_dir_all(etc.join("nixos-containers")).unwrap();
+        std::fs::write(store.join("abc-etc/nixos-containers/web.conf"), "").unwrap();
+        std::os::unix::fs::symlink(store.join("abc-etc"), etc.join("static")).unwrap();
+        let conf = etc.join("nixos-containers/web.conf");
+        std::os::unix::fs::symlink(etc.join("static/nixos-containers/web.conf"), &conf).unwrap();
+        assert!(resolves_into(&conf, &store));
+        std::fs::write(etc.join("nixos-containers/db.conf"), "").unwrap();
+        assert!(!resolves_into(&etc.join("nixos-containers/db.conf"), &store));
     }
 
     #[test]

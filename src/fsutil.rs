@@ -173,7 +173,8 @@ fn remove_entry(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool, path: &Path) ->
 
 fn empty_dir(fd: BorrowedFd<'_>, path: &Path, dev: u64, skipped: &mut Vec<PathBuf>) -> Result<()> {
     let names: Vec<std::ffi::OsString> = {
-        let dup = nix::unistd::dup(fd).context(|| format!("reading {}", path.display()))?;
+        // A close-on-exec copy: other threads may fork and exec meanwhile.
+        let dup = fd.try_clone_to_owned().context(|| format!("reading {}", path.display()))?;
         let mut dir = nix::dir::Dir::from_fd(dup).context(|| format!("reading {}", path.display()))?;
         dir.iter()
             .filter_map(|e| e.ok())

@@ -97,13 +97,13 @@ const TAKEN_KEYS: [&str; 5] = ["HOST_ADDRESS", "LOCAL_ADDRESS", "HOST_ADDRESS6",
 /// The lines of a conf that set one of `TAKEN_KEYS`. Every create reads
 /// every other conf, so nothing else of them is parsed (and a broken line
 /// elsewhere in a conf no longer hides its addresses).
-fn taken_lines(text: &str) -> String {
+fn taken_lines(text: &str) -> impl Iterator<Item = &str> {
     let wanted = |raw: &&str| {
         let line = raw.trim();
         let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
         line.split_once('=').is_some_and(|(key, _)| TAKEN_KEYS.contains(&key))
     };
-    text.lines().filter(wanted).collect::<Vec<_>>().join("\n")
+    text.lines().filter(wanted)
 }
 
 /// Names, addresses and host ports of every other container (created or
@@ -126,16 +126,18 @@ fn taken_by_others(paths: &Paths, except: &str) -> Result<net::Taken> {
         }
         let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
         // A broken conf must not stop others from being created; its
-        // values are read key by key as far as they parse.
-        let Ok(pairs) = crate::conf::parse_pairs(&taken_lines(&text)) else { continue };
+        // values are read line by line as far as they parse, and a later
+        // line wins, as in a shell.
         let mut conf = Conf::default();
-        for pair in pairs {
-            if let Ok((c, _)) = Conf::from_pairs(vec![pair]) {
-                conf.host_address = conf.host_address.or(c.host_address);
-                conf.local_address = conf.local_address.or(c.local_address);
-                conf.host_address6 = conf.host_address6.or(c.host_address6);
-                conf.local_address6 = conf.local_address6.or(c.local_address6);
-                conf.host_port.extend(c.host_port);
+        for line in taken_lines(&text) {
+            let Ok(pairs) = crate::conf::parse_pairs(line) else { continue };
+            let Ok((c, _)) = Conf::from_pairs(pairs) else { continue };
+            conf.host_address = c.host_address.or(conf.host_address);
+            conf.local_address = c.local_address.or(conf.local_address);
+            conf.host_address6 = c.host_address6.or(conf.host_address6);
+            conf.local_address6 = c.local_address6.or(conf.local_address6);
+            if !c.host_port.is_empty() {
+                conf.host_port = c.host_port;
             }
         }
         taken.add(other, &conf);
@@ -548,5 +550,15 @@ mod tests {
         assert_eq!(addrs, ["10.233.1.1", "10.233.1.2", "10.233.2.2", "fd6e::1", "fd6e::2"]);
         assert_eq!(taken.ports.len(), 1);
         assert_eq!(taken.ports[0].0, "web");
+
+        // As a shell reads it: the last HOST_ADDRESS counts, and a line with
+        // a broken quote hides only itself.
+        let conf = "HOST_ADDRESS=10.233.5.1\nHOST_ADDRESS=10.233.6.1\nLOCAL_ADDRESS=\"10.233.6.2\nHOST_PORT=8081\n";
+        std::fs::write(paths.conf_dir.join("web.conf"), conf).unwrap();
+        let taken = taken_by_others(&paths, "me").unwrap();
+        let mut addrs: Vec<String> = taken.addrs.iter().map(|a| a.to_string()).collect();
+        addrs.sort();
+        assert_eq!(addrs, ["10.233.2.2", "10.233.6.1"]);
+        assert_eq!(taken.ports.len(), 1);
     }
 }

@@ -41,7 +41,8 @@ pub fn open_in_root(root: &Path, rel: &str, flags: OFlag) -> Result<OwnedFd> {
 pub fn ensure_dir(root: &Path, rel: &str, mode: u32) -> Result<()> {
     let root_fd = open_root(root)?;
     let mut prefix = PathBuf::new();
-    let mut parent = nix::unistd::dup(root_fd.as_fd()).context(|| "dup".into())?;
+    // A close-on-exec copy: other threads may fork and exec meanwhile.
+    let mut parent = root_fd.try_clone().context(|| "dup".into())?;
     for comp in Path::new(rel.trim_start_matches('/')).components() {
         prefix.push(comp);
         let how = OpenHow::new().flags(OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(in_root());

@@ -106,9 +106,11 @@ mod tests {
         );
     }
 
+    // STORE_PATH is computed by build.rs with the functions tested above;
+    // that `nix-store --add` agrees is shown by the guest tests, which run
+    // commands through the agent at that path.
     #[test]
-    fn the_embedded_agent_has_its_computed_path() {
+    fn the_embedded_agent_is_an_executable() {
         assert!(BINARY.starts_with(b"\x7fELF"));
-        assert_eq!(STORE_PATH, source_store_path("/nix/store", NAME, &nar_sha256_executable(BINARY)));
     }
 }
