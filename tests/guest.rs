@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
@@ -151,6 +151,27 @@ fn common_semantics(env: &Env, name: &str, vars: &[(&str, &str)], separate_stder
         vec![],
     );
     assert_eq!(stdout(&out), "hello world /etc\n", "{}", stderr(&out));
+
+    // `run ... | head`: when the reader goes away, run ends as a local
+    // command would, by SIGPIPE (128 + 13), without an error message.
+    let mut child = env
+        .command()
+        .envs(vars.iter().copied())
+        .args(["run", name, "--", "yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 2];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"y\n");
+    let ended = wait_for(LONG, || child.try_wait().unwrap());
+    if ended.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
 }
 
 #[test]

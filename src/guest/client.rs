@@ -112,14 +112,20 @@ pub fn pump(mut conn: impl Read, stdout: &mut dyn Write, stderr: &mut dyn Write)
             kind::ERROR => return Err(Error::other(String::from_utf8_lossy(&payload).into_owned())),
             _ => Ok(()),
         };
-        match written {
-            Ok(()) => {}
-            // The reader of our output is gone (`run ... | head`): end as a
-            // local command would, by SIGPIPE; dropping the connection ends
-            // the command in the guest.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitStatus::Signal(libc::SIGPIPE)),
-            Err(e) => return Err(Error::Io { context: "writing the command's output".into(), source: e }),
+        if let Err(e) = written {
+            return output_failed(e);
         }
+    }
+}
+
+/// How a session ends when the command's output cannot be written. When its
+/// reader is gone (`run ... | head`), as a local command would: by SIGPIPE;
+/// dropping the connection ends the command in the guest.
+pub fn output_failed(e: io::Error) -> Result<ExitStatus> {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Ok(ExitStatus::Signal(libc::SIGPIPE))
+    } else {
+        Err(Error::Io { context: "writing the command's output".into(), source: e })
     }
 }
 

@@ -154,18 +154,29 @@ pub fn run(c: &Container, cmd: &Command, io: Io) -> Result<ExitStatus> {
         );
         None
     };
+    let agent = conn.as_ref().and_then(|_| match agent::Choice::from_env() {
+        agent::Choice::Off => None,
+        agent::Choice::Path(p) => Some(p),
+        agent::Choice::BuiltIn => match agent::ensure_installed(&c.paths.gcroots) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!("cannot use the guest agent ({e}); using the plain root shell");
+                None
+            }
+        },
+    });
+    // Without an agent to offer, a pty or another user needs the host-side
+    // route: asking the root shell could only answer "plain".
+    let conn = match conn {
+        Some(_) if agent.is_none() && needs_agent => {
+            tracing::info!(
+                "no guest agent, and a pty or another user needs one; entering the container's namespaces from the host"
+            );
+            None
+        }
+        conn => conn,
+    };
     if let Some(conn) = conn {
-        let agent = match agent::Choice::from_env() {
-            agent::Choice::Off => None,
-            agent::Choice::Path(p) => Some(p),
-            agent::Choice::BuiltIn => match agent::ensure_installed(&c.paths.gcroots) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::warn!("cannot use the guest agent ({e}); using the plain root shell");
-                    None
-                }
-            },
-        };
         let (answer, leftover) = negotiate(&conn, agent.as_deref())?;
         match answer {
             protocol::Answer::Agent => {
@@ -188,11 +199,33 @@ pub fn run(c: &Container, cmd: &Command, io: Io) -> Result<ExitStatus> {
     }
     let leader = c.cgroup()?.leader().ok_or_else(|| Error::NotRunning(c.name.clone()))?;
     let conn = nsenter::spawn_agent(leader)?;
-    let (answer, leftover) = read_answer(&conn)?;
-    if answer != protocol::Answer::Agent {
-        return Err(Error::other("the agent in the container did not answer"));
+    read_host_side_greeting(&conn)?;
+    client::session(conn, Vec::new(), &req, io)
+}
+
+/// The host-side agent answers with its magic, or with an error frame when
+/// the container could not be entered; there is no login shell to skip.
+fn read_host_side_greeting(conn: &UnixStream) -> Result<()> {
+    let mut r = conn;
+    let mut first = [0u8; 1];
+    let entering = |e: io::Error| Error::other(format!("entering the container from the host: {e}"));
+    match r.read(&mut first) {
+        Ok(0) => return Err(Error::other("entering the container from the host failed (nothing was said why)")),
+        Ok(_) => {}
+        Err(e) => return Err(entering(e)),
     }
-    client::session(conn, leftover, &req, io)
+    if first[0] == protocol::MAGIC[0] {
+        let mut rest = vec![0u8; protocol::MAGIC.len() - 1];
+        r.read_exact(&mut rest).map_err(entering)?;
+        if rest == protocol::MAGIC[1..] {
+            return Ok(());
+        }
+    } else if first[0] == protocol::kind::ERROR
+        && let Ok(Some((_, msg))) = protocol::read_frame(&mut io::Read::chain(&first[..], r))
+    {
+        return Err(Error::other(String::from_utf8_lossy(&msg).into_owned()));
+    }
+    Err(Error::other("the agent in the container did not answer"))
 }
 
 /// Sends the offer line and reads the guest's answer.
@@ -292,6 +325,24 @@ pub fn exec(c: &Container, cmd: &Command) -> Result<Output> {
 mod tests {
     use super::*;
     use crate::guest::protocol::{Request, Winsize};
+
+    #[test]
+    fn the_host_side_greeting_is_the_magic_or_a_readable_error() {
+        let greet = |bytes: &[u8]| {
+            let (a, b) = UnixStream::pair().unwrap();
+            (&b).write_all(bytes).unwrap();
+            drop(b);
+            read_host_side_greeting(&a).map_err(|e| e.to_string())
+        };
+        assert_eq!(greet(protocol::MAGIC), Ok(()));
+        let mut frame = Vec::new();
+        protocol::write_frame(&mut frame, protocol::kind::ERROR, b"entering the container: EPERM").unwrap();
+        assert_eq!(greet(&frame), Err("entering the container: EPERM".into()));
+        assert!(greet(b"").unwrap_err().contains("failed"));
+        let garbage = [&[0u8][..], &vec![b'x'; protocol::MAGIC.len() - 1]].concat();
+        assert_eq!(greet(&garbage).unwrap_err(), "the agent in the container did not answer");
+        assert!(greet(b"\x00cut").unwrap_err().starts_with("entering the container from the host: "));
+    }
 
     fn own_user() -> Vec<u8> {
         nix::unistd::getuid().as_raw().to_string().into_bytes()

@@ -189,24 +189,22 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, root:
     };
 
     let mut parser = Parser::new(&nonce);
-    let mut out = |d: &[u8]| -> Result<()> {
+    let mut out = |d: &[u8]| -> io::Result<()> {
         if d.is_empty() {
             return Ok(());
         }
-        stdout
-            .write_all(d)
-            .and_then(|_| stdout.flush())
-            .map_err(|e| Error::Io { context: "writing the command's output".into(), source: e })
+        stdout.write_all(d).and_then(|_| stdout.flush())
     };
     let mut reader = io::Cursor::new(leftover).chain(conn);
     let mut buf = vec![0u8; 64 * 1024];
-    let result = loop {
+    // Some(status) when the session ended early.
+    let result: Result<Option<ExitStatus>> = loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => break Ok(()),
+            Ok(0) => break Ok(None),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // The guest closed with our stdin unread: its output is complete.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break Ok(None),
             Err(e) => break Err(lost(e)),
         };
         let chunk = parser.feed(&buf[..n]);
@@ -214,15 +212,19 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, root:
             pid.store(p, std::sync::atomic::Ordering::SeqCst);
         }
         if let Err(e) = out(&chunk) {
-            break Err(e);
+            break super::client::output_failed(e).map(Some);
         }
     };
     if let Some(h) = forwarder {
         h.close();
     }
-    result?;
+    if let Some(status) = result? {
+        return Ok(status);
+    }
     let (rest, code) = parser.finish();
-    out(&rest)?;
+    if let Err(e) = out(&rest) {
+        return super::client::output_failed(e);
+    }
     match code {
         Some(c) => Ok(ExitStatus::Code(c)),
         None => Err(Error::other("the container closed the connection before the command ended")),
