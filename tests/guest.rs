@@ -185,6 +185,9 @@ fn run_through_the_agent_is_like_a_local_shell() {
     // --user, and a pty on request.
     let out = env.run(["run", &name, "--user", "nobody", "--", "id", "-un"]);
     assert_eq!(stdout(&out), "nobody\n", "{}", stderr(&out));
+    // Not root's login environment: the system PATH, the user's own names.
+    let out = env.run(["run", &name, "--user", "nobody", "--", "sh", "-c", "echo \"$PATH $USER\""]);
+    assert_eq!(stdout(&out), format!("{} nobody\n", nixos_container_agent::serve::SYSTEM_PATH), "{}", stderr(&out));
     let out = env.run(["run", &name, "-t", "--", "sh", "-c", "tty; stty size"]);
     assert!(stdout(&out).starts_with("/dev/pts/"), "{}", stdout(&out));
     let out = env.run(["run", &name, "--", "tty"]);

@@ -83,13 +83,33 @@ struct Plan {
     switch_user: bool,
 }
 
+/// The PATH a command starts with when no login shell of its user set one
+/// up: NixOS's system-wide directories, then the usual ones.
+pub const SYSTEM_PATH: &str = "/run/wrappers/bin:/run/current-system/sw/bin:/run/current-system/sw/sbin:\
+/nix/var/nix/profiles/default/bin:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+
+/// What another user's command starts from: not root's login environment
+/// (root's profile directories in PATH, and NixOS's marker that the
+/// environment is set up, which would keep the user's own login shell from
+/// setting up theirs), only the terminal and locale settings.
+fn env_for_other_user(root_env: impl Iterator<Item = (OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    let kept = |k: &OsStr| {
+        let k = k.as_bytes();
+        matches!(k, b"TERM" | b"LANG" | b"LANGUAGE" | b"TZ" | b"LOCALE_ARCHIVE") || k.starts_with(b"LC_")
+    };
+    let mut env: Vec<(OsString, OsString)> = root_env.filter(|(k, _)| kept(k)).collect();
+    env.push(("PATH".into(), SYSTEM_PATH.into()));
+    env
+}
+
 fn plan(req: &Request) -> Result<Plan, String> {
     let read = |p: &str| std::fs::read(p).unwrap_or_default();
     let who = req.user.clone().unwrap_or_else(|| b"root".to_vec());
     let user = users::lookup(&who, &read("/etc/passwd"), &read("/etc/group")).map_err(|e| e.to_string())?;
     let switch_user = user.uid != nix::unistd::getuid().as_raw();
 
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut env: Vec<(OsString, OsString)> =
+        if switch_user { env_for_other_user(std::env::vars_os()) } else { std::env::vars_os().collect() };
     let mut set = |k: &[u8], v: &[u8]| {
         let k = OsStr::from_bytes(k).to_os_string();
         env.retain(|(ek, _)| *ek != k);
@@ -414,5 +434,27 @@ fn pump_pty(master: &File, w: &Writer, exited: &AtomicBool) {
             // EIO: every slave fd is closed.
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_user_gets_terminal_and_locale_settings_not_roots_environment() {
+        let root_env = [
+            ("PATH", "/root/.nix-profile/bin:/run/current-system/sw/bin"),
+            ("__NIXOS_SET_ENVIRONMENT_DONE", "1"),
+            ("NIX_PROFILES", "/root/.nix-profile"),
+            ("TERM", "xterm-256color"),
+            ("LANG", "C.UTF-8"),
+            ("LC_TIME", "en_GB.UTF-8"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let env = env_for_other_user(root_env.into_iter());
+        let keys: Vec<&str> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
+        assert_eq!(keys, ["TERM", "LANG", "LC_TIME", "PATH"]);
+        assert_eq!(env[3].1, SYSTEM_PATH);
     }
 }

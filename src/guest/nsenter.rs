@@ -26,10 +26,6 @@ use nix::unistd::{ForkResult, Pid, fork};
 use crate::cgroup::{Kind, hierarchies_from};
 use crate::error::{Error, IoContext, Result};
 
-/// The environment the command starts from when no login shell set one up.
-const PATH: &str = "/run/wrappers/bin:/run/current-system/sw/bin:/run/current-system/sw/sbin:\
-/nix/var/nix/profiles/default/bin:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
-
 /// The namespaces entered, in order (the user namespace only when the
 /// container has its own).
 const NAMESPACES: &[(&str, CloneFlags)] = &[
@@ -205,7 +201,7 @@ fn run_agent(conn: UnixStream) -> i32 {
         for (k, _) in std::env::vars_os() {
             std::env::remove_var(k);
         }
-        std::env::set_var("PATH", PATH);
+        std::env::set_var("PATH", nixos_container_agent::serve::SYSTEM_PATH);
         std::env::set_var("TERM", "dumb");
         for (k, v) in keep {
             std::env::set_var(k, v);
