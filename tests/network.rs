@@ -184,6 +184,7 @@ fn parallel_starts_get_distinct_interfaces_and_addresses() {
     });
     let (ia, ib) = (names::host_ifname(&a), names::host_ifname(&b));
     assert_ne!(ia, ib);
+    assert!(ia.contains('.') && !ib.contains('.'), "one of each form: {a} -> {ia}, {b} -> {ib}");
     let (la, lb) = (conf_value(&env, &a, "LOCAL_ADDRESS"), conf_value(&env, &b, "LOCAL_ADDRESS"));
     assert_ne!(la, lb);
     for (n, ifname, local) in [(&a, &ia, &la), (&b, &ib, &lb)] {

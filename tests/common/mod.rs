@@ -50,6 +50,19 @@ fn require_root() {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// `n` in base 36 (digits and lower-case letters).
+fn base36(mut n: u32) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit(n % 36, 36).unwrap());
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
+
 /// A /16 pool that no other running test uses: pools are numbered, and a
 /// test holds the flock of its pool's file for as long as it lives. A pool
 /// with addresses or routes on the host (left by a run that was killed, or
@@ -101,7 +114,7 @@ impl Env {
         let tmp = tempfile::Builder::new().prefix("nc-test-").tempdir_in("/tmp").unwrap();
         let (pool, lock) = claim_pool();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("t{}{}", std::process::id() % 100000, n);
+        let prefix = format!("t{}-{n}", base36(std::process::id()));
         let env = Env {
             base: tmp.path().to_path_buf(),
             pool,
@@ -114,7 +127,16 @@ impl Env {
         env
     }
 
-    /// A container name unique to this test run, `{prefix}-{short}`.
+    /// A container name unique to this test run, `{prefix}-{short}`, where
+    /// the prefix is `t{PID}-{N}`: the test process's PID in base 36 (no
+    /// other live process has it; at most 5 characters for any pid_max up
+    /// to 2^22) and the Env's number in the process. No digit of either is
+    /// a '-', so two prefixes never run into each other. Names become
+    /// host-wide objects (netns, interfaces, cgroups) that Env's drop
+    /// removes by name: another test's name must never be ours.
+    ///
+    /// With `short` of up to 2 characters the name has at most 12
+    /// (`t` + 5 + `-` + 2 + `-` + 2), and so the `ve-NAME` interface form.
     pub fn name(&self, short: &str) -> String {
         let name = format!("{}-{short}", self.prefix);
         self.track(&name);
