@@ -258,16 +258,33 @@ impl Env {
         self.base.join("run").join(name)
     }
 
-    /// What is left of container `name` on the host (empty when nothing).
+    /// What is left of container `name` on the host (empty when nothing):
+    /// its conf (also an unfinished create's), root, profile, GC roots and
+    /// run directory, its lines in the hosts file, processes, cgroups,
+    /// mounts and network. (Only its lock file stays, by design.)
     pub fn leftovers(&self, name: &str) -> Vec<String> {
         let mut left = Vec::new();
-        for p in
-            [self.conf_dir().join(format!("{name}.conf")), self.root(name), self.profile_dir(name), self.gcroots(name)]
-        {
-            if p.exists() {
+        for p in [
+            self.conf_dir().join(format!("{name}.conf")),
+            self.conf_dir().join(format!("{name}.conf.creating")),
+            self.root(name),
+            self.profile_dir(name),
+            self.gcroots(name),
+            self.run_dir(name),
+        ] {
+            // symlink_metadata: a dangling link is something left too.
+            if p.symlink_metadata().is_ok() {
                 left.push(format!("path {}", p.display()));
             }
         }
+        let host = format!("{name}.containers");
+        let hosts = fs::read_to_string(self.hosts_file()).unwrap_or_default();
+        left.extend(
+            hosts
+                .lines()
+                .filter(|l| l.split('#').next().unwrap_or("").split_whitespace().any(|w| w == host))
+                .map(|l| format!("hosts line {l}")),
+        );
         left.extend(processes_of(name).iter().map(|p| format!("process {p}")));
         left.extend(cgroup_dirs(name).iter().map(|p| format!("cgroup {}", p.display())));
         left.extend(mounts_under(&self.base.join("state").join(name)).iter().map(|m| format!("mount {m}")));
