@@ -2,9 +2,10 @@
 //! nothing, generations and rollback, stopped containers, flakes, restarts
 //! and the per-container lock. Real guests, real Nix.
 //!
-//! Until private networking lands, containers share the host's network, so
-//! each test serves HTTP (busybox httpd in the guest) on ports derived from
-//! its own address pool, and fetches from inside the guest.
+//! The guests serve HTTP (busybox httpd) on their own loopback and the
+//! tests fetch from inside the guest: every container has a network
+//! namespace of its own (create's default is a private network), so no
+//! port is shared with the host or with another test's guest.
 
 mod common;
 
@@ -15,10 +16,9 @@ use std::time::Duration;
 
 use common::*;
 
-/// A port on loopback that no other running test uses.
-fn port(env: &Env, k: u16) -> u16 {
-    41000 + (env.pool as u16 - 100) * 8 + k
-}
+/// The port the guest's web service listens on, on the guest's own
+/// loopback (see above: any port would do).
+const PORT: u16 = 8080;
 
 /// A configuration serving `/etc/www/file` (= `text`) on `port`; with
 /// `extra`, a second service serves `/etc/extra/file` on `port + 1`; with
@@ -122,7 +122,7 @@ fn unit_state(env: &Env, name: &str, unit: &str) -> String {
     stdout(&env.run(["run", name, "--", "systemctl", "is-active", unit])).trim().to_string()
 }
 
-/// A running container serving "v1" from `v1.nix` on its first port.
+/// A running container serving "v1" from `v1.nix` on `PORT`.
 struct ServingV1 {
     name: String,
     port: u16,
@@ -132,7 +132,7 @@ struct ServingV1 {
 
 fn start_serving_v1(env: &Env, tag: &str) -> ServingV1 {
     let name = env.name(tag);
-    let port = port(env, 0);
+    let port = PORT;
     let v1 = http_config(env, "v1.nix", port, "v1", false, false);
     env.create(&name, &["--config-file", s(&v1)]);
     env.ok(["start", &name]);
@@ -171,7 +171,7 @@ fn a_live_update_serves_the_new_file_and_service_without_a_reboot() {
 fn a_failed_build_changes_nothing() {
     let env = Env::new();
     let name = env.name("fail");
-    let p = port(&env, 0);
+    let p = PORT;
     let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
     env.create(&name, &["--config-file", s(&v1)]);
     env.ok(["start", &name]);
@@ -240,7 +240,7 @@ fn rollback_returns_to_the_old_generation() {
 fn a_stopped_container_is_updated_without_being_started() {
     let env = Env::new();
     let name = env.name("cold");
-    let p = port(&env, 0);
+    let p = PORT;
     let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
     let v2 = http_config(&env, "v2.nix", p, "v2", true, false);
     env.create(&name, &["--config-file", s(&v1)]);
@@ -345,7 +345,7 @@ fn a_flakes_attr_is_built_and_remembered() {
 fn changed_nspawn_settings_need_a_restart() {
     let env = Env::new();
     let name = env.name("restart");
-    let p = port(&env, 0);
+    let p = PORT;
     let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
     env.create(&name, &["--config-file", s(&v1)]);
     env.ok(["start", &name]);
@@ -388,7 +388,7 @@ fn update_waits_for_its_containers_lock_and_never_for_others() {
     let env = Env::new();
     let a = env.name("lock-a");
     let b = env.name("lock-b");
-    let p = port(&env, 0);
+    let p = PORT;
     let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
     let v2 = http_config(&env, "v2.nix", p, "v2", true, false);
     env.create(&a, &["--config-file", s(&v1)]);

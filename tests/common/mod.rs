@@ -341,7 +341,8 @@ pub fn routes_and_addresses_of(addr: &str) -> Vec<String> {
     found
 }
 
-fn cmd_ok(program: &str, args: &[&str]) -> bool {
+/// Whether `program args` runs and exits 0 (its output discarded).
+pub fn cmd_ok(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
         .stdout(Stdio::null())
