@@ -78,8 +78,8 @@ fn in_foreground(pid: u32) -> bool {
     fields.len() > 5 && fields[2] == fields[5]
 }
 
-fn spawn_cli(env: &Env, args: &[&str]) -> Child {
-    env.command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+fn spawn_cli(env: &Env, args: &[&str]) -> KillOnDrop {
+    KillOnDrop::spawn(env.command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()))
 }
 
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
@@ -248,13 +248,12 @@ fn plain_root_shell_without_the_agent() {
     // Forced off, and Ctrl-C forwarded through a second connection.
     let off = [("NIXOS_CONTAINER_AGENT", "off")];
     common_semantics(&env, &name, &off, false);
-    let mut cli = env
-        .command()
-        .env("NIXOS_CONTAINER_AGENT", "off")
-        .args(["run", &name, "--", "sleep", "305.5"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cli = KillOnDrop::spawn(
+        env.command()
+            .env("NIXOS_CONTAINER_AGENT", "off")
+            .args(["run", &name, "--", "sleep", "305.5"])
+            .stdout(Stdio::piped()),
+    );
     wait_for(LONG, || pids_running(&["sleep", "305.5"]).pop()).expect("the command runs");
     signal(&cli, nix::sys::signal::Signal::SIGINT);
     assert_eq!(cli.wait().unwrap().code(), Some(130));

@@ -345,7 +345,7 @@ fn a_cli_killed_during_start_leaves_nothing_after_stop() {
     // Kill at two points: as soon as the namespace exists, and as soon as
     // the veth exists.
     for (point, marker) in [("namespace", &netns), ("veth", &ifpath)] {
-        let mut start = env.command().args(["start", &name]).stderr(Stdio::null()).spawn().unwrap();
+        let mut start = KillOnDrop::spawn(env.command().args(["start", &name]).stderr(Stdio::null()));
         let seen = wait_for(Duration::from_secs(20), || marker.exists().then_some(()));
         start.kill().unwrap();
         let _ = start.wait();
@@ -355,7 +355,7 @@ fn a_cli_killed_during_start_leaves_nothing_after_stop() {
         assert!(processes_of(&name).is_empty());
     }
     // Leftovers of a killed start do not stop the next start either.
-    let mut start = env.command().args(["start", &name]).stderr(Stdio::null()).spawn().unwrap();
+    let mut start = KillOnDrop::spawn(env.command().args(["start", &name]).stderr(Stdio::null()));
     wait_for(Duration::from_secs(20), || ifpath.exists().then_some(())).expect("the veth appears");
     start.kill().unwrap();
     let _ = start.wait();

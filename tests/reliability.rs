@@ -36,12 +36,12 @@ fn parallel_creates_never_share_a_name_or_an_address() {
     let system = build_system(&[]);
     let handles: Vec<_> = (0..8)
         .map(|_| {
-            env.command()
-                .args(["create", &base, "--ensure-unique-name", "--system-path", &system])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            KillOnDrop::spawn(
+                env.command()
+                    .args(["create", &base, "--ensure-unique-name", "--system-path", &system])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped()),
+            )
         })
         .collect();
     let mut names = HashSet::new();
@@ -71,7 +71,7 @@ fn parallel_starts_give_one_container() {
     let name = env.name("race");
     env.create(&name, &[]);
     let starts: Vec<_> = (0..4)
-        .map(|_| env.command().args(["start", &name]).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .map(|_| KillOnDrop::spawn(env.command().args(["start", &name]).stderr(std::process::Stdio::piped())))
         .collect();
     for s in starts {
         let out = s.wait_with_output().unwrap();
@@ -89,7 +89,7 @@ fn destroy_during_start_waits_and_cleans_up() {
     let env = Env::new();
     let name = env.name("dds");
     env.create(&name, &[]);
-    let start = env.command().args(["start", &name]).spawn().unwrap();
+    let start = KillOnDrop::spawn(env.command().args(["start", &name]));
     wait_for(Duration::from_secs(10), || (!processes_of(&name).is_empty()).then_some(()));
     env.ok(["destroy", &name]);
     let _ = start.wait_with_output();

@@ -12,7 +12,8 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -120,6 +121,23 @@ fn current_link(env: &Env, name: &str) -> String {
 
 fn unit_state(env: &Env, name: &str, unit: &str) -> String {
     stdout(&env.run(["run", name, "--", "systemctl", "is-active", unit])).trim().to_string()
+}
+
+/// How long a test waits for an update that runs in the background.
+const BOUND: Duration = Duration::from_secs(180);
+
+/// The lines `r` gives, read on a thread of their own so that the test can
+/// wait for them with a timeout; the channel closes at the end of `r`.
+fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// A running container serving "v1" from `v1.nix` on `PORT`.
@@ -398,13 +416,14 @@ fn update_waits_for_its_containers_lock_and_never_for_others() {
     let lock_file = std::fs::File::open(env.base.join(format!("run/locks/{a}.lock"))).unwrap();
     let held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).unwrap();
     let mut waiting =
-        env.command().args(["update", "-v", &a, "--config-file", s(&v2)]).stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(waiting.stderr.take().unwrap()).lines();
+        KillOnDrop::spawn(env.command().args(["update", "-v", &a, "--config-file", s(&v2)]).stderr(Stdio::piped()));
+    let lines = lines_of(waiting.stderr.take().unwrap());
+    let deadline = Instant::now() + BOUND;
     let mut said = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        said.push(line.clone());
-        if line.contains(&format!("waiting for container '{a}'")) {
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let waits = line.contains(&format!("waiting for container '{a}'"));
+        said.push(line);
+        if waits {
             break;
         }
     }
@@ -415,8 +434,15 @@ fn update_waits_for_its_containers_lock_and_never_for_others() {
     assert_eq!(current_link(&env, &a), "system-1-link", "a's update has not run");
 
     drop(held);
-    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
-    let status = waiting.wait().unwrap();
+    let deadline = Instant::now() + BOUND;
+    let mut rest = Vec::new();
+    // Until update closes its stderr (it ends) or the time is up.
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        rest.push(line);
+    }
+    let status = waiting
+        .wait_timeout(deadline.saturating_duration_since(Instant::now()))
+        .unwrap_or_else(|| panic!("update still runs {BOUND:?} after its lock was freed: {rest:?}"));
     assert!(status.success(), "{rest:?}");
     assert_eq!(current_link(&env, &a), "system-2-link");
 }

@@ -17,7 +17,7 @@ pub mod tmux;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -453,6 +453,55 @@ impl Drop for Env {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// A spawned child (a CLI run the test waits for later) that is killed and
+/// reaped when dropped, so that a test that panics leaves no CLI behind
+/// (Env's drop then cleans up what that CLI made).
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    pub fn new(child: Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    /// Spawns `cmd`; panics if it cannot be started.
+    pub fn spawn(cmd: &mut Command) -> KillOnDrop {
+        KillOnDrop::new(cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}")))
+    }
+
+    /// `Child::wait_with_output`.
+    pub fn wait_with_output(mut self) -> std::io::Result<Output> {
+        self.0.take().expect("a child").wait_with_output()
+    }
+
+    /// Waits up to `timeout` for the child to exit; None if it still runs.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_for(timeout, || self.try_wait().expect("waiting for a child"))
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("a child")
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("a child")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // Harmless for a child that has exited (and been waited for).
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
