@@ -350,10 +350,16 @@ fn root_login_is_a_real_terminal() {
     assert!(screen.contains("xterm-256color"), "{screen}");
 
     // It follows a resize of the caller's terminal.
+    // The new size reaches the guest's pty a moment later: ask until it has.
     t.resize(100, 30);
-    std::thread::sleep(Duration::from_millis(300));
-    t.clear_screen();
-    t.line("stty size");
+    let mut screen = String::new();
+    let resized = wait_for(LONG, || {
+        t.clear_screen();
+        t.line("echo SIZE=$(stty size)=");
+        screen = t.wait_screen("stty's answer", |s| s.lines().any(|l| l.starts_with("SIZE=")));
+        screen.contains("SIZE=30 100=").then_some(())
+    });
+    assert!(resized.is_some(), "the guest's terminal never became 100x30:\n{screen}");
     t.wait_text("30 100");
 
     // Job control, and Ctrl-C as a terminal sends it.
