@@ -89,10 +89,17 @@ fn destroy_during_start_waits_and_cleans_up() {
     let env = Env::new();
     let name = env.name("dds");
     env.create(&name, &[]);
-    let start = KillOnDrop::spawn(env.command().args(["start", &name]));
-    wait_for(Duration::from_secs(10), || (!processes_of(&name).is_empty()).then_some(()));
+    let start = KillOnDrop::spawn(
+        env.command().args(["start", &name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()),
+    );
+    wait_for(Duration::from_secs(10), || (!processes_of(&name).is_empty()).then_some(()))
+        .expect("the container's processes appear");
     env.ok(["destroy", &name]);
-    let _ = start.wait_with_output();
+    // start holds the container's lock until the guest is up, and destroy
+    // waits for that lock: start succeeds (quietly), then destroy removes it.
+    let started = start.wait_with_output().unwrap();
+    assert!(started.status.success(), "start: {}: {}", started.status, stderr(&started));
+    assert_eq!((stdout(&started), stderr(&started)), (String::new(), String::new()));
     assert_eq!(env.leftovers(&name), Vec::<String>::new());
     assert!(supervisors_of(&name).is_empty());
 }
