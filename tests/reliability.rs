@@ -212,6 +212,8 @@ fn stop_timeout_holds_against_a_guest_that_will_not_halt() {
     env.ok(["stop", &name, "--timeout", "5"]);
     let took = t.elapsed();
     assert!(took < Duration::from_secs(15), "stop --timeout 5 took {took:?}");
+    // The guest was given its 5 s to halt before it was killed.
+    assert!(took >= Duration::from_millis(4500), "stop --timeout 5 killed after {took:?}");
     assert!(processes_of(&name).is_empty());
     assert_eq!(env.ok(["status", &name]), "down\n");
 }
