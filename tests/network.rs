@@ -289,7 +289,15 @@ fn port_forwards_reach_the_guest_from_another_namespace_and_from_loopback() {
 
     env.ok(["stop", &name]);
     assert_eq!(network_leftovers(&name), Vec::<String>::new());
-    assert!(TcpStream::connect(("127.0.0.1", host_port)).is_err(), "the forward is gone");
+    let loopback = SocketAddr::new(ip("127.0.0.1"), host_port);
+    assert!(TcpStream::connect_timeout(&loopback, Duration::from_secs(5)).is_err(), "the forward is gone");
+    // And the port is the host's again: a rule left behind would send this
+    // connection to the guest's address rather than to our listener.
+    let listener = std::net::TcpListener::bind(loopback).unwrap();
+    let conn = TcpStream::connect_timeout(&loopback, Duration::from_secs(5)).expect("connecting to host port");
+    listener.set_nonblocking(true).unwrap();
+    let (_, peer) = wait_for(Duration::from_secs(5), || listener.accept().ok()).expect("our listener gets it");
+    assert_eq!(peer, conn.local_addr().unwrap(), "the connection reached the host's own listener");
 }
 
 #[test]
