@@ -164,8 +164,18 @@ fn names_offered_follow_the_live_state() {
             "{cmd} offers running ones only"
         );
     }
-    // A prefix narrows; a container made a moment ago is there at once.
+    // A prefix narrows.
     assert_eq!(names_offered(&env, &["nixos-container", "status", &down[..down.len() - 1]]), vec![down.clone()]);
+    // A container made a moment ago is there at once, and one destroyed a
+    // moment ago is gone at once.
+    let fresh = env.name("fresh");
+    env.create(&fresh, &["--system-path", &build_system(&[])]);
+    let mut all = vec![up.clone(), down.clone(), fresh.clone()];
+    all.sort();
+    assert_eq!(names_offered(&env, &["nixos-container", "status", ""]), all);
+    assert_eq!(names_offered(&env, &["nixos-container", "status", &fresh[..fresh.len() - 2]]), vec![fresh.clone()]);
+    env.ok(["destroy", &fresh]);
+    assert_eq!(names_offered(&env, &["nixos-container", "status", ""]), both);
     env.ok(["stop", &up]);
     assert!(names_offered(&env, &["nixos-container", "stop", ""]).is_empty());
     // The hidden supervisor command is never offered.

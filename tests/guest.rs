@@ -59,7 +59,17 @@ fn sha256_hex(data: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
-/// Host PIDs of processes whose argv is exactly `argv`.
+/// The seconds for a `sleep` the test watches: `N.PID`, PID being this
+/// test process's. With a distinct `n` per use, the sleep's argv is this
+/// test's alone, also among other test runs on the host, so that looking
+/// for it host-wide (as `pids_running` does) finds nobody else's.
+fn secs(n: u32) -> String {
+    format!("{n}.{}", std::process::id())
+}
+
+/// Host PIDs of processes whose argv is exactly `argv`, wherever they are:
+/// a process that must be gone must not be anywhere (not even outside the
+/// container). Use an argv from `secs`.
 fn pids_running(argv: &[&str]) -> Vec<u32> {
     let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
     std::fs::read_dir("/proc")
@@ -78,8 +88,18 @@ fn in_foreground(pid: u32) -> bool {
     fields.len() > 5 && fields[2] == fields[5]
 }
 
-fn spawn_cli(env: &Env, args: &[&str]) -> Child {
-    env.command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+/// Waits until the command `argv` runs; returns its PID. Every process
+/// with that argv must be in container `name`'s cgroup.
+fn running_in(name: &str, argv: &[&str]) -> u32 {
+    let pids = wait_for(LONG, || Some(pids_running(argv)).filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| panic!("{argv:?} never ran"));
+    let inside = processes_of(name);
+    assert!(pids.iter().all(|p| inside.contains(p)), "{argv:?} (PIDs {pids:?}) runs outside the container's cgroup");
+    *pids.last().unwrap()
+}
+
+fn spawn_cli(env: &Env, args: &[&str]) -> KillOnDrop {
+    KillOnDrop::spawn(env.command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()))
 }
 
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
@@ -231,35 +251,40 @@ fn signals_reach_the_command_which_stays_in_the_container() {
     let name = started(&env, "sig", &[]);
 
     // Ctrl-C (SIGINT) to the CLI ends the command with it: 130.
-    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", "301.5"]);
-    let pid = wait_for(LONG, || pids_running(&["sleep", "301.5"]).pop()).expect("the command runs");
+    let s = secs(301);
+    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", &s]);
+    let pid = running_in(&name, &["sleep", &s]);
     assert!(processes_of(&name).contains(&pid), "the command is in the container's cgroup");
     signal(&cli, nix::sys::signal::Signal::SIGINT);
     assert_eq!(cli.wait().unwrap().code(), Some(130));
-    assert!(pids_running(&["sleep", "301.5"]).is_empty());
+    assert!(pids_running(&["sleep", &s]).is_empty());
 
-    // SIGTERM: 143.
-    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", "302.5"]);
-    wait_for(LONG, || pids_running(&["sleep", "302.5"]).pop()).expect("the command runs");
+    // SIGTERM: 143, and the command is gone when the CLI ends.
+    let s = secs(302);
+    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", &s]);
+    running_in(&name, &["sleep", &s]);
     signal(&cli, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(cli.wait().unwrap().code(), Some(143));
+    assert!(pids_running(&["sleep", &s]).is_empty(), "SIGTERM ended the command");
 
     // The CLI killed outright: the command does not linger.
-    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", "303.5"]);
-    wait_for(LONG, || pids_running(&["sleep", "303.5"]).pop()).expect("the command runs");
+    let s = secs(303);
+    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", &s]);
+    running_in(&name, &["sleep", &s]);
     signal(&cli, nix::sys::signal::Signal::SIGKILL);
     let _ = cli.wait();
     assert!(
-        wait_for(LONG, || pids_running(&["sleep", "303.5"]).is_empty().then_some(())).is_some(),
+        wait_for(LONG, || pids_running(&["sleep", &s]).is_empty().then_some(())).is_some(),
         "the command outlived the CLI"
     );
 
     // stop ends commands started by run, and the CLI with them.
-    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", "304.5"]);
-    wait_for(LONG, || pids_running(&["sleep", "304.5"]).pop()).expect("the command runs");
+    let s = secs(304);
+    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", &s]);
+    running_in(&name, &["sleep", &s]);
     env.ok(["stop", &name, "--timeout", "10"]);
     assert_ne!(cli.wait().unwrap().code(), Some(0));
-    assert!(pids_running(&["sleep", "304.5"]).is_empty());
+    assert!(pids_running(&["sleep", &s]).is_empty());
     assert!(processes_of(&name).is_empty());
 }
 
@@ -277,16 +302,17 @@ fn plain_root_shell_without_the_agent() {
     // Forced off, and Ctrl-C forwarded through a second connection.
     let off = [("NIXOS_CONTAINER_AGENT", "off")];
     common_semantics(&env, &name, &off, false);
-    let mut cli = env
-        .command()
-        .env("NIXOS_CONTAINER_AGENT", "off")
-        .args(["run", &name, "--", "sleep", "305.5"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(LONG, || pids_running(&["sleep", "305.5"]).pop()).expect("the command runs");
+    let s = secs(305);
+    let mut cli = KillOnDrop::spawn(
+        env.command()
+            .env("NIXOS_CONTAINER_AGENT", "off")
+            .args(["run", &name, "--", "sleep", &s])
+            .stdout(Stdio::piped()),
+    );
+    running_in(&name, &["sleep", &s]);
     signal(&cli, nix::sys::signal::Signal::SIGINT);
     assert_eq!(cli.wait().unwrap().code(), Some(130));
+    assert!(pids_running(&["sleep", &s]).is_empty(), "Ctrl-C ended the command");
 }
 
 #[test]
@@ -317,13 +343,14 @@ fn nsenter_when_the_guest_has_no_root_shell_socket() {
     let out = env.run(["run", &name, "--user", "nobody", "--", "id", "-u"]);
     assert_eq!(stdout(&out), "65534\n");
 
-    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", "306.5"]);
-    let pid = wait_for(LONG, || pids_running(&["sleep", "306.5"]).pop()).expect("the command runs");
+    let s = secs(306);
+    let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", &s]);
+    let pid = running_in(&name, &["sleep", &s]);
     assert!(processes_of(&name).contains(&pid), "the command is in the container's cgroup");
     signal(&cli, nix::sys::signal::Signal::SIGKILL);
     let _ = cli.wait();
     assert!(
-        wait_for(LONG, || pids_running(&["sleep", "306.5"]).is_empty().then_some(())).is_some(),
+        wait_for(LONG, || pids_running(&["sleep", &s]).is_empty().then_some(())).is_some(),
         "the command outlived the CLI"
     );
     env.ok(["stop", &name]);
@@ -343,8 +370,9 @@ fn root_login_is_a_real_terminal() {
     let screen = t.wait_text("27 91");
     assert!(screen.contains("/dev/pts/"), "{screen}");
     t.clear_screen();
-    t.line(&format!("{}; echo RUN-EXITED-$((40+2))-$?", env.shell_command(&["run", &name, "--", "sleep", "308.5"])));
-    let pid = wait_for(LONG, || pids_running(&["sleep", "308.5"]).pop()).expect("the command runs");
+    let s = secs(308);
+    t.line(&format!("{}; echo RUN-EXITED-$((40+2))-$?", env.shell_command(&["run", &name, "--", "sleep", &s])));
+    let pid = running_in(&name, &["sleep", &s]);
     wait_for(LONG, || in_foreground(pid).then_some(())).expect("the command owns its pty");
     t.press("C-c");
     t.wait_text("RUN-EXITED-42-130");
@@ -363,24 +391,31 @@ fn root_login_is_a_real_terminal() {
     assert!(screen.contains("xterm-256color"), "{screen}");
 
     // It follows a resize of the caller's terminal.
+    // The new size reaches the guest's pty a moment later: ask until it has.
     t.resize(100, 30);
-    std::thread::sleep(Duration::from_millis(300));
-    t.clear_screen();
-    t.line("stty size");
+    let mut screen = String::new();
+    let resized = wait_for(LONG, || {
+        t.clear_screen();
+        t.line("echo SIZE=$(stty size)=");
+        screen = t.wait_screen("stty's answer", |s| s.lines().any(|l| l.starts_with("SIZE=")));
+        screen.contains("SIZE=30 100=").then_some(())
+    });
+    assert!(resized.is_some(), "the guest's terminal never became 100x30:\n{screen}");
     t.wait_text("30 100");
 
     // Job control, and Ctrl-C as a terminal sends it.
     t.clear_screen();
-    t.line("sleep 307.5 &");
+    let s = secs(307);
+    t.line(&format!("sleep {s} &"));
     t.line("jobs");
     t.wait_text("Running");
     t.line("fg");
-    let pid = wait_for(LONG, || pids_running(&["sleep", "307.5"]).pop()).expect("the job runs");
+    let pid = running_in(&name, &["sleep", &s]);
     wait_for(LONG, || in_foreground(pid).then_some(())).expect("fg gives the job the terminal");
     t.press("C-c");
     t.line("echo status=$?");
     t.wait_text("status=130");
-    assert!(pids_running(&["sleep", "307.5"]).is_empty());
+    assert!(pids_running(&["sleep", &s]).is_empty());
 
     // Exit restores the caller's terminal.
     t.line("exit");

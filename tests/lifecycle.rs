@@ -122,7 +122,7 @@ fn stop_while_booting_then_start_again() {
     let env = Env::new();
     let name = env.name("boot");
     env.create(&name, &[]);
-    let mut start = env.command().args(["start", &name]).spawn().unwrap();
+    let mut start = KillOnDrop::spawn(env.command().args(["start", &name]));
     // Wait until the guest exists, then stop it while it boots.
     wait_for(Duration::from_secs(10), || (!processes_of(&name).is_empty()).then_some(()))
         .expect("the container's processes appear");

@@ -50,10 +50,6 @@ fn sh(args: &[&str]) -> String {
     stdout(&out)
 }
 
-fn succeeds(args: &[&str]) -> bool {
-    Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success()
-}
-
 fn conf_value(env: &Env, name: &str, key: &str) -> String {
     let conf = std::fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap();
     conf.lines()
@@ -184,6 +180,7 @@ fn parallel_starts_get_distinct_interfaces_and_addresses() {
     });
     let (ia, ib) = (names::host_ifname(&a), names::host_ifname(&b));
     assert_ne!(ia, ib);
+    assert!(ia.contains('.') && !ib.contains('.'), "one of each form: {a} -> {ia}, {b} -> {ib}");
     let (la, lb) = (conf_value(&env, &a, "LOCAL_ADDRESS"), conf_value(&env, &b, "LOCAL_ADDRESS"));
     assert_ne!(la, lb);
     for (n, ifname, local) in [(&a, &ia, &la), (&b, &ib, &lb)] {
@@ -204,7 +201,7 @@ fn parallel_starts_get_distinct_interfaces_and_addresses() {
 #[test]
 fn sixteen_parallel_creates_get_sixteen_distinct_pairs() {
     let env = Env::new();
-    let system = system_path();
+    let system = build_system(&[]);
     let names: Vec<String> = (0..16).map(|i| env.name(&format!("c{i}"))).collect();
     std::thread::scope(|s| {
         for n in &names {
@@ -226,22 +223,6 @@ fn sixteen_parallel_creates_get_sixteen_distinct_pairs() {
         assert!(hosts.contains(&format!("{local} {n}.containers")), "{hosts}");
     }
     assert!(hosts.starts_with("127.0.0.1 localhost\n"), "the file's own lines stay: {hosts}");
-}
-
-/// A system built once, for tests that do not care about its configuration.
-fn system_path() -> String {
-    let out = Command::new("nix-build")
-        .env("NIX_CONFIG", OFFLINE_NIX)
-        .args(["--no-out-link", "-E"])
-        .arg(format!(
-            "(import {} {{ configuration = {{ imports = [ {} ]; }}; }}).system",
-            nixos_path().display(),
-            repo().join("guest/container-login.nix").display()
-        ))
-        .output()
-        .expect("nix-build");
-    assert!(out.status.success(), "nix-build: {}", stderr(&out));
-    stdout(&out).trim().to_string()
 }
 
 #[test]
@@ -308,7 +289,15 @@ fn port_forwards_reach_the_guest_from_another_namespace_and_from_loopback() {
 
     env.ok(["stop", &name]);
     assert_eq!(network_leftovers(&name), Vec::<String>::new());
-    assert!(TcpStream::connect(("127.0.0.1", host_port)).is_err(), "the forward is gone");
+    let loopback = SocketAddr::new(ip("127.0.0.1"), host_port);
+    assert!(TcpStream::connect_timeout(&loopback, Duration::from_secs(5)).is_err(), "the forward is gone");
+    // And the port is the host's again: a rule left behind would send this
+    // connection to the guest's address rather than to our listener.
+    let listener = std::net::TcpListener::bind(loopback).unwrap();
+    let conn = TcpStream::connect_timeout(&loopback, Duration::from_secs(5)).expect("connecting to host port");
+    listener.set_nonblocking(true).unwrap();
+    let (_, peer) = wait_for(Duration::from_secs(5), || listener.accept().ok()).expect("our listener gets it");
+    assert_eq!(peer, conn.local_addr().unwrap(), "the connection reached the host's own listener");
 }
 
 #[test]
@@ -318,7 +307,7 @@ fn container_names_resolve_on_the_host_while_the_container_exists() {
     let hosts = env.hosts_file();
     std::fs::write(&hosts, "127.0.0.1 localhost\n# keep this comment\n10.9.9.9 other.example\n").unwrap();
     let before = std::fs::read_to_string(&hosts).unwrap();
-    env.create(&name, &["--system-path", &system_path()]);
+    env.create(&name, &["--system-path", &build_system(&[])]);
     let local = conf_value(&env, &name, "LOCAL_ADDRESS");
     let local6 = conf_value(&env, &name, "LOCAL_ADDRESS6");
     let text = std::fs::read_to_string(&hosts).unwrap();
@@ -364,7 +353,7 @@ fn a_cli_killed_during_start_leaves_nothing_after_stop() {
     // Kill at two points: as soon as the namespace exists, and as soon as
     // the veth exists.
     for (point, marker) in [("namespace", &netns), ("veth", &ifpath)] {
-        let mut start = env.command().args(["start", &name]).stderr(Stdio::null()).spawn().unwrap();
+        let mut start = KillOnDrop::spawn(env.command().args(["start", &name]).stderr(Stdio::null()));
         let seen = wait_for(Duration::from_secs(20), || marker.exists().then_some(()));
         start.kill().unwrap();
         let _ = start.wait();
@@ -374,7 +363,7 @@ fn a_cli_killed_during_start_leaves_nothing_after_stop() {
         assert!(processes_of(&name).is_empty());
     }
     // Leftovers of a killed start do not stop the next start either.
-    let mut start = env.command().args(["start", &name]).stderr(Stdio::null()).spawn().unwrap();
+    let mut start = KillOnDrop::spawn(env.command().args(["start", &name]).stderr(Stdio::null()));
     wait_for(Duration::from_secs(20), || ifpath.exists().then_some(())).expect("the veth appears");
     start.kill().unwrap();
     let _ = start.wait();
@@ -409,14 +398,14 @@ fn a_bridge_takes_the_host_side() {
     env.ok(["run", &name, "--", "ping", "-c", "1", "-W", "5", &gw]);
     env.ok(["stop", &name]);
     assert_eq!(network_leftovers(&name), Vec::<String>::new());
-    assert!(succeeds(&["ip", "link", "show", "dev", &bridge]), "the bridge is not ours to remove");
+    assert!(cmd_ok("ip", &["link", "show", "dev", &bridge]), "the bridge is not ours to remove");
 }
 
 #[test]
 fn addresses_the_host_already_uses_are_refused_or_skipped() {
     let env = Env::new();
     let mut net = TestNet::default();
-    let system = system_path();
+    let system = build_system(&[]);
     // The host has the first pair's host address and routes a /30 of the pool.
     // (A bridge stands in for a dummy interface: not every kernel has those.)
     let dummy = format!("ntdm{}", env.pool);
@@ -471,7 +460,16 @@ fn show_ip_prints_ipv6_when_the_container_has_only_that() {
     let (h6, l6) = (env.pool6().replace("::/48", ":77::1"), env.pool6().replace("::/48", ":77::2"));
     env.create(
         &name,
-        &["--system-path", &system_path(), "--bridge", "nonexistent0", "--host-address6", &h6, "--local-address6", &l6],
+        &[
+            "--system-path",
+            &build_system(&[]),
+            "--bridge",
+            "nonexistent0",
+            "--host-address6",
+            &h6,
+            "--local-address6",
+            &l6,
+        ],
     );
     assert_eq!(env.ok(["show-ip", &name]), format!("{l6}\n"));
     let out = env.run(["start", &name]);
@@ -487,7 +485,7 @@ fn host_and_container_addresses_in_one_subnet() {
     let env = Env::new();
     let name = env.name("subnet");
     let (host, local) = (format!("10.{}.7.1", env.pool), format!("10.{}.7.2", env.pool));
-    let args = ["--system-path", &system_path(), "--host-address", &format!("{host}/24")];
+    let args = ["--system-path", &build_system(&[]), "--host-address", &format!("{host}/24")];
     env.create(&name, &[&args[..], &["--local-address", &format!("{local}/24")]].concat());
     env.ok(["start", &name]);
     let routes = sh(&["ip", "-4", "route", "show", "dev", &names::host_ifname(&name)]);

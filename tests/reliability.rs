@@ -36,12 +36,12 @@ fn parallel_creates_never_share_a_name_or_an_address() {
     let system = build_system(&[]);
     let handles: Vec<_> = (0..8)
         .map(|_| {
-            env.command()
-                .args(["create", &base, "--ensure-unique-name", "--system-path", &system])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            KillOnDrop::spawn(
+                env.command()
+                    .args(["create", &base, "--ensure-unique-name", "--system-path", &system])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped()),
+            )
         })
         .collect();
     let mut names = HashSet::new();
@@ -71,7 +71,7 @@ fn parallel_starts_give_one_container() {
     let name = env.name("race");
     env.create(&name, &[]);
     let starts: Vec<_> = (0..4)
-        .map(|_| env.command().args(["start", &name]).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .map(|_| KillOnDrop::spawn(env.command().args(["start", &name]).stderr(std::process::Stdio::piped())))
         .collect();
     for s in starts {
         let out = s.wait_with_output().unwrap();
@@ -89,10 +89,17 @@ fn destroy_during_start_waits_and_cleans_up() {
     let env = Env::new();
     let name = env.name("dds");
     env.create(&name, &[]);
-    let start = env.command().args(["start", &name]).spawn().unwrap();
-    wait_for(Duration::from_secs(10), || (!processes_of(&name).is_empty()).then_some(()));
+    let start = KillOnDrop::spawn(
+        env.command().args(["start", &name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()),
+    );
+    wait_for(Duration::from_secs(10), || (!processes_of(&name).is_empty()).then_some(()))
+        .expect("the container's processes appear");
     env.ok(["destroy", &name]);
-    let _ = start.wait_with_output();
+    // start holds the container's lock until the guest is up, and destroy
+    // waits for that lock: start succeeds (quietly), then destroy removes it.
+    let started = start.wait_with_output().unwrap();
+    assert!(started.status.success(), "start: {}: {}", started.status, stderr(&started));
+    assert_eq!((stdout(&started), stderr(&started)), (String::new(), String::new()));
     assert_eq!(env.leftovers(&name), Vec::<String>::new());
     assert!(supervisors_of(&name).is_empty());
 }
@@ -205,6 +212,8 @@ fn stop_timeout_holds_against_a_guest_that_will_not_halt() {
     env.ok(["stop", &name, "--timeout", "5"]);
     let took = t.elapsed();
     assert!(took < Duration::from_secs(15), "stop --timeout 5 took {took:?}");
+    // The guest was given its 5 s to halt before it was killed.
+    assert!(took >= Duration::from_millis(4500), "stop --timeout 5 killed after {took:?}");
     assert!(processes_of(&name).is_empty());
     assert_eq!(env.ok(["status", &name]), "down\n");
 }

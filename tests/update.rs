@@ -2,23 +2,24 @@
 //! nothing, generations and rollback, stopped containers, flakes, restarts
 //! and the per-container lock. Real guests, real Nix.
 //!
-//! Until private networking lands, containers share the host's network, so
-//! each test serves HTTP (busybox httpd in the guest) on ports derived from
-//! its own address pool, and fetches from inside the guest.
+//! The guests serve HTTP (busybox httpd) on their own loopback and the
+//! tests fetch from inside the guest: every container has a network
+//! namespace of its own (create's default is a private network), so no
+//! port is shared with the host or with another test's guest.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A port on loopback that no other running test uses.
-fn port(env: &Env, k: u16) -> u16 {
-    41000 + (env.pool as u16 - 100) * 8 + k
-}
+/// The port the guest's web service listens on, on the guest's own
+/// loopback (see above: any port would do).
+const PORT: u16 = 8080;
 
 /// A configuration serving `/etc/www/file` (= `text`) on `port`; with
 /// `extra`, a second service serves `/etc/extra/file` on `port + 1`; with
@@ -122,7 +123,24 @@ fn unit_state(env: &Env, name: &str, unit: &str) -> String {
     stdout(&env.run(["run", name, "--", "systemctl", "is-active", unit])).trim().to_string()
 }
 
-/// A running container serving "v1" from `v1.nix` on its first port.
+/// How long a test waits for an update that runs in the background.
+const BOUND: Duration = Duration::from_secs(180);
+
+/// The lines `r` gives, read on a thread of their own so that the test can
+/// wait for them with a timeout; the channel closes at the end of `r`.
+fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A running container serving "v1" from `v1.nix` on `PORT`.
 struct ServingV1 {
     name: String,
     port: u16,
@@ -132,7 +150,7 @@ struct ServingV1 {
 
 fn start_serving_v1(env: &Env, tag: &str) -> ServingV1 {
     let name = env.name(tag);
-    let port = port(env, 0);
+    let port = PORT;
     let v1 = http_config(env, "v1.nix", port, "v1", false, false);
     env.create(&name, &["--config-file", s(&v1)]);
     env.ok(["start", &name]);
@@ -171,7 +189,7 @@ fn a_live_update_serves_the_new_file_and_service_without_a_reboot() {
 fn a_failed_build_changes_nothing() {
     let env = Env::new();
     let name = env.name("fail");
-    let p = port(&env, 0);
+    let p = PORT;
     let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
     env.create(&name, &["--config-file", s(&v1)]);
     env.ok(["start", &name]);
@@ -240,7 +258,7 @@ fn rollback_returns_to_the_old_generation() {
 fn a_stopped_container_is_updated_without_being_started() {
     let env = Env::new();
     let name = env.name("cold");
-    let p = port(&env, 0);
+    let p = PORT;
     let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
     let v2 = http_config(&env, "v2.nix", p, "v2", true, false);
     env.create(&name, &["--config-file", s(&v1)]);
@@ -345,7 +363,7 @@ fn a_flakes_attr_is_built_and_remembered() {
 fn changed_nspawn_settings_need_a_restart() {
     let env = Env::new();
     let name = env.name("restart");
-    let p = port(&env, 0);
+    let p = PORT;
     let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
     env.create(&name, &["--config-file", s(&v1)]);
     env.ok(["start", &name]);
@@ -388,7 +406,7 @@ fn update_waits_for_its_containers_lock_and_never_for_others() {
     let env = Env::new();
     let a = env.name("lock-a");
     let b = env.name("lock-b");
-    let p = port(&env, 0);
+    let p = PORT;
     let v1 = http_config(&env, "v1.nix", p, "v1", false, false);
     let v2 = http_config(&env, "v2.nix", p, "v2", true, false);
     env.create(&a, &["--config-file", s(&v1)]);
@@ -398,13 +416,14 @@ fn update_waits_for_its_containers_lock_and_never_for_others() {
     let lock_file = std::fs::File::open(env.base.join(format!("run/locks/{a}.lock"))).unwrap();
     let held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).unwrap();
     let mut waiting =
-        env.command().args(["update", "-v", &a, "--config-file", s(&v2)]).stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(waiting.stderr.take().unwrap()).lines();
+        KillOnDrop::spawn(env.command().args(["update", "-v", &a, "--config-file", s(&v2)]).stderr(Stdio::piped()));
+    let lines = lines_of(waiting.stderr.take().unwrap());
+    let deadline = Instant::now() + BOUND;
     let mut said = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        said.push(line.clone());
-        if line.contains(&format!("waiting for container '{a}'")) {
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let waits = line.contains(&format!("waiting for container '{a}'"));
+        said.push(line);
+        if waits {
             break;
         }
     }
@@ -415,8 +434,15 @@ fn update_waits_for_its_containers_lock_and_never_for_others() {
     assert_eq!(current_link(&env, &a), "system-1-link", "a's update has not run");
 
     drop(held);
-    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
-    let status = waiting.wait().unwrap();
+    let deadline = Instant::now() + BOUND;
+    let mut rest = Vec::new();
+    // Until update closes its stderr (it ends) or the time is up.
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        rest.push(line);
+    }
+    let status = waiting
+        .wait_timeout(deadline.saturating_duration_since(Instant::now()))
+        .unwrap_or_else(|| panic!("update still runs {BOUND:?} after its lock was freed: {rest:?}"));
     assert!(status.success(), "{rest:?}");
     assert_eq!(current_link(&env, &a), "system-2-link");
 }

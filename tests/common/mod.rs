@@ -17,7 +17,7 @@ pub mod tmux;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -49,6 +49,19 @@ fn require_root() {
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// `n` in base 36 (digits and lower-case letters).
+fn base36(mut n: u32) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit(n % 36, 36).unwrap());
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
 
 /// A /16 pool that no other running test uses: pools are numbered, and a
 /// test holds the flock of its pool's file for as long as it lives. A pool
@@ -101,7 +114,7 @@ impl Env {
         let tmp = tempfile::Builder::new().prefix("nc-test-").tempdir_in("/tmp").unwrap();
         let (pool, lock) = claim_pool();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("t{}{}", std::process::id() % 100000, n);
+        let prefix = format!("t{}-{n}", base36(std::process::id()));
         let env = Env {
             base: tmp.path().to_path_buf(),
             pool,
@@ -114,7 +127,16 @@ impl Env {
         env
     }
 
-    /// A container name unique to this test run, `{prefix}-{short}`.
+    /// A container name unique to this test run, `{prefix}-{short}`, where
+    /// the prefix is `t{PID}-{N}`: the test process's PID in base 36 (no
+    /// other live process has it; at most 5 characters for any pid_max up
+    /// to 2^22) and the Env's number in the process. No digit of either is
+    /// a '-', so two prefixes never run into each other. Names become
+    /// host-wide objects (netns, interfaces, cgroups) that Env's drop
+    /// removes by name: another test's name must never be ours.
+    ///
+    /// With `short` of up to 2 characters the name has at most 12
+    /// (`t` + 5 + `-` + 2 + `-` + 2), and so the `ve-NAME` interface form.
     pub fn name(&self, short: &str) -> String {
         let name = format!("{}-{short}", self.prefix);
         self.track(&name);
@@ -236,16 +258,33 @@ impl Env {
         self.base.join("run").join(name)
     }
 
-    /// What is left of container `name` on the host (empty when nothing).
+    /// What is left of container `name` on the host (empty when nothing):
+    /// its conf (also an unfinished create's), root, profile, GC roots and
+    /// run directory, its lines in the hosts file, processes, cgroups,
+    /// mounts and network. (Only its lock file stays, by design.)
     pub fn leftovers(&self, name: &str) -> Vec<String> {
         let mut left = Vec::new();
-        for p in
-            [self.conf_dir().join(format!("{name}.conf")), self.root(name), self.profile_dir(name), self.gcroots(name)]
-        {
-            if p.exists() {
+        for p in [
+            self.conf_dir().join(format!("{name}.conf")),
+            self.conf_dir().join(format!("{name}.conf.creating")),
+            self.root(name),
+            self.profile_dir(name),
+            self.gcroots(name),
+            self.run_dir(name),
+        ] {
+            // symlink_metadata: a dangling link is something left too.
+            if p.symlink_metadata().is_ok() {
                 left.push(format!("path {}", p.display()));
             }
         }
+        let host = format!("{name}.containers");
+        let hosts = fs::read_to_string(self.hosts_file()).unwrap_or_default();
+        left.extend(
+            hosts
+                .lines()
+                .filter(|l| l.split('#').next().unwrap_or("").split_whitespace().any(|w| w == host))
+                .map(|l| format!("hosts line {l}")),
+        );
         left.extend(processes_of(name).iter().map(|p| format!("process {p}")));
         left.extend(cgroup_dirs(name).iter().map(|p| format!("cgroup {}", p.display())));
         left.extend(mounts_under(&self.base.join("state").join(name)).iter().map(|m| format!("mount {m}")));
@@ -302,7 +341,8 @@ pub fn routes_and_addresses_of(addr: &str) -> Vec<String> {
     found
 }
 
-fn cmd_ok(program: &str, args: &[&str]) -> bool {
+/// Whether `program args` runs and exits 0 (its output discarded).
+pub fn cmd_ok(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
         .stdout(Stdio::null())
@@ -413,6 +453,55 @@ impl Drop for Env {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// A spawned child (a CLI run the test waits for later) that is killed and
+/// reaped when dropped, so that a test that panics leaves no CLI behind
+/// (Env's drop then cleans up what that CLI made).
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    pub fn new(child: Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    /// Spawns `cmd`; panics if it cannot be started.
+    pub fn spawn(cmd: &mut Command) -> KillOnDrop {
+        KillOnDrop::new(cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}")))
+    }
+
+    /// `Child::wait_with_output`.
+    pub fn wait_with_output(mut self) -> std::io::Result<Output> {
+        self.0.take().expect("a child").wait_with_output()
+    }
+
+    /// Waits up to `timeout` for the child to exit; None if it still runs.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_for(timeout, || self.try_wait().expect("waiting for a child"))
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("a child")
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("a child")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // Harmless for a child that has exited (and been waited for).
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
