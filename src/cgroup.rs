@@ -179,17 +179,17 @@ impl ContainerCgroup {
         }
     }
 
-    /// The container's init: the process that is PID 1 in its own PID namespace.
+    /// The container's init: the process that is PID 1 in a PID namespace
+    /// one level below ours (not the init of a container in the container).
     pub fn leader(&self) -> Option<Pid> {
+        let nspids = |pid: &str| -> Option<Vec<String>> {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+            Some(line.split_whitespace().map(str::to_string).collect())
+        };
+        let depth = nspids("self")?.len();
         self.pids().into_iter().find(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("NSpid:"))
-                        .map(|l| l.split_whitespace().count() > 2 && l.split_whitespace().last() == Some("1"))
-                })
-                .unwrap_or(false)
+            nspids(&pid.to_string()).is_some_and(|ids| ids.len() == depth + 1 && ids.last().is_some_and(|l| l == "1"))
         })
     }
 

@@ -569,6 +569,12 @@ impl Conf {
         Ok(conf)
     }
 
+    /// Whether the container gets a network of ours (a namespace and a veth
+    /// pair), rather than the host's or a namespace named in the conf.
+    pub fn has_own_network(&self) -> bool {
+        self.private_network && self.network_namespace_path.is_none()
+    }
+
     /// The values of `RESTART_KEYS` as the conf renders them (absent keys
     /// as empty), to record what a container was started with.
     pub fn launch_settings(&self) -> BTreeMap<String, String> {

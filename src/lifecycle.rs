@@ -150,7 +150,7 @@ fn taken_by_others(paths: &Paths, except: &str) -> Result<net::Taken> {
 fn plan_network(paths: &Paths, name: &str, conf: &mut Conf) -> Result<()> {
     let taken = taken_by_others(paths, name)?;
     net::check_new(name, conf, &taken)?;
-    if conf.private_network {
+    if conf.has_own_network() {
         let mut nl = net::netlink::RtNetlink::new()?;
         let pools = (Pool4::from_env()?, Pool6::from_env()?);
         net::assign(conf, &taken, &mut nl, pools, net::host_has_ipv6())?;
@@ -483,6 +483,18 @@ pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
     let _ = std::fs::remove_file(c.paths.run.join("notify"));
 }
 
+/// Declarative containers belong to the host's NixOS configuration.
+pub fn refuse_declarative(c: &Container) -> Result<()> {
+    if c.is_declarative() {
+        return Err(Error::other(format!(
+            "container '{}' is declarative ({} is read-only); remove it from your NixOS configuration instead",
+            c.name,
+            c.paths.conf.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Stops the container if it runs, then removes its root (never what is
 /// mounted into it), profile, GC roots, runtime state and conf, in that
 /// order: until the conf is gone, a failed destroy can be run again.
@@ -501,12 +513,7 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
         }
     }
     let (c, _lock) = open_locked(paths, name)?;
-    if c.is_declarative() {
-        return Err(Error::other(format!(
-            "container '{name}' is declarative ({} is read-only); remove it from your NixOS configuration instead",
-            c.paths.conf.display()
-        )));
-    }
+    refuse_declarative(&c)?;
     let cgroup = c.cgroup()?;
     finish_off(&c, &cgroup)?;
     crash_point("destroy-stopped");

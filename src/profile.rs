@@ -83,11 +83,13 @@ fn missing(program: &'static str) -> Error {
     Error::MissingProgram { program, hint: "install Nix (on Debian: apt-get install nix-bin) or put it on PATH" }
 }
 
-/// The command lines a build runs, first to last.
-pub fn commands(profile: &Path, source: &SystemSource) -> Vec<Vec<String>> {
+/// The command line that builds `source` for `profile`: for a system path
+/// or a NixOS configuration it also selects it (`nix-env --set`); a flake
+/// is built by `nix build`, whose result is then selected as a system path.
+pub fn command(profile: &Path, source: &SystemSource) -> Vec<String> {
     let p = profile.to_string_lossy().into_owned();
     match source {
-        SystemSource::NixosConfig { nixos_path, config } => vec![vec![
+        SystemSource::NixosConfig { nixos_path, config } => vec![
             "nix-env".into(),
             "-p".into(),
             p,
@@ -98,11 +100,11 @@ pub fn commands(profile: &Path, source: &SystemSource) -> Vec<Vec<String>> {
             "--set".into(),
             "-A".into(),
             "system".into(),
-        ]],
+        ],
         SystemSource::Path(path) => {
-            vec![vec!["nix-env".into(), "-p".into(), p, "--set".into(), path.to_string_lossy().into_owned()]]
+            vec!["nix-env".into(), "-p".into(), p, "--set".into(), path.to_string_lossy().into_owned()]
         }
-        SystemSource::Flake { reference, attr } => vec![vec![
+        SystemSource::Flake { reference, attr } => vec![
             "nix".into(),
             "--extra-experimental-features".into(),
             "nix-command flakes".into(),
@@ -111,7 +113,7 @@ pub fn commands(profile: &Path, source: &SystemSource) -> Vec<Vec<String>> {
             // Nix 2.8 has no --print-out-paths yet.
             "--json".into(),
             format!("{reference}#nixosConfigurations.\"{attr}\".config.system.build.toplevel"),
-        ]],
+        ],
     }
 }
 
@@ -124,25 +126,25 @@ pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Resu
     }
     match source {
         SystemSource::Flake { .. } => {
-            let argv = &commands(profile, source)[0];
+            let argv = &command(profile, source);
             let out = run(argv, output)?;
             let path = built_out_path(&out)
                 .ok_or_else(|| Error::Build(format!("nix build printed no store path (got '{}')", out.trim())))?;
             check_system(Path::new(&path))?;
             let set = SystemSource::Path(PathBuf::from(&path));
-            run(&commands(profile, &set)[0], output)?;
+            run(&command(profile, &set), output)?;
             Ok(PathBuf::from(path))
         }
         SystemSource::Path(path) => {
             check_system(path)?;
-            run(&commands(profile, source)[0], output)?;
+            run(&command(profile, source), output)?;
             current_system(profile)
         }
         SystemSource::NixosConfig { .. } => {
             // nix-env builds and selects in one step (the anchor's command),
             // so a result that is no system is taken back afterwards.
             let before = current_generation(profile)?;
-            run(&commands(profile, source)[0], output)?;
+            run(&command(profile, source), output)?;
             let system = current_system(profile)?;
             if let Err(e) = check_system(&system) {
                 let after = current_generation(profile)?;
@@ -365,9 +367,9 @@ mod tests {
             nixos_path: "<nixpkgs/nixos>".into(),
             config: "/var/lib/nixos-containers/foo/etc/nixos/configuration.nix".into(),
         };
-        let cmds = commands(Path::new("/nix/var/nix/profiles/per-container/foo/system"), &src);
+        let cmd = command(Path::new("/nix/var/nix/profiles/per-container/foo/system"), &src);
         assert_eq!(
-            shell_words(&cmds[0]),
+            shell_words(&cmd),
             "nix-env -p /nix/var/nix/profiles/per-container/foo/system -I nixos-config=/var/lib/nixos-containers/foo/etc/nixos/configuration.nix -f <nixpkgs/nixos> --set -A system"
         );
     }
@@ -375,8 +377,8 @@ mod tests {
     #[test]
     fn flake_build_keeps_the_attr() {
         let src = SystemSource::Flake { reference: "/src/f".into(), attr: "web".into() };
-        let cmds = commands(Path::new("/p/system"), &src);
-        assert_eq!(cmds[0].last().unwrap(), "/src/f#nixosConfigurations.\"web\".config.system.build.toplevel");
+        let cmd = command(Path::new("/p/system"), &src);
+        assert_eq!(cmd.last().unwrap(), "/src/f#nixosConfigurations.\"web\".config.system.build.toplevel");
     }
 
     #[test]

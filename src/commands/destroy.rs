@@ -12,6 +12,8 @@ pub fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<i32> {
     // lifecycle's to handle); scripts without a terminal go on as with the
     // anchor, which never asked.
     if !args.yes && ctx.can_prompt() && paths.conf.exists() {
+        // Not asked about what would be refused anyway.
+        lifecycle::refuse_declarative(&crate::container::Container::open(&ctx.paths, name)?)?;
         let question = format!("Destroy container '{name}' and all its data ({})?", paths.root.display());
         if !pick::confirm(&question)? {
             return Err(Error::Cancelled(format!("container '{name}' is kept")));

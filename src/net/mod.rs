@@ -79,7 +79,7 @@ impl Plan {
     /// The plan for a container, or None when it shares the host's network
     /// (or joins a namespace given in its conf).
     pub fn new(name: &str, conf: &Conf) -> Option<Plan> {
-        if !conf.private_network || conf.network_namespace_path.is_some() {
+        if !conf.has_own_network() {
             return None;
         }
         let pairs = [
@@ -377,7 +377,7 @@ fn check_given(nl: &mut dyn Netlink, taken: &Taken, what: &'static str, addr: Ip
 /// Fills in the addresses of a new container with a private network and
 /// checks those given. Runs under the global lock.
 pub fn assign(conf: &mut Conf, taken: &Taken, nl: &mut dyn Netlink, pools: (Pool4, Pool6), ipv6: bool) -> Result<()> {
-    if !conf.private_network || conf.network_namespace_path.is_some() {
+    if !conf.has_own_network() {
         return Ok(());
     }
     let routed = conf.host_bridge.is_none();

@@ -47,16 +47,18 @@ pub fn ruleset(plan: &Plan) -> Option<String> {
                 Protocol::Tcp => "tcp",
                 Protocol::Udp => "udp",
             };
-            let dnat = format!(
-                "meta nfproto {family} fib daddr type local {proto} dport {} dnat {ip} to {}",
-                p.host,
-                target_of(local, p.container)
-            );
-            pre.push(dnat.clone());
-            match local {
-                IpAddr::V4(_) => out.push(dnat),
-                IpAddr::V6(_) => out.push(dnat.replacen("fib daddr", "ip6 saddr != ::1 fib daddr", 1)),
-            }
+            let dnat = |only: &str| {
+                format!(
+                    "meta nfproto {family} {only}fib daddr type local {proto} dport {} dnat {ip} to {}",
+                    p.host,
+                    target_of(local, p.container)
+                )
+            };
+            pre.push(dnat(""));
+            out.push(match local {
+                IpAddr::V4(_) => dnat(""),
+                IpAddr::V6(_) => dnat("ip6 saddr != ::1 "),
+            });
         }
         if let IpAddr::V4(a) = local {
             post.push(format!("ip saddr 127.0.0.0/8 ip daddr {a} masquerade"));
@@ -71,10 +73,8 @@ pub fn ruleset(plan: &Plan) -> Option<String> {
         s
     };
     Some(format!(
-        "# port forwards of nixos-container {name}\n\
-         table inet {table} {{}}\n\
-         delete table inet {table}\n\
-         table inet {table} {{\n{}{}{}}}\n",
+        "# port forwards of nixos-container {name}\n{}table inet {table} {{\n{}{}{}}}\n",
+        removal(&plan.name),
         chain("prerouting", "prerouting", "dstnat", &pre),
         chain("output", "output", "-100", &out),
         chain("postrouting", "postrouting", "srcnat", &post),
