@@ -23,7 +23,7 @@ use nix::sched::{CloneFlags, setns};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, fork};
 
-use crate::cgroup::{Kind, hierarchies_from};
+use crate::cgroup::{Hierarchy, Kind};
 use crate::error::{Error, IoContext, Result};
 
 /// The namespaces entered, in order (the user namespace only when the
@@ -37,12 +37,11 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// The `cgroup.procs` files of the cgroups `pid` is in, from its
-/// /proc/PID/cgroup and the host's mountinfo. Hierarchies where it sits at
-/// the root are left out (nothing to join there).
-pub fn cgroup_procs_files(proc_cgroup: &str, mountinfo: &str) -> Vec<PathBuf> {
-    let mounts = hierarchies_from(mountinfo);
-    let v1_mounts = v1_mounts(mountinfo);
+/// The `cgroup.procs` files of the container's cgroups that `pid` is in,
+/// from its /proc/PID/cgroup: the hierarchies of ours (the cgroup2 tree, and
+/// v1 `name=systemd` and memory), where the container's cgroup is. Where it
+/// sits at the root, or in another v1 controller, there is nothing to join.
+pub fn cgroup_procs_files(proc_cgroup: &str, hierarchies: &[Hierarchy]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
@@ -50,35 +49,17 @@ pub fn cgroup_procs_files(proc_cgroup: &str, mountinfo: &str) -> Vec<PathBuf> {
         if path == "/" || path.is_empty() {
             continue;
         }
-        let mount = if controllers.is_empty() {
-            mounts.iter().find(|h| h.kind == Kind::Unified).map(|h| h.mount.clone())
-        } else {
-            let wanted: Vec<&str> = controllers.split(',').collect();
-            v1_mounts
-                .iter()
-                .find(|(opts, _)| wanted.iter().all(|w| opts.iter().any(|o| o == w)))
-                .map(|(_, m)| m.clone())
+        let kind = match controllers {
+            "" => Kind::Unified,
+            c if c.split(',').any(|c| c == "name=systemd") => Kind::SystemdV1,
+            c if c.split(',').any(|c| c == "memory") => Kind::MemoryV1,
+            _ => continue,
         };
-        if let Some(m) = mount {
-            files.push(m.join(path.trim_start_matches('/')).join("cgroup.procs"));
+        if let Some(h) = hierarchies.iter().find(|h| h.kind == kind) {
+            files.push(h.mount.join(path.trim_start_matches('/')).join("cgroup.procs"));
         }
     }
     files
-}
-
-/// cgroup v1 mounts with their super options.
-fn v1_mounts(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
-    let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
-        if fields.get(sep + 1) != Some(&"cgroup") {
-            continue;
-        }
-        let (Some(mount), Some(opts)) = (fields.get(4), fields.get(sep + 3)) else { continue };
-        out.push((opts.split(',').map(str::to_string).collect(), PathBuf::from(mount)));
-    }
-    out
 }
 
 /// Starts an agent inside the container whose init is `leader`; returns
@@ -87,8 +68,7 @@ pub fn spawn_agent(leader: Pid) -> Result<UnixStream> {
     let proc_dir = PathBuf::from(format!("/proc/{leader}"));
     let cgroup_text =
         fs::read_to_string(proc_dir.join("cgroup")).context(|| format!("reading {}/cgroup", proc_dir.display()))?;
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".into())?;
-    let procs_files = cgroup_procs_files(&cgroup_text, &mountinfo);
+    let procs_files = cgroup_procs_files(&cgroup_text, crate::cgroup::host_hierarchies()?);
     if procs_files.is_empty() {
         return Err(Error::other(format!("found no cgroup of the container's init (PID {leader})")));
     }
@@ -240,7 +220,7 @@ mod tests {
 0::/nixos-containers/web/payload
 ";
         assert_eq!(
-            cgroup_procs_files(init, MOUNTINFO),
+            cgroup_procs_files(init, &crate::cgroup::hierarchies_from(MOUNTINFO)),
             [
                 PathBuf::from("/sys/fs/cgroup/systemd/nixos-containers/web/payload/init.scope/cgroup.procs"),
                 PathBuf::from("/sys/fs/cgroup/memory/nixos-containers/web/cgroup.procs"),
@@ -253,7 +233,7 @@ mod tests {
     fn a_unified_host() {
         let mi = "30 1 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         assert_eq!(
-            cgroup_procs_files("0::/nixos-containers/web/payload/init.scope\n", mi),
+            cgroup_procs_files("0::/nixos-containers/web/payload/init.scope\n", &crate::cgroup::hierarchies_from(mi)),
             [PathBuf::from("/sys/fs/cgroup/nixos-containers/web/payload/init.scope/cgroup.procs")]
         );
     }
