@@ -155,12 +155,7 @@ impl Bind {
     /// The nspawn flag for this bind.
     pub fn nspawn_flag(&self) -> String {
         let flag = if self.read_only { "--bind-ro" } else { "--bind" };
-        let mut s = format!("{flag}={}:{}", self.source.display(), self.target.display());
-        if let Some(o) = &self.options {
-            s.push(':');
-            s.push_str(o);
-        }
-        s
+        format!("{flag}={}", self.spec())
     }
 
     fn spec(&self) -> String {
@@ -215,30 +210,6 @@ pub fn split_flake(flake: &str) -> (&str, &str) {
         None => (flake, "container"),
     }
 }
-
-const KNOWN_KEYS: &[&str] = &[
-    "PRIVATE_NETWORK",
-    "HOST_ADDRESS",
-    "LOCAL_ADDRESS",
-    "HOST_ADDRESS6",
-    "LOCAL_ADDRESS6",
-    "HOST_BRIDGE",
-    "HOST_PORT",
-    "AUTO_START",
-    "FLAKE",
-    "NIXOS_PATH",
-    "SYSTEM_PATH",
-    "BINDS",
-    "BINDS_RO",
-    "EXTRA_NSPAWN_FLAGS",
-    "PRIVATE_USERS",
-    "CAPABILITIES",
-    "SYSTEM_CALL_FILTER",
-    "DEVICES",
-    "NETWORK_NAMESPACE_PATH",
-    "INTERFACES",
-    "MACVLANS",
-];
 
 /// Keys whose values a running container was started with: the nspawn
 /// command line and the network setup depend on them, so a change takes
@@ -578,11 +549,11 @@ impl Conf {
     /// The values of `RESTART_KEYS` as the conf renders them (absent keys
     /// as empty), to record what a container was started with.
     pub fn launch_settings(&self) -> BTreeMap<String, String> {
-        let rendered = parse_pairs(&self.render()).unwrap_or_default();
+        let pairs = self.pairs();
         RESTART_KEYS
             .iter()
             .map(|k| {
-                let v = rendered.iter().rev().find(|(rk, _)| rk == k).map(|(_, v)| v.clone());
+                let v = pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
                 (k.to_string(), v.unwrap_or_default())
             })
             .collect()
@@ -597,66 +568,57 @@ impl Conf {
     /// then unknown keys as they were.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut put = |key: &str, value: &str| {
-            let _ = writeln!(out, "{key}={}", quote(value));
-        };
-        let opt = |a: &Option<String>| a.clone().unwrap_or_default();
+        let known = self.pairs().into_iter().map(|(k, v)| (k.to_string(), v));
+        for (key, value) in known.chain(self.extra.iter().cloned()) {
+            let _ = writeln!(out, "{key}={}", quote(&value));
+        }
+        out
+    }
+
+    /// The known keys with their values, in the file's order; optional keys
+    /// only when set.
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        let mut put = |key: &'static str, value: String| out.push((key, value));
         let addr4 = |a: &Option<Addr4>| a.map(|a| a.to_string()).unwrap_or_default();
         let addr6 = |a: &Option<Addr6>| a.map(|a| a.to_string()).unwrap_or_default();
-        put("PRIVATE_NETWORK", if self.private_network { "1" } else { "0" });
-        put("HOST_ADDRESS", &addr4(&self.host_address));
-        put("LOCAL_ADDRESS", &addr4(&self.local_address));
+        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+        let joined = |l: &[String]| (!l.is_empty()).then(|| l.join(" "));
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+        put("PRIVATE_NETWORK", flag(self.private_network));
+        put("HOST_ADDRESS", addr4(&self.host_address));
+        put("LOCAL_ADDRESS", addr4(&self.local_address));
         if self.host_address6.is_some() || self.local_address6.is_some() {
-            put("HOST_ADDRESS6", &addr6(&self.host_address6));
-            put("LOCAL_ADDRESS6", &addr6(&self.local_address6));
+            put("HOST_ADDRESS6", addr6(&self.host_address6));
+            put("LOCAL_ADDRESS6", addr6(&self.local_address6));
         }
-        put("HOST_BRIDGE", &opt(&self.host_bridge));
-        let ports: Vec<String> = self.host_port.iter().map(|p| p.to_string()).collect();
-        put("HOST_PORT", &ports.join(","));
-        put("AUTO_START", if self.auto_start { "1" } else { "0" });
-        if let Some(f) = &self.flake {
-            put("FLAKE", f);
-        }
-        if let Some(p) = &self.nixos_path {
-            put("NIXOS_PATH", p);
-        }
-        if let Some(p) = &self.system_path {
-            put("SYSTEM_PATH", &p.to_string_lossy());
-        }
-        for ro in [false, true] {
+        put("HOST_BRIDGE", self.host_bridge.clone().unwrap_or_default());
+        put("HOST_PORT", self.host_port.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","));
+        put("AUTO_START", flag(self.auto_start));
+        let binds = |ro: bool| {
             let specs: Vec<String> = self.binds.iter().filter(|b| b.read_only == ro).map(Bind::spec).collect();
-            if !specs.is_empty() {
-                put(if ro { "BINDS_RO" } else { "BINDS" }, &specs.join(" "));
+            joined(&specs)
+        };
+        let devices: Vec<String> = self.devices.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let optional = [
+            ("FLAKE", self.flake.clone()),
+            ("NIXOS_PATH", self.nixos_path.clone()),
+            ("SYSTEM_PATH", path(&self.system_path)),
+            ("BINDS", binds(false)),
+            ("BINDS_RO", binds(true)),
+            ("EXTRA_NSPAWN_FLAGS", joined(&self.extra_nspawn_flags)),
+            ("PRIVATE_USERS", self.private_users.clone()),
+            ("CAPABILITIES", joined(&self.capabilities)),
+            ("SYSTEM_CALL_FILTER", joined(&self.system_call_filter)),
+            ("DEVICES", joined(&devices)),
+            ("NETWORK_NAMESPACE_PATH", path(&self.network_namespace_path)),
+            ("INTERFACES", joined(&self.interfaces)),
+            ("MACVLANS", joined(&self.macvlans)),
+        ];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                put(key, v);
             }
-        }
-        if !self.extra_nspawn_flags.is_empty() {
-            put("EXTRA_NSPAWN_FLAGS", &self.extra_nspawn_flags.join(" "));
-        }
-        if let Some(p) = &self.private_users {
-            put("PRIVATE_USERS", p);
-        }
-        if !self.capabilities.is_empty() {
-            put("CAPABILITIES", &self.capabilities.join(" "));
-        }
-        if !self.system_call_filter.is_empty() {
-            put("SYSTEM_CALL_FILTER", &self.system_call_filter.join(" "));
-        }
-        if !self.devices.is_empty() {
-            let d: Vec<String> = self.devices.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-            put("DEVICES", &d.join(" "));
-        }
-        if let Some(p) = &self.network_namespace_path {
-            put("NETWORK_NAMESPACE_PATH", &p.to_string_lossy());
-        }
-        if !self.interfaces.is_empty() {
-            put("INTERFACES", &self.interfaces.join(" "));
-        }
-        if !self.macvlans.is_empty() {
-            put("MACVLANS", &self.macvlans.join(" "));
-        }
-        for (k, v) in &self.extra {
-            debug_assert!(!KNOWN_KEYS.contains(&k.as_str()));
-            put(k, v);
         }
         out
     }
@@ -726,6 +688,19 @@ COPY_RESOLV_CONF=1
         let again = parse(&c.render()).unwrap();
         assert_eq!(again, c);
         assert!(c.render().contains("MY_NOTE=\"keep me\"\n"));
+    }
+
+    #[test]
+    fn renders_the_anchors_keys_first_then_ours_then_unknown_ones() {
+        let text = "MY_NOTE=x\nMACVLANS=eth1\nBINDS_RO=/etc/ssl:/etc/ssl\nFLAKE=/f#web\nAUTO_START=1\n\
+                    PRIVATE_NETWORK=1\nLOCAL_ADDRESS=10.233.1.2\nHOST_ADDRESS=10.233.1.1\nBINDS=/srv:/data\n\
+                    HOST_PORT=8080:80\nCAPABILITIES=CAP_NET_ADMIN\n";
+        assert_eq!(
+            parse(text).unwrap().render(),
+            "PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nHOST_BRIDGE=\nHOST_PORT=tcp:8080:80\n\
+             AUTO_START=1\nFLAKE=/f#web\nBINDS=/srv:/data\nBINDS_RO=/etc/ssl:/etc/ssl\nCAPABILITIES=CAP_NET_ADMIN\n\
+             MACVLANS=eth1\nMY_NOTE=x\n"
+        );
     }
 
     #[test]
