@@ -239,14 +239,12 @@ fn build_new(name: &str, p: &ContainerPaths, source: &Source, output: BuildOutpu
     fsutil::create_dir(&p.gcroots, 0o755)?;
     let build = match source {
         Source::Config { nixos_path, user } => {
-            let config = nixos_config::write(&p.root.join("etc/nixos"), name, user)?;
-            SystemSource::NixosConfig { nixos_path: nixos_path.clone(), config }
+            let etc = nixos_config::EtcNixos::open(&p.root, true)?;
+            etc.replace(name, user)?;
+            SystemSource::NixosConfig { nixos_path: nixos_path.clone(), config: etc.config_path() }
         }
         Source::SystemPath(path) => SystemSource::Path(path.clone()),
-        Source::Flake(f) => {
-            let (reference, attr) = crate::conf::split_flake(f);
-            SystemSource::Flake { reference: reference.into(), attr: attr.into() }
-        }
+        Source::Flake(f) => SystemSource::flake(f),
     };
     profile::build(&p.system_profile(), &build, output)?;
     Ok(())

@@ -15,7 +15,6 @@ use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil;
 use crate::rootfs;
 
 /// The in-container module shipped with the project (the seed's
@@ -84,15 +83,6 @@ pub fn render(name: &str, user: &UserConfig) -> String {
          imports = [ ./{GUEST_MODULE_FILE}{extra} ];\n\
          }}\n"
     )
-}
-
-/// Writes configuration.nix and the guest module into `etc_nixos`.
-pub fn write(etc_nixos: &Path, name: &str, user: &UserConfig) -> Result<PathBuf> {
-    fsutil::create_dir(etc_nixos, 0o755)?;
-    fsutil::write_atomic(&etc_nixos.join(GUEST_MODULE_FILE), GUEST_MODULE.as_bytes(), 0o644)?;
-    let file = etc_nixos.join("configuration.nix");
-    fsutil::write_atomic(&file, render(name, user).as_bytes(), 0o644)?;
-    Ok(file)
 }
 
 /// The `etc/nixos` of a container whose guest has run, opened with the
@@ -236,7 +226,8 @@ mod tests {
     fn replace_then_restore_gives_back_the_old_files() {
         let base = tempfile::tempdir().unwrap();
         let root = base.path().join("root");
-        write(&root.join("etc/nixos"), "c1", &UserConfig::Inline("a = 1;".into())).unwrap();
+        std::fs::create_dir(&root).unwrap();
+        EtcNixos::open(&root, true).unwrap().replace("c1", &UserConfig::Inline("a = 1;".into())).unwrap();
         let config = root.join("etc/nixos/configuration.nix");
         let old = std::fs::read(&config).unwrap();
         let etc = EtcNixos::open(&root, false).unwrap();

@@ -19,6 +19,14 @@ pub enum SystemSource {
     Flake { reference: String, attr: String },
 }
 
+impl SystemSource {
+    /// From a conf's FLAKE value, `REF[#ATTR]`.
+    pub fn flake(flake: &str) -> SystemSource {
+        let (reference, attr) = crate::conf::split_flake(flake);
+        SystemSource::Flake { reference: reference.into(), attr: attr.into() }
+    }
+}
+
 /// How a build shows Nix's own output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildOutput {

@@ -87,11 +87,6 @@ fn open_locked(paths: &Paths, name: &str) -> Result<(Container, crate::lock::Loc
     Ok((c, lock))
 }
 
-fn flake_source(flake: &str) -> SystemSource {
-    let (reference, attr) = crate::conf::split_flake(flake);
-    SystemSource::Flake { reference: reference.into(), attr: attr.into() }
-}
-
 /// Builds a new generation from `source` and applies it.
 pub fn update(
     paths: &Paths,
@@ -109,9 +104,9 @@ pub fn update(
         NewSource::SystemPath(p) => SystemSource::Path(p),
         NewSource::Flake(f) => {
             conf.flake = Some(f.clone());
-            flake_source(&f)
+            SystemSource::flake(&f)
         }
-        NewSource::Stored if conf.flake.is_some() => flake_source(conf.flake.as_deref().unwrap_or_default()),
+        NewSource::Stored if conf.flake.is_some() => SystemSource::flake(conf.flake.as_deref().unwrap_or_default()),
         NewSource::Stored | NewSource::Config { .. } => {
             let (user, nixos_path) = match source {
                 NewSource::Config { user, nixos_path } => (user, nixos_path),
