@@ -18,6 +18,24 @@ export NIX_CONFIG="${NIX_CONFIG:-substituters =}"
 # Results go here, one file per benchmark (override with BENCH_OUT=...).
 BENCH_OUT=${BENCH_OUT:-$REPO/bench/results}
 
+# The host's cgroup trees, as src/cgroup.rs finds them: the cgroup2 tree is
+# /sys/fs/cgroup itself on a unified host, its unified/ on a hybrid one,
+# where nspawn also wants the v1 name=systemd tree.
+if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+    CG2=/sys/fs/cgroup
+    CG_TREES=("$CG2")
+else
+    CG2=/sys/fs/cgroup/unified
+    CG_TREES=("$CG2" /sys/fs/cgroup/systemd)
+fi
+
+# cg_memory NAME: bytes charged to a container's cgroup (v1 memory
+# controller where there is one, else cgroup2's memory.current).
+cg_memory() {
+    cat "/sys/fs/cgroup/memory/nixos-containers/$1/memory.usage_in_bytes" 2>/dev/null \
+        || cat "$CG2/nixos-containers/$1/memory.current" 2>/dev/null || echo 0
+}
+
 say() { printf '%s\n' "$*" >&2; }
 die() { say "bench: $*"; exit 1; }
 
@@ -107,7 +125,7 @@ bench_cleanup() {
             | xargs -r -P 8 -I{} sh -c '"$0" -q terminate "$1" >/dev/null 2>&1; "$0" -q destroy "$1" >/dev/null 2>&1' "$NC" {}
     fi
     for n in "${HAND_NAMES[@]}"; do hand_cleanup "$n"; done
-    for h in unified systemd; do rmdir "/sys/fs/cgroup/$h/$HAND_CGROUP" 2>/dev/null; done
+    for h in "${CG_TREES[@]}"; do rmdir "$h/$HAND_CGROUP" 2>/dev/null; done
     # Mounts left below our directory (none, normally): detach them so that
     # rm cannot reach into what they show.
     findmnt -rn -o TARGET | grep "^$BASE/" | sort -r | while read -r m; do umount -l "$m"; done
@@ -131,7 +149,8 @@ create_containers() {
 # The nspawn gets a cgroup of its own, as systemd gave the seed's service.
 # Interface names follow the seed: c-NAME on the host, net-NAME the netns.
 
-hand_cg() { printf '/sys/fs/cgroup/%s/%s/%s' "$1" "$HAND_CGROUP" "$2"; }
+# hand_cg TREE NAME: the by-hand container's cgroup in one of CG_TREES.
+hand_cg() { printf '%s/%s/%s' "$1" "$HAND_CGROUP" "$2"; }
 
 # hand_net NAME HOST_ADDR LOCAL_ADDR
 hand_net() {
@@ -163,14 +182,14 @@ hand_prepare() {
 hand_nspawn() {
     local n=$1 sys=$2 h binds=()
     local root=$NIXOS_CONTAINER_STATE_DIR/$n
-    for h in unified systemd; do mkdir -p "$(hand_cg "$h" "$n")"; done
+    for h in "${CG_TREES[@]}"; do mkdir -p "$(hand_cg "$h" "$n")"; done
     binds=(--bind-ro=/nix/store --bind-ro=/nix/var/nix/db)
     [ -e /nix/var/nix/daemon-socket ] && binds+=(--bind-ro=/nix/var/nix/daemon-socket)
     binds+=("--bind=$NIXOS_CONTAINER_PROFILES_DIR/$n:/nix/var/nix/profiles"
             "--bind=$NIXOS_CONTAINER_GCROOTS_DIR/$n:/nix/var/nix/gcroots"
             --bind-ro=/usr)
     (
-        for h in unified systemd; do echo "$BASHPID" >"$(hand_cg "$h" "$n")/cgroup.procs"; done
+        for h in "${CG_TREES[@]}"; do echo "$BASHPID" >"$(hand_cg "$h" "$n")/cgroup.procs"; done
         exec systemd-nspawn --keep-unit --register=no -M "$n" -D "$root" "${binds[@]}" \
             "--network-namespace-path=/run/netns/net-$n" "$sys/init"
     ) </dev/null >"$BASE/hand/$n.log" 2>&1 &
@@ -196,12 +215,12 @@ populated() {
     [ "$line" = "populated 1" ]
 }
 
-hand_populated() { populated "/sys/fs/cgroup/unified/$HAND_CGROUP/$1"; }
+hand_populated() { populated "$(hand_cg "$CG2" "$1")"; }
 
 # The container's init: PID 1 of its PID namespace, in its cgroup.
 hand_leader() {
     local p
-    for p in $(find "$(hand_cg unified "$1")" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+    for p in $(find "$(hand_cg "$CG2" "$1")" -name cgroup.procs -exec cat {} + 2>/dev/null); do
         if awk '/^NSpid:/ { exit !(NF > 2 && $NF == 1) }' "/proc/$p/status" 2>/dev/null; then
             echo "$p"
             return 0
@@ -213,14 +232,14 @@ hand_leader() {
 # Removes everything of a by-hand container (processes, network, cgroup).
 hand_cleanup() {
     local n=$1 d
-    d=$(hand_cg unified "$n")
+    d=$(hand_cg "$CG2" "$n")
     if [ -d "$d" ]; then
         echo 1 >"$d/cgroup.kill" 2>/dev/null
         for _ in $(seq 50); do hand_populated "$n" || break; sleep 0.1; done
     fi
     ip link del "c-$n" 2>/dev/null
     ip netns del "net-$n" 2>/dev/null
-    for h in unified systemd; do
+    for h in "${CG_TREES[@]}"; do
         d=$(hand_cg "$h" "$n")
         [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
     done
