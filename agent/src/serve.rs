@@ -204,13 +204,28 @@ fn spawn(plan: &Plan, pty_slave: Option<&OwnedFd>) -> io::Result<Child> {
     cmd.spawn()
 }
 
-/// What a shell says and returns when it cannot run a command.
-fn not_started(program: &OsStr, e: &io::Error) -> (String, i32) {
+/// Whether `program` names a file, as the shell looks it up: a path as is,
+/// a bare name in the command's PATH.
+fn exists_in_path(program: &OsStr, env: &[(OsString, OsString)]) -> bool {
+    let bytes = program.as_bytes();
+    if bytes.contains(&b'/') {
+        return std::path::Path::new(program).exists();
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_bytes()).unwrap_or(b"");
+    path.split(|&b| b == b':')
+        .map(|dir| if dir.is_empty() { b".".as_slice() } else { dir })
+        .any(|dir| std::path::Path::new(OsStr::from_bytes(dir)).join(program).is_file())
+}
+
+/// What a shell says and returns when it cannot run a command. Only a
+/// program that is not there is "not found": a failure in the steps before
+/// exec (switching user, changing directory) is said as what it is.
+fn not_started(program: &OsStr, found: bool, e: &io::Error) -> (String, i32) {
     let name = program.to_string_lossy();
     match e.kind() {
-        io::ErrorKind::NotFound => (format!("{name}: command not found\n"), 127),
-        io::ErrorKind::PermissionDenied => (format!("{name}: permission denied\n"), 126),
-        _ => (format!("{name}: {e}\n"), 126),
+        io::ErrorKind::NotFound if !found => (format!("{name}: command not found\n"), 127),
+        io::ErrorKind::PermissionDenied if found => (format!("{name}: permission denied\n"), 126),
+        _ => (format!("cannot start {name}: {e}\n"), 126),
     }
 }
 
@@ -234,7 +249,7 @@ fn run(req: Request, reader: File, w: &Writer) -> Result<ExitStatus, String> {
     let mut child = match spawn(&plan, pty.as_ref().map(|p| &p.slave)) {
         Ok(c) => c,
         Err(e) => {
-            let (msg, code) = not_started(&plan.program, &e);
+            let (msg, code) = not_started(&plan.program, exists_in_path(&plan.program, &plan.env), &e);
             let _ = send(w, kind::STDERR, msg.as_bytes());
             return Ok(ExitStatus::Code(code));
         }
@@ -440,6 +455,21 @@ fn pump_pty(master: &File, w: &Writer, exited: &AtomicBool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_missing_program_is_command_not_found() {
+        let env = vec![(OsString::from("PATH"), OsString::from("/nonexistent:/bin:/usr/bin"))];
+        assert!(exists_in_path(OsStr::new("sh"), &env));
+        assert!(exists_in_path(OsStr::new("/bin/sh"), &env));
+        assert!(!exists_in_path(OsStr::new("no-such-command-here"), &env));
+        assert!(!exists_in_path(OsStr::new("sh"), &[]));
+        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(not_started(OsStr::new("nope"), false, &enoent), ("nope: command not found\n".into(), 127));
+        // The program is there: chdir or setuid failed before exec.
+        let (msg, code) = not_started(OsStr::new("ls"), true, &enoent);
+        assert!(msg.starts_with("cannot start ls: "), "{msg}");
+        assert_eq!(code, 126);
+    }
 
     #[test]
     fn another_user_gets_terminal_and_locale_settings_not_roots_environment() {
