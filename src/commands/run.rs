@@ -24,22 +24,25 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     cmd.cwd = args.cwd.clone();
     cmd.user = args.user.clone();
     if on_pty {
-        cmd.pty = Some(
-            pty::winsize(std::io::stdout().as_fd())
-                .or_else(|| pty::winsize(std::io::stdin().as_fd()))
-                .unwrap_or(DEFAULT_SIZE),
-        );
-        cmd.term = std::env::var_os("TERM");
+        with_callers_terminal(&mut cmd);
     }
     let status = interactive_session(&c, &cmd, on_pty && stdin_tty)?;
     Ok(status.shell_code())
 }
 
+/// A pty of the caller's terminal's size (else DEFAULT_SIZE) and its TERM.
+pub fn with_callers_terminal(cmd: &mut guest::Command) {
+    cmd.pty = Some(
+        pty::winsize(std::io::stdout().as_fd())
+            .or_else(|| pty::winsize(std::io::stdin().as_fd()))
+            .unwrap_or(DEFAULT_SIZE),
+    );
+    cmd.term = std::env::var_os("TERM");
+}
+
 /// Runs `cmd` with this process's stdin, stdout and stderr; with `raw`, the
-/// caller's terminal is in raw mode for the session (the guest's pty does
-/// the line editing and signals) and restored afterwards, however it ends.
+/// caller's terminal is in raw mode for the session (see `Io::raw_terminal`).
 pub fn interactive_session(c: &Container, cmd: &guest::Command, raw: bool) -> Result<guest::ExitStatus> {
-    let _raw = if raw { Some(pty::RawMode::enter(std::io::stdin().as_fd())?) } else { None };
     let winsize_from = cmd.pty.map(|_| if std::io::stdout().is_terminal() { 1 } else { 0 });
     let io = Io {
         stdin: Some(Box::new(std::io::stdin())),
@@ -47,6 +50,7 @@ pub fn interactive_session(c: &Container, cmd: &guest::Command, raw: bool) -> Re
         stderr: Box::new(std::io::stderr()),
         signals: true,
         winsize_from,
+        raw_terminal: raw,
     };
     guest::run(c, cmd, io)
 }

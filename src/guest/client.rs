@@ -23,7 +23,7 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
     // the connection's end).
     let _ = protocol::write_request(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), &req.encode());
 
-    let Io { stdin, mut stdout, mut stderr, signals, winsize_from } = io;
+    let Io { stdin, mut stdout, mut stderr, signals, winsize_from, raw_terminal } = io;
     match stdin {
         Some(mut input) => {
             let w = writer.clone();
@@ -52,6 +52,7 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
     }
 
     let forwarder = if signals { Some(forward_signals(writer.clone(), winsize_from)?) } else { None };
+    let _raw = if raw_terminal { Some(pty::RawMode::enter(std::os::fd::AsFd::as_fd(&io::stdin()))?) } else { None };
     let result = pump(Cursor::new(leftover).chain(conn), &mut *stdout, &mut *stderr);
     if let Some(handle) = forwarder {
         handle.close();

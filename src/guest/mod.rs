@@ -130,6 +130,10 @@ pub struct Io {
     pub signals: bool,
     /// The terminal whose size the guest pty follows.
     pub winsize_from: Option<i32>,
+    /// Put the caller's terminal (stdin) in raw mode for the session: the
+    /// guest's pty does the line editing and signals. Entered only once
+    /// signals are forwarded, and restored however the session ends.
+    pub raw_terminal: bool,
 }
 
 /// Runs `cmd` in running container `c`; returns how it ended.
@@ -316,6 +320,7 @@ pub fn exec(c: &Container, cmd: &Command) -> Result<Output> {
         stderr: Box::new(err.clone()),
         signals: false,
         winsize_from: None,
+        raw_terminal: false,
     };
     let status = run(c, cmd, io)?;
     Ok(Output { status, stdout: out.take(), stderr: err.take() })
@@ -363,6 +368,7 @@ mod tests {
             stderr: Box::new(e.clone()),
             signals: false,
             winsize_from: None,
+            raw_terminal: false,
         };
         let status = client::session(ours, leftover, &req, io).unwrap();
         (status, o.take(), e.take())
@@ -433,6 +439,7 @@ mod tests {
             stderr: Box::new(io::sink()),
             signals: false,
             winsize_from: None,
+            raw_terminal: false,
         };
         let e = client::session(ours, leftover, &r, io).unwrap_err();
         assert!(e.to_string().contains("cannot change to '/nonexistent-dir'"), "{e}");
