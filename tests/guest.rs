@@ -267,6 +267,24 @@ fn signals_reach_the_command_which_stays_in_the_container() {
     assert_eq!(cli.wait().unwrap().code(), Some(143));
     assert!(pids_running(&["sleep", &s]).is_empty(), "SIGTERM ended the command");
 
+    // Endless input the command never reads (`yes | run -- sleep`) fills
+    // every buffer on the way; SIGTERM still gets through.
+    let s = secs(305);
+    let mut yes = KillOnDrop::spawn(std::process::Command::new("yes").stdout(Stdio::piped()));
+    let input = yes.stdout.take().unwrap();
+    let mut cli = KillOnDrop::spawn(
+        env.command()
+            .args(["run", &name, "--", "sleep", &s])
+            .stdin(input)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    running_in(&name, &["sleep", &s]);
+    std::thread::sleep(Duration::from_secs(1));
+    signal(&cli, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(cli.wait_timeout(LONG).and_then(|st| st.code()), Some(143), "SIGTERM was stuck behind unread input");
+    assert!(pids_running(&["sleep", &s]).is_empty(), "SIGTERM ended the command");
+
     // The CLI killed outright: the command does not linger.
     let s = secs(303);
     let mut cli = spawn_cli(&env, &["run", &name, "--", "sleep", &s]);

@@ -19,8 +19,10 @@
 //! [`write_request`]), then any number
 //! of `Stdin` (data), one `StdinEof`, `Signal` (signal number, u32),
 //! `Winsize` (rows u16, cols u16). Agent to client: `Stdout`, `Stderr`
-//! (data), and finally one `Exit` (kind u8: 0 code, 1 signal; value u32) or
-//! one `Error` (a message: the agent could not run the command at all).
+//! (data), `Credit` (u32: stdin bytes taken; the client keeps at most
+//! [`STDIN_WINDOW`] bytes unaccounted), and finally one `Exit` (kind u8: 0
+//! code, 1 signal; value u32) or one `Error` (a message: the agent could
+//! not run the command at all).
 //! The client closing the connection means "gone": the agent hangs up and
 //! kills the command.
 //!
@@ -30,11 +32,16 @@
 use std::io::{self, Read, Write};
 
 /// What the agent writes first, right after it was exec'd.
-pub const MAGIC: &[u8] = b"\x00NIXOS-CONTAINER-AGENT 1\n";
+pub const MAGIC: &[u8] = b"\x00NIXOS-CONTAINER-AGENT 2\n";
 /// What the offer line prints when there is no agent to exec.
 pub const PLAIN_MARK: &[u8] = b"NIXOS-CONTAINER-PLAIN 1\n";
 /// Largest payload of one frame.
 pub const MAX_PAYLOAD: usize = 1 << 16;
+/// How much stdin the client may send before the agent's `Credit` frames
+/// say that the command took some: the agent's reader never waits for a
+/// command that does not read, so signals and the end of the connection
+/// always get through.
+pub const STDIN_WINDOW: usize = 16 * MAX_PAYLOAD;
 
 /// The line that asks the guest's root shell for the agent at `agent_path`
 /// (a store path; the guest shares the host's store). With `execfail`, a
@@ -97,6 +104,8 @@ pub mod kind {
     pub const STDOUT: u8 = b'O';
     pub const STDERR: u8 = b'R';
     pub const EXIT: u8 = b'X';
+    /// Stdin bytes the command took (u32): the client may send as many more.
+    pub const CREDIT: u8 = b'C';
     pub const ERROR: u8 = b'!';
 }
 

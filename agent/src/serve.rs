@@ -16,7 +16,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -261,16 +261,18 @@ fn run(req: Request, reader: File, w: &Writer) -> Result<ExitStatus, String> {
         Arc::new(File::from(p.master))
     });
 
-    // Input to the command, from a bounded queue: a command that does not
-    // read stalls the connection reader only after a megabyte.
-    let (tx, rx) = sync_channel::<Input>(16);
+    // Input to the command. The queue holds at most STDIN_WINDOW bytes: the
+    // client sends more only as write_input grants credit, so the
+    // connection's reader never waits and always sees signals and hang-ups.
+    let (tx, rx) = channel::<Input>();
     let stdin_sink: Box<dyn Write + Send> = match (&master, child.stdin.take()) {
         (Some(m), _) => Box::new(SharedFile(m.clone())),
         (None, Some(s)) => Box::new(s),
         (None, None) => Box::new(io::sink()),
     };
     let on_pty = master.is_some();
-    std::thread::spawn(move || write_input(rx, stdin_sink, on_pty));
+    let credit_to = w.clone();
+    std::thread::spawn(move || write_input(rx, stdin_sink, on_pty, &credit_to));
 
     let control_fd = master.as_ref().map(|m| m.as_raw_fd());
     let master_for_control = master.clone();
@@ -321,15 +323,17 @@ impl Write for SharedFile {
     }
 }
 
-fn write_input(rx: Receiver<Input>, mut sink: Box<dyn Write + Send>, on_pty: bool) {
+fn write_input(rx: Receiver<Input>, mut sink: Box<dyn Write + Send>, on_pty: bool, w: &Writer) {
     let mut broken = false;
     while let Ok(msg) = rx.recv() {
         match msg {
-            Input::Data(d) if !broken => {
+            Input::Data(d) => {
                 // A command that exits or closes its input: drop the rest.
-                broken = sink.write_all(&d).is_err();
+                if !broken {
+                    broken = sink.write_all(&d).is_err();
+                }
+                let _ = send_frame(w, kind::CREDIT, &(d.len() as u32).to_be_bytes());
             }
-            Input::Data(_) => {}
             Input::Eof => {
                 if on_pty {
                     // A pty cannot be half-closed; ^D is its end of input.
@@ -344,7 +348,7 @@ fn write_input(rx: Receiver<Input>, mut sink: Box<dyn Write + Send>, on_pty: boo
 
 fn read_connection(
     mut reader: File,
-    tx: std::sync::mpsc::SyncSender<Input>,
+    tx: std::sync::mpsc::Sender<Input>,
     pid: i32,
     master: Option<RawFd>,
     exited: &AtomicBool,

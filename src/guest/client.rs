@@ -6,7 +6,7 @@
 use std::io::{self, Cursor, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::Signals;
@@ -24,20 +24,24 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
     let _ = protocol::write_request(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), &req.encode());
 
     let Io { stdin, mut stdout, mut stderr, signals, winsize_from, raw_terminal } = io;
+    let credit = Arc::new(Credit::new(protocol::STDIN_WINDOW));
     match stdin {
         Some(mut input) => {
-            let w = writer.clone();
+            let (w, credit) = (writer.clone(), credit.clone());
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; protocol::MAX_PAYLOAD];
-                loop {
-                    match input.read(&mut buf) {
+                // Reads only as much as the agent can take now: the writer
+                // is never held waiting for a command that does not read.
+                while let Some(room) = credit.take(buf.len()) {
+                    match input.read(&mut buf[..room]) {
                         Ok(0) => break,
                         Ok(n) => {
+                            credit.give(room - n);
                             if send(&w, kind::STDIN, &buf[..n]).is_err() {
                                 return;
                             }
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => credit.give(room),
                         Err(_) => break,
                     }
                 }
@@ -53,7 +57,8 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
 
     let forwarder = if signals { Some(forward_signals(writer.clone(), winsize_from)?) } else { None };
     let _raw = if raw_terminal { Some(pty::RawMode::enter(std::os::fd::AsFd::as_fd(&io::stdin()))?) } else { None };
-    let result = pump(Cursor::new(leftover).chain(conn), &mut *stdout, &mut *stderr);
+    let result = pump(Cursor::new(leftover).chain(conn), &mut *stdout, &mut *stderr, &credit);
+    credit.end();
     if let Some(handle) = forwarder {
         handle.close();
     }
@@ -98,8 +103,52 @@ fn forward_signals<W: Write + Send + 'static>(
     Ok(handle)
 }
 
-/// Reads frames until the exit status; separates stdout and stderr.
-pub fn pump(mut conn: impl Read, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<ExitStatus> {
+/// Stdin bytes the agent can take now (see `protocol::STDIN_WINDOW`).
+struct Credit {
+    /// None once the session is over.
+    left: Mutex<Option<usize>>,
+    more: Condvar,
+}
+
+impl Credit {
+    fn new(window: usize) -> Credit {
+        Credit { left: Mutex::new(Some(window)), more: Condvar::new() }
+    }
+
+    /// Waits until some is left and takes up to `most`; None once the
+    /// session is over.
+    fn take(&self, most: usize) -> Option<usize> {
+        let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match *left {
+                None => return None,
+                Some(0) => left = self.more.wait(left).unwrap_or_else(|e| e.into_inner()),
+                Some(n) => {
+                    let took = n.min(most);
+                    *left = Some(n - took);
+                    return Some(took);
+                }
+            }
+        }
+    }
+
+    fn give(&self, n: usize) {
+        let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = left.as_mut() {
+            *l += n;
+            self.more.notify_all();
+        }
+    }
+
+    fn end(&self) {
+        *self.left.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.more.notify_all();
+    }
+}
+
+/// Reads frames until the exit status; separates stdout and stderr, and
+/// passes the agent's stdin credit on.
+fn pump(mut conn: impl Read, stdout: &mut dyn Write, stderr: &mut dyn Write, credit: &Credit) -> Result<ExitStatus> {
     loop {
         let frame = protocol::read_frame(&mut conn).map_err(lost)?;
         let (k, payload) = match frame {
@@ -109,6 +158,12 @@ pub fn pump(mut conn: impl Read, stdout: &mut dyn Write, stderr: &mut dyn Write)
         let written = match k {
             kind::STDOUT => stdout.write_all(&payload).and_then(|_| stdout.flush()),
             kind::STDERR => stderr.write_all(&payload).and_then(|_| stderr.flush()),
+            kind::CREDIT => {
+                if let Ok(n) = <[u8; 4]>::try_from(payload.as_slice()) {
+                    credit.give(u32::from_be_bytes(n) as usize);
+                }
+                Ok(())
+            }
             kind::EXIT => return protocol::decode_exit(&payload).map_err(lost),
             kind::ERROR => return Err(Error::other(String::from_utf8_lossy(&payload).into_owned())),
             _ => Ok(()),
@@ -152,7 +207,7 @@ mod tests {
             (kind::STDOUT, b"never read"),
         ]);
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let status = pump(&data[..], &mut out, &mut err).unwrap();
+        let status = pump(&data[..], &mut out, &mut err, &Credit::new(0)).unwrap();
         assert_eq!(status, ExitStatus::Code(7));
         assert_eq!(out, b"out\nmore");
         assert_eq!(err, b"err\n");
@@ -161,10 +216,31 @@ mod tests {
     #[test]
     fn an_agent_error_or_a_lost_connection_is_an_error() {
         let data = frames(&[(kind::ERROR, b"no user 'x' in the container's /etc/passwd")]);
-        let e = pump(&data[..], &mut Vec::new(), &mut Vec::new()).unwrap_err();
+        let e = pump(&data[..], &mut Vec::new(), &mut Vec::new(), &Credit::new(0)).unwrap_err();
         assert_eq!(e.to_string(), "no user 'x' in the container's /etc/passwd");
         let data = frames(&[(kind::STDOUT, b"partial")]);
-        assert!(pump(&data[..], &mut Vec::new(), &mut Vec::new()).is_err());
+        assert!(pump(&data[..], &mut Vec::new(), &mut Vec::new(), &Credit::new(0)).is_err());
+    }
+
+    #[test]
+    fn stdin_credit_waits_for_the_agent_and_ends_with_the_session() {
+        let c = Arc::new(Credit::new(10));
+        assert_eq!(c.take(4), Some(4));
+        assert_eq!(c.take(100), Some(6));
+        let waiter = {
+            let c = c.clone();
+            std::thread::spawn(move || c.take(5))
+        };
+        let data =
+            frames(&[(kind::CREDIT, &3u32.to_be_bytes()), (kind::EXIT, &protocol::encode_exit(ExitStatus::Code(0)))]);
+        pump(&data[..], &mut Vec::new(), &mut Vec::new(), &c).unwrap();
+        assert_eq!(waiter.join().unwrap(), Some(3), "the agent's credit frame let the reader go on");
+        let waiter = {
+            let c = c.clone();
+            std::thread::spawn(move || c.take(5))
+        };
+        c.end();
+        assert_eq!(waiter.join().unwrap(), None);
     }
 
     struct Closed;
@@ -180,6 +256,9 @@ mod tests {
     #[test]
     fn a_closed_stdout_ends_like_sigpipe() {
         let data = frames(&[(kind::STDOUT, b"x")]);
-        assert_eq!(pump(&data[..], &mut Closed, &mut Vec::new()).unwrap(), ExitStatus::Signal(libc::SIGPIPE));
+        assert_eq!(
+            pump(&data[..], &mut Closed, &mut Vec::new(), &Credit::new(0)).unwrap(),
+            ExitStatus::Signal(libc::SIGPIPE)
+        );
     }
 }
