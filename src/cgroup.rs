@@ -150,13 +150,14 @@ impl ContainerCgroup {
         Ok(())
     }
 
-    /// Moves the calling process into the cgroup. Meant for a child between
-    /// fork and exec, so it only writes files.
-    pub fn join_self(&self) -> std::io::Result<()> {
-        for (_, d) in &self.dirs {
-            fs::write(d.join("cgroup.procs"), "0")?;
-        }
-        Ok(())
+    /// The `cgroup.procs` files a process writes "0" to, to join the
+    /// container's cgroup in every hierarchy (see `join_self`).
+    pub fn procs_files(&self) -> Vec<std::ffi::CString> {
+        use std::os::unix::ffi::OsStrExt;
+        self.dirs
+            .iter()
+            .filter_map(|(_, d)| std::ffi::CString::new(d.join("cgroup.procs").as_os_str().as_bytes()).ok())
+            .collect()
     }
 
     /// All processes in the container's cgroup tree.
@@ -232,6 +233,27 @@ impl ContainerCgroup {
             remove_tree(d);
         }
     }
+}
+
+/// Moves the calling process into the cgroups of `procs_files`. Only
+/// system calls, no allocation: safe between fork and exec.
+pub fn join_self(procs_files: &[std::ffi::CString]) -> std::io::Result<()> {
+    for file in procs_files {
+        // SAFETY: plain system calls on a valid C string and a 1-byte buffer.
+        unsafe {
+            let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, c"0".as_ptr().cast(), 1);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written != 1 {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn collect_pids(dir: &Path, pids: &mut Vec<Pid>) {

@@ -492,7 +492,7 @@ fn spawn_nspawn(
     if cgroup.has_unified() {
         cmd.env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1");
     }
-    let cg = cgroup.clone();
+    let procs_files = cgroup.procs_files();
     // nspawn itself runs in the container's network namespace (besides
     // --network-namespace-path): the sysfs it mounts for the guest then
     // lists the guest's interfaces, not the host's. Its mount namespace is
@@ -503,7 +503,7 @@ fn spawn_nspawn(
         None => None,
     };
     let netns_raw = netns_fd.as_ref().map(|f| f.as_raw_fd());
-    // SAFETY: join_self only writes to cgroup files; setns is a plain syscall.
+    // SAFETY: only system calls between fork and exec (no allocation).
     unsafe {
         cmd.pre_exec(move || {
             if let Some(fd) = netns_raw
@@ -514,7 +514,7 @@ fn spawn_nspawn(
             if !keep_run_netns {
                 leave_netns_mounts_behind()?;
             }
-            cg.join_self()
+            crate::cgroup::join_self(&procs_files)
         });
     }
     eprintln!("nixos-container supervisor: {}", argv.join(" "));
