@@ -158,9 +158,15 @@ impl Netlink for FakeNet {
         Ok(())
     }
 
-    fn link_del(&mut self, name: &str) -> Result<()> {
+    fn link_del(&mut self, link: &Link, name: &str) -> Result<()> {
         self.step(format!("link_del {name}"))?;
-        self.remove_link(None, name);
+        // By index, as the kernel does: an interface of that name made
+        // since the lookup is not the one deleted.
+        let found =
+            self.links.get(&None).and_then(|l| l.iter().find(|(_, l)| l.index == link.index)).map(|(n, _)| n.clone());
+        if let Some(n) = found {
+            self.remove_link(None, &n);
+        }
         Ok(())
     }
 

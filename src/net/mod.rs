@@ -235,8 +235,8 @@ pub fn teardown(nl: &mut dyn Netlink, name: &str) -> Result<()> {
                 l.alias.unwrap_or_default()
             );
         }
-        Ok(Some(_)) => {
-            if let Err(e) = nl.link_del(&host_if) {
+        Ok(Some(l)) => {
+            if let Err(e) = nl.link_del(&l, &host_if) {
                 first_error.get_or_insert(e);
             }
         }

@@ -68,7 +68,9 @@ pub trait Netlink {
     fn veth_add(&mut self, host: &str, peer_ns: &str, peer: &str) -> Result<()>;
     /// Deletes a host interface (a veth's peer goes with it); nothing to do
     /// when it is absent.
-    fn link_del(&mut self, name: &str) -> Result<()>;
+    /// Deletes the host interface `link` (as `link()` found it, so that what
+    /// was checked is what goes; `name` is for messages).
+    fn link_del(&mut self, link: &Link, name: &str) -> Result<()>;
     fn link_up(&mut self, ns: Ns<'_>, name: &str) -> Result<()>;
     fn link_set_alias(&mut self, name: &str, alias: &str) -> Result<()>;
     fn link_add_altname(&mut self, name: &str, altname: &str) -> Result<()>;
@@ -260,8 +262,7 @@ impl Netlink for RtNetlink {
             .map_err(|e| nl_err(format!("creating veth pair {host}/{peer}"), e))
     }
 
-    fn link_del(&mut self, name: &str) -> Result<()> {
-        let Some(link) = self.link(Ns::Host, name)? else { return Ok(()) };
+    fn link_del(&mut self, link: &Link, name: &str) -> Result<()> {
         let h = self.host.clone();
         match self.rt.block_on(async { h.link().del(link.index).execute().await }) {
             Err(e) if errno_of(&e) != Some(libc::ENODEV) => Err(nl_err(format!("deleting interface {name}"), e)),
