@@ -197,6 +197,10 @@ pub struct CreateArgs {
     /// Run the container in a user namespace: pick (default), yes, identity or a UID base
     #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "pick")]
     pub private_users: Option<String>,
+
+    /// Give the guest the host's Nix daemon socket although its root is host root (a trusted Nix user: it can add unsigned paths to the host's store); with --private-users it gets the socket anyway
+    #[arg(long)]
+    pub nix_daemon: bool,
 }
 
 /// Without a source option, update rebuilds from what create stored: the

@@ -235,8 +235,7 @@ fn add_host_name(paths: &Paths, name: &str, conf: &Conf) {
 
 fn build_new(name: &str, p: &ContainerPaths, source: &Source, output: BuildOutput) -> Result<()> {
     fsutil::create_dir(&p.root, 0o755)?;
-    fsutil::create_dir(&p.profile_dir, 0o755)?;
-    fsutil::create_dir(&p.gcroots, 0o755)?;
+    profile::prepare_dirs(p)?;
     let build = match source {
         Source::Config { nixos_path, user } => {
             let etc = nixos_config::EtcNixos::open(&p.root, true)?;

@@ -6,7 +6,51 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use std::os::unix::fs::DirBuilderExt;
+
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::paths::ContainerPaths;
+
+/// Makes the container's profile and GC-roots directories the host's own:
+/// mode 0700, in parents of mode 0700, so that no local user can reach what
+/// is in them (a guest could once leave set-uid files there). The guest
+/// sees them read-only (`nspawn`); the empty `per-user` directories keep a
+/// NixOS guest's activation (`install -d` of them) from trying to write.
+pub fn prepare_dirs(paths: &ContainerPaths) -> Result<()> {
+    for dir in [&paths.profile_dir, &paths.gcroots] {
+        if let Some(parent) = dir.parent() {
+            fsutil::create_dir(parent, 0o700)?;
+        }
+        fsutil::create_dir(dir, 0o700)?;
+        let per_user = dir.join("per-user");
+        match std::fs::DirBuilder::new().mode(0o755).create(&per_user) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e).context(|| format!("creating {}", per_user.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A profile's lock file as Nix opens it (`PROFILE.lock`, with O_CREAT, so
+/// following a symlink): anything there that is not a plain file (a guest
+/// of an older version could write this directory) is removed first.
+fn clear_stray_lock(profile: &Path) -> Result<()> {
+    let mut lock = profile.as_os_str().to_owned();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    if let Ok(m) = std::fs::symlink_metadata(&lock)
+        && !m.file_type().is_file()
+    {
+        tracing::warn!("removing {}: not a lock file Nix made", lock.display());
+        std::fs::remove_file(&lock)
+            .or_else(|_| std::fs::remove_dir(&lock))
+            .context(|| format!("removing {}", lock.display()))?;
+    }
+    Ok(())
+}
 
 /// What a system is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +176,7 @@ pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Resu
     if let Some(dir) = profile.parent() {
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     }
+    clear_stray_lock(profile)?;
     match source {
         SystemSource::Flake { .. } => {
             let argv = &command(profile, source);
@@ -269,6 +314,7 @@ pub fn previous_generation(gens: &[Generation]) -> Option<&Generation> {
 
 /// Selects generation `n` (`nix-env --switch-generation`).
 pub fn switch_generation(profile: &Path, n: u64) -> Result<()> {
+    clear_stray_lock(profile)?;
     let argv: Vec<String> = vec![
         "nix-env".into(),
         "-p".into(),
@@ -367,6 +413,30 @@ fn shell_words(argv: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_dirs_are_private_and_a_stray_lock_goes() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let paths = crate::paths::Paths::under(base.path()).container("c1");
+        std::fs::create_dir_all(&paths.gcroots).unwrap();
+        std::fs::set_permissions(&paths.gcroots, std::fs::Permissions::from_mode(0o755)).unwrap();
+        prepare_dirs(&paths).unwrap();
+        for d in [&paths.profile_dir, &paths.gcroots, &base.path().join("profiles"), &base.path().join("gcroots")] {
+            assert_eq!(std::fs::metadata(d).unwrap().permissions().mode() & 0o7777, 0o700, "{}", d.display());
+        }
+        assert!(paths.profile_dir.join("per-user").is_dir() && paths.gcroots.join("per-user").is_dir());
+        // A guest of an older version left the lock as a symlink to a host path.
+        let target = base.path().join("host-file");
+        std::os::unix::fs::symlink(&target, paths.profile_dir.join("system.lock")).unwrap();
+        clear_stray_lock(&paths.system_profile()).unwrap();
+        assert!(paths.profile_dir.join("system.lock").symlink_metadata().is_err());
+        assert!(!target.exists());
+        // Nix's own lock file stays.
+        std::fs::write(paths.profile_dir.join("system.lock"), "").unwrap();
+        clear_stray_lock(&paths.system_profile()).unwrap();
+        assert!(paths.profile_dir.join("system.lock").is_file());
+    }
     use std::os::unix::process::ExitStatusExt;
 
     #[test]

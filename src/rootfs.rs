@@ -156,12 +156,7 @@ pub fn prepare(paths: &ContainerPaths) -> Result<()> {
         .context(|| format!("creating {}/etc/os-release", paths.root.display()))?;
     }
     crate::guest::remove_sockets(&paths.root)?;
-    for dir in [&paths.profile_dir, &paths.gcroots] {
-        if !dir.exists() {
-            fsutil::create_dir(dir, 0o755)?;
-        }
-    }
-    Ok(())
+    crate::profile::prepare_dirs(paths)
 }
 
 #[cfg(test)]

@@ -95,6 +95,90 @@ fn a_guest_that_blocks_the_agent_gets_no_host_side_pty_or_user() {
     env.ok(["stop", &name]);
 }
 
+/// Class 2: the profile and GC-roots directories are the host's. On main
+/// they were bound read-write into the guest: a `system.lock` symlink made
+/// host root create a file wherever it pointed at the next update, and a
+/// set-uid binary left in the GC roots gave any local user euid 0.
+#[test]
+fn profiles_and_gc_roots_are_out_of_the_guests_reach() {
+    let env = Env::new();
+    world_traversable(&env);
+    let name = started(&env, "s5", &[]);
+    let target = env.base.join("created-by-host-root");
+    let planted = as_guest_root(
+        &env,
+        &name,
+        &format!(
+            "r=''; ln -s {} /nix/var/nix/profiles/system.lock 2>/dev/null && r=lock; \
+             cp /usr/bin/id /nix/var/nix/gcroots/id 2>/dev/null && chmod 4755 /nix/var/nix/gcroots/id && r=$r+suid; echo \"[$r]\"",
+            target.display()
+        ),
+    );
+    assert_eq!(planted, "[]\n", "the guest could write its profile or GC-roots directory");
+    env.ok(["update", &name]);
+    assert!(!target.exists(), "host root followed a guest's symlink");
+    let suid = env.gcroots(&name).join("id");
+    let out = as_nobody(&[suid.to_str().unwrap()]);
+    assert!(!stdout(&out).contains("euid=0"), "{}", stdout(&out));
+    for dir in [env.gcroots(&name), env.profile_dir(&name), env.base.join("gcroots"), env.base.join("profiles")] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    env.ok(["stop", &name]);
+}
+
+/// A `nix-daemon` on the host's standard socket for one test, if the host
+/// runs none (these machines do not): started here, stopped on drop.
+struct HostDaemon(Option<KillOnDrop>);
+
+impl HostDaemon {
+    fn start() -> HostDaemon {
+        let socket = Path::new("/nix/var/nix/daemon-socket/socket");
+        if socket.exists() {
+            return HostDaemon(None);
+        }
+        let child = KillOnDrop::spawn(Command::new("nix-daemon").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()));
+        wait_for(std::time::Duration::from_secs(10), || socket.exists().then_some(())).expect("nix-daemon listens");
+        HostDaemon(Some(child))
+    }
+}
+
+impl Drop for HostDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file("/nix/var/nix/daemon-socket/socket");
+            let _ = std::fs::remove_dir("/nix/var/nix/daemon-socket");
+        }
+    }
+}
+
+/// Class 6: the host's Nix daemon trusts root; a guest whose root is host
+/// root must not get its socket (on main every guest did, and could add
+/// paths to the host's store as a trusted user). With --private-users
+/// (guest root is another uid to the daemon) or --nix-daemon it is there.
+#[test]
+fn the_nix_daemon_is_only_for_guests_whose_root_it_does_not_trust() {
+    let env = Env::new();
+    let _daemon = HostDaemon::start();
+    let name = started(&env, "s9", &[]);
+    let attack = "echo from-the-guest-$$ > /tmp/evil && NIX_REMOTE=daemon nix-store --add /tmp/evil";
+    let out = env.run(["run", &name, "--", "sh", "-c", attack]);
+    assert!(!stdout(&out).contains("/nix/store/"), "the guest added {} to the host's store", stdout(&out));
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(as_guest_root(&env, &name, "test -e /nix/var/nix/daemon-socket/socket || echo none"), "none\n");
+    env.ok(["stop", &name]);
+
+    for (short, flag) in [("sa", "--nix-daemon"), ("sb", "--private-users")] {
+        let name = started(&env, short, &[flag]);
+        assert_eq!(as_guest_root(&env, &name, "test -S /nix/var/nix/daemon-socket/socket && echo there"), "there\n", "{flag}");
+        env.ok(["stop", &name]);
+    }
+    let conf = std::fs::read_to_string(env.conf_dir().join(format!("{}.conf", env.name("sa")))).unwrap();
+    assert!(conf.contains("NIX_DAEMON=1\n"), "{conf}");
+}
+
 /// Path of a host file `rel` inside container `name`'s root.
 fn in_root(env: &Env, name: &str, rel: &str) -> std::path::PathBuf {
     env.root(name).join(rel)
