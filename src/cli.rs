@@ -134,7 +134,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
     pub config: Option<String>,
 
-    /// A NixOS configuration file (module) to import
+    /// A NixOS configuration file (module): its content is read now and kept with the container
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
     pub config_file: Option<PathBuf>,
 
@@ -223,7 +223,7 @@ pub struct UpdateArgs {
     #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
     pub config: Option<String>,
 
-    /// New NixOS configuration file to import (replaces configuration.nix)
+    /// New NixOS configuration file (module), read now and kept with the container (replaces the configuration)
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
     pub config_file: Option<PathBuf>,
 

@@ -138,7 +138,21 @@ fn missing(program: &'static str) -> Error {
 /// The command line that builds `source` for `profile`: for a system path
 /// or a NixOS configuration it also selects it (`nix-env --set`); a flake
 /// is built by `nix build`, whose result is then selected as a system path.
+///
+/// Every one runs with `--option sandbox true`: builds for a container run
+/// in Nix's sandbox whatever nix.conf says (a nix.conf with
+/// `sandbox = false` is overridden; a host where Nix cannot sandbox cannot
+/// build containers, see SECURITY.md).
 pub fn command(profile: &Path, source: &SystemSource) -> Vec<String> {
+    let mut argv = unsandboxed_command(profile, source);
+    argv.splice(1..1, SANDBOX.iter().map(|s| s.to_string()));
+    argv
+}
+
+/// The options that keep a build in Nix's sandbox.
+pub const SANDBOX: [&str; 3] = ["--option", "sandbox", "true"];
+
+fn unsandboxed_command(profile: &Path, source: &SystemSource) -> Vec<String> {
     let p = profile.to_string_lossy().into_owned();
     match source {
         SystemSource::NixosConfig { nixos_path, config } => vec![
@@ -443,13 +457,17 @@ mod tests {
     fn nixos_config_build_is_the_anchors_command_line() {
         let src = SystemSource::NixosConfig {
             nixos_path: "<nixpkgs/nixos>".into(),
-            config: "/var/lib/nixos-containers/foo/etc/nixos/configuration.nix".into(),
+            config: "/etc/nixos-containers/foo/configuration.nix".into(),
         };
         let cmd = command(Path::new("/nix/var/nix/profiles/per-container/foo/system"), &src);
         assert_eq!(
             shell_words(&cmd),
-            "nix-env -p /nix/var/nix/profiles/per-container/foo/system -I nixos-config=/var/lib/nixos-containers/foo/etc/nixos/configuration.nix -f <nixpkgs/nixos> --set -A system"
+            "nix-env --option sandbox true -p /nix/var/nix/profiles/per-container/foo/system -I nixos-config=/etc/nixos-containers/foo/configuration.nix -f <nixpkgs/nixos> --set -A system"
         );
+        // Every build is sandboxed.
+        for src in [SystemSource::Path("/nix/store/x".into()), SystemSource::flake("/f#web")] {
+            assert_eq!(command(Path::new("/p/system"), &src)[1..4], SANDBOX, "{src:?}");
+        }
     }
 
     #[test]

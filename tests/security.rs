@@ -95,6 +95,59 @@ fn a_guest_that_blocks_the_agent_gets_no_host_side_pty_or_user() {
     env.ok(["stop", &name]);
 }
 
+/// Class 2: a plain `update` must not evaluate a configuration.nix the
+/// guest wrote (Nix code run as host root: it could read root-only host
+/// files or run builders on the host). On main it built the guest's copy.
+#[test]
+fn update_never_evaluates_what_the_guest_wrote() {
+    let env = Env::new();
+    let secret = env.base.join("host-secret");
+    std::fs::write(&secret, "HOST-SECRET-42").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let name = started(&env, "s3", &[]);
+    let evil = format!(
+        "{{ ... }}: {{ imports = [ ./nixos-container-guest.nix ]; boot.isContainer = true; \
+         environment.etc.\"stolen\".text = builtins.readFile {}; }}",
+        secret.display()
+    );
+    as_guest_root(&env, &name, &format!("cat > /etc/nixos/configuration.nix <<'EOF'\n{evil}\nEOF"));
+    let out = env.run(["update", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains("HOST-SECRET"), "{all}");
+    let stolen = env.run(["run", &name, "--", "cat", "/etc/stolen"]);
+    assert!(!stdout(&stolen).contains("HOST-SECRET"), "the guest got the host's secret");
+
+    // A container whose only configuration is the one inside its root
+    // (made by an older version, or nixpkgs): refused, with the way out.
+    std::fs::remove_dir_all(env.conf_dir().join(&name)).ok();
+    let out = env.run(["update", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("HOST-SECRET"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--config-file"), "says how to adopt it: {}", stderr(&out));
+    env.ok(["stop", &name]);
+}
+
+/// Class 2: `update --config-file F` reads F once and builds what it read;
+/// a later change of F (say by the user who owns its directory) is not
+/// evaluated by the next plain `update`. On main the configuration
+/// imported F by path, and every later build read it again.
+#[test]
+fn a_config_file_is_read_once() {
+    let env = Env::new();
+    let name = env.name("s4");
+    let file = env.base.join("web.nix");
+    std::fs::write(&file, "{ environment.etc.\"which\".text = \"first\"; }\n").unwrap();
+    env.create(&name, &["--config-file", file.to_str().unwrap()]);
+    std::fs::write(&file, "{ environment.etc.\"which\".text = throw \"EVALUATED-THE-CHANGED-FILE\"; }\n").unwrap();
+    let out = env.run(["update", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("EVALUATED-THE-CHANGED-FILE"));
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["run", &name, "--", "cat", "/etc/which"]), "first");
+    env.ok(["stop", &name]);
+}
+
 /// Class 2: the profile and GC-roots directories are the host's. On main
 /// they were bound read-write into the guest: a `system.lock` symlink made
 /// host root create a file wherever it pointed at the next update, and a
@@ -125,6 +178,30 @@ fn profiles_and_gc_roots_are_out_of_the_guests_reach() {
         assert_eq!(mode, 0o700, "{}", dir.display());
     }
     env.ok(["stop", &name]);
+}
+
+/// Class 2: builds run in Nix's sandbox even when the admin's nix.conf
+/// turned it off: a builder cannot see the host's files. On main the
+/// tool left the setting to nix.conf.
+#[test]
+fn builds_are_sandboxed_whatever_nix_conf_says() {
+    let env = Env::new();
+    let marker = env.base.join("visible-to-builders");
+    std::fs::write(&marker, "x").unwrap();
+    let name = env.name("s6");
+    let config = format!(
+        "environment.etc.\"probe\".source = pkgs.runCommand \"probe\" {{}} ''if [ -e {} ]; then echo UNSANDBOXED-BUILD >&2; exit 1; fi; echo sandboxed > $out'';",
+        marker.display()
+    );
+    let nixos = nixos_path();
+    let out = env
+        .command()
+        .env("NIX_CONFIG", "substituters =\nsandbox = false\n")
+        .args(["create", &name, "--nixos-path", nixos.to_str().unwrap(), "--bind-ro", "/usr", "--config", &config])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("UNSANDBOXED-BUILD"), "{}", stderr(&out));
 }
 
 /// A `nix-daemon` on the host's standard socket for one test, if the host
