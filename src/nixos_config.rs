@@ -48,11 +48,8 @@ const FILES: [&str; 3] = [USER_FILE, GUEST_MODULE_FILE, "configuration.nix"];
 impl UserConfig {
     /// Reads a `--config-file` argument, once.
     pub fn file(path: &Path) -> Result<UserConfig> {
-        let invalid = |reason: String| Error::InvalidValue {
-            what: "config file",
-            value: path.display().to_string(),
-            reason,
-        };
+        let invalid =
+            |reason: String| Error::InvalidValue { what: "config file", value: path.display().to_string(), reason };
         let mut f = std::fs::File::open(path).map_err(|e| invalid(io_reason(&e)))?;
         if !f.metadata().map_err(|e| invalid(io_reason(&e)))?.is_file() {
             return Err(invalid("not a regular file".into()));
@@ -112,8 +109,12 @@ impl ConfigDir {
         if create {
             crate::fsutil::create_dir(dir, 0o700)?;
         }
-        let fd = nix::fcntl::open(dir, OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-            .context(|| format!("opening {}", dir.display()))?;
+        let fd = nix::fcntl::open(
+            dir,
+            OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .context(|| format!("opening {}", dir.display()))?;
         Ok(ConfigDir { dir: fd, real: dir.to_path_buf() })
     }
 

@@ -192,7 +192,15 @@ mod tests {
         };
         assert!(!socket(&Conf::default()), "guest root is host root: no socket by default");
         assert!(socket(&Conf { nix_daemon: true, ..Conf::default() }));
-        for (mode, given) in [("pick", true), ("yes", true), ("65536", true), ("65536:65536", true), ("identity", false), ("0", false), ("no", false)] {
+        for (mode, given) in [
+            ("pick", true),
+            ("yes", true),
+            ("65536", true),
+            ("65536:65536", true),
+            ("identity", false),
+            ("0", false),
+            ("no", false),
+        ] {
             assert_eq!(socket(&Conf { private_users: Some(mode.into()), ..Conf::default() }), given, "{mode}");
         }
     }

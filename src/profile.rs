@@ -145,7 +145,10 @@ fn missing(program: &'static str) -> Error {
 /// build containers, see SECURITY.md).
 pub fn command(profile: &Path, source: &SystemSource) -> Vec<String> {
     let mut argv = unsandboxed_command(profile, source);
-    argv.splice(1..1, SANDBOX.iter().map(|s| s.to_string()));
+    // After the anchor's own words (what -v shows starts as the anchor's
+    // command); before a flake's installable, which stays last.
+    let at = if matches!(source, SystemSource::Flake { .. }) { argv.len() - 1 } else { argv.len() };
+    argv.splice(at..at, SANDBOX.iter().map(|s| s.to_string()));
     argv
 }
 
@@ -462,12 +465,13 @@ mod tests {
         let cmd = command(Path::new("/nix/var/nix/profiles/per-container/foo/system"), &src);
         assert_eq!(
             shell_words(&cmd),
-            "nix-env --option sandbox true -p /nix/var/nix/profiles/per-container/foo/system -I nixos-config=/etc/nixos-containers/foo/configuration.nix -f <nixpkgs/nixos> --set -A system"
+            "nix-env -p /nix/var/nix/profiles/per-container/foo/system -I nixos-config=/etc/nixos-containers/foo/configuration.nix -f <nixpkgs/nixos> --set -A system --option sandbox true"
         );
         // Every build is sandboxed.
-        for src in [SystemSource::Path("/nix/store/x".into()), SystemSource::flake("/f#web")] {
-            assert_eq!(command(Path::new("/p/system"), &src)[1..4], SANDBOX, "{src:?}");
-        }
+        let path = command(Path::new("/p/system"), &SystemSource::Path("/nix/store/x".into()));
+        assert_eq!(path[path.len() - 3..], SANDBOX, "{path:?}");
+        let flake = command(Path::new("/p/system"), &SystemSource::flake("/f#web"));
+        assert_eq!(flake[flake.len() - 4..flake.len() - 1], SANDBOX, "{flake:?}");
     }
 
     #[test]

@@ -84,7 +84,11 @@ fn a_guest_that_blocks_the_agent_gets_no_host_side_pty_or_user() {
     let name = started(&env, "s2", &[]);
     // The first run installs the agent; then the guest hides it.
     let agent = nixos_container::guest::agent::STORE_PATH;
-    as_guest_root(&env, &name, &format!("touch /agent-cover && mount --bind /agent-cover {agent} && test ! -x {agent}"));
+    as_guest_root(
+        &env,
+        &name,
+        &format!("touch /agent-cover && mount --bind /agent-cover {agent} && test ! -x {agent}"),
+    );
     for args in [vec!["run", &name, "--user", "nobody", "--", "id", "-u"], vec!["run", &name, "-t", "--", "tty"]] {
         let out = env.run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: stdout: {} stderr: {}", stdout(&out), stderr(&out));
@@ -214,7 +218,9 @@ impl HostDaemon {
         if socket.exists() {
             return HostDaemon(None);
         }
-        let child = KillOnDrop::spawn(Command::new("nix-daemon").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()));
+        let child = KillOnDrop::spawn(
+            Command::new("nix-daemon").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()),
+        );
         wait_for(std::time::Duration::from_secs(10), || socket.exists().then_some(())).expect("nix-daemon listens");
         HostDaemon(Some(child))
     }
@@ -249,7 +255,11 @@ fn the_nix_daemon_is_only_for_guests_whose_root_it_does_not_trust() {
 
     for (short, flag) in [("sa", "--nix-daemon"), ("sb", "--private-users")] {
         let name = started(&env, short, &[flag]);
-        assert_eq!(as_guest_root(&env, &name, "test -S /nix/var/nix/daemon-socket/socket && echo there"), "there\n", "{flag}");
+        assert_eq!(
+            as_guest_root(&env, &name, "test -S /nix/var/nix/daemon-socket/socket && echo there"),
+            "there\n",
+            "{flag}"
+        );
         env.ok(["stop", &name]);
     }
     let conf = std::fs::read_to_string(env.conf_dir().join(format!("{}.conf", env.name("sa")))).unwrap();
