@@ -183,10 +183,11 @@ hand_nspawn() {
     local n=$1 sys=$2 h binds=()
     local root=$NIXOS_CONTAINER_STATE_DIR/$n
     for h in "${CG_TREES[@]}"; do mkdir -p "$(hand_cg "$h" "$n")"; done
+    # As the tool binds them (src/nspawn.rs): no daemon socket for a
+    # privileged guest, profiles and GC roots read-only.
     binds=(--bind-ro=/nix/store --bind-ro=/nix/var/nix/db)
-    [ -e /nix/var/nix/daemon-socket ] && binds+=(--bind-ro=/nix/var/nix/daemon-socket)
-    binds+=("--bind=$NIXOS_CONTAINER_PROFILES_DIR/$n:/nix/var/nix/profiles"
-            "--bind=$NIXOS_CONTAINER_GCROOTS_DIR/$n:/nix/var/nix/gcroots"
+    binds+=("--bind-ro=$NIXOS_CONTAINER_PROFILES_DIR/$n:/nix/var/nix/profiles"
+            "--bind-ro=$NIXOS_CONTAINER_GCROOTS_DIR/$n:/nix/var/nix/gcroots"
             --bind-ro=/usr)
     (
         for h in "${CG_TREES[@]}"; do echo "$BASHPID" >"$(hand_cg "$h" "$n")/cgroup.procs"; done

@@ -134,7 +134,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
     pub config: Option<String>,
 
-    /// A NixOS configuration file (module) to import
+    /// A NixOS configuration file (module): its content is read now and kept with the container
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
     pub config_file: Option<PathBuf>,
 
@@ -197,6 +197,10 @@ pub struct CreateArgs {
     /// Run the container in a user namespace: pick (default), yes, identity or a UID base
     #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "pick")]
     pub private_users: Option<String>,
+
+    /// Give the guest the host's Nix daemon socket although its root is host root (a trusted Nix user: it can add unsigned paths to the host's store); with --private-users it gets the socket anyway
+    #[arg(long)]
+    pub nix_daemon: bool,
 }
 
 /// Without a source option, update rebuilds from what create stored: the
@@ -219,7 +223,7 @@ pub struct UpdateArgs {
     #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
     pub config: Option<String>,
 
-    /// New NixOS configuration file to import (replaces configuration.nix)
+    /// New NixOS configuration file (module), read now and kept with the container (replaces the configuration)
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
     pub config_file: Option<PathBuf>,
 

@@ -190,6 +190,10 @@ pub struct Conf {
     /// service does.
     pub extra_nspawn_flags: Vec<String>,
     pub private_users: Option<String>,
+    /// `NIX_DAEMON=1`: give the guest the host's Nix daemon socket even
+    /// though its root is host root (a trusted Nix user). See
+    /// `nix_daemon_in_guest`.
+    pub nix_daemon: bool,
     /// Capabilities on top of nspawn's default set.
     pub capabilities: Vec<String>,
     /// systemd-nspawn --system-call-filter tokens (`name`, `@group`, `~deny`).
@@ -226,6 +230,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "BINDS_RO",
     "EXTRA_NSPAWN_FLAGS",
     "PRIVATE_USERS",
+    "NIX_DAEMON",
     "NETWORK_NAMESPACE_PATH",
     "INTERFACES",
     "MACVLANS",
@@ -415,6 +420,28 @@ pub fn validate_private_users(v: &str) -> std::result::Result<(), String> {
     if ok { Ok(()) } else { Err("expected no, yes, pick, identity or a UID base".into()) }
 }
 
+/// Whether the guest's root is a user other than host root: a user
+/// namespace that maps its uid 0 elsewhere (`identity`, or a base of 0,
+/// keeps it host root).
+pub fn guest_root_is_unprivileged(private_users: Option<&str>) -> bool {
+    match private_users {
+        None | Some("no" | "0" | "identity" | "false") => false,
+        Some("yes" | "pick" | "1" | "true") => true,
+        Some(base) => base.split(':').next().and_then(|b| b.parse::<u64>().ok()).is_some_and(|b| b != 0),
+    }
+}
+
+impl Conf {
+    /// The host's Nix daemon socket goes into the guest only where guest
+    /// root cannot be a trusted Nix user (its uid is not host root's), or
+    /// where the admin asked for it (NIX_DAEMON=1, `create --nix-daemon`):
+    /// the daemon trusts root, who may then add unsigned paths to the
+    /// host's store.
+    pub fn nix_daemon_in_guest(&self) -> bool {
+        self.nix_daemon || guest_root_is_unprivileged(self.private_users.as_deref())
+    }
+}
+
 fn parse_bool(key: &str, value: &str) -> std::result::Result<bool, String> {
     match value {
         "1" | "yes" | "true" => Ok(true),
@@ -438,6 +465,7 @@ impl Conf {
             match key.as_str() {
                 "PRIVATE_NETWORK" => conf.private_network = parse_bool(&key, v)?,
                 "AUTO_START" => conf.auto_start = parse_bool(&key, v)?,
+                "NIX_DAEMON" => conf.nix_daemon = parse_bool(&key, v)?,
                 "HOST_ADDRESS" | "LOCAL_ADDRESS" => {
                     let a = if v.is_empty() {
                         None
@@ -608,6 +636,7 @@ impl Conf {
             ("BINDS_RO", binds(true)),
             ("EXTRA_NSPAWN_FLAGS", joined(&self.extra_nspawn_flags)),
             ("PRIVATE_USERS", self.private_users.clone()),
+            ("NIX_DAEMON", self.nix_daemon.then(|| "1".to_string())),
             ("CAPABILITIES", joined(&self.capabilities)),
             ("SYSTEM_CALL_FILTER", joined(&self.system_call_filter)),
             ("DEVICES", joined(&devices)),

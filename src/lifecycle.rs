@@ -235,13 +235,13 @@ fn add_host_name(paths: &Paths, name: &str, conf: &Conf) {
 
 fn build_new(name: &str, p: &ContainerPaths, source: &Source, output: BuildOutput) -> Result<()> {
     fsutil::create_dir(&p.root, 0o755)?;
-    fsutil::create_dir(&p.profile_dir, 0o755)?;
-    fsutil::create_dir(&p.gcroots, 0o755)?;
+    profile::prepare_dirs(p)?;
     let build = match source {
         Source::Config { nixos_path, user } => {
-            let etc = nixos_config::EtcNixos::open(&p.root, true)?;
-            etc.replace(name, user)?;
-            SystemSource::NixosConfig { nixos_path: nixos_path.clone(), config: etc.config_path() }
+            let dir = nixos_config::ConfigDir::open_host(&p.config_dir, true)?;
+            dir.replace(name, user)?;
+            nixos_config::copy_to_guest(&dir, &p.root);
+            SystemSource::NixosConfig { nixos_path: nixos_path.clone(), config: dir.config_path() }
         }
         Source::SystemPath(path) => SystemSource::Path(path.clone()),
         Source::Flake(f) => SystemSource::flake(f),
@@ -257,6 +257,7 @@ fn remove_container_files(p: &ContainerPaths) -> Result<()> {
     fsutil::remove_tree(&p.profile_dir)?;
     fsutil::remove_tree(&p.gcroots)?;
     fsutil::remove_tree(&p.run)?;
+    fsutil::remove_tree(&p.config_dir)?;
     let _ = std::fs::remove_file(creating_marker(p));
     Ok(())
 }

@@ -1,11 +1,17 @@
-//! The container's `etc/nixos/configuration.nix`, written by create/update.
+//! A container's NixOS configuration, written by create/update.
 //!
 //! The form is the anchor's (boot.isContainer, a default host name, no DHCP,
 //! the user's configuration), with one addition: the guest module that
 //! serves the root-shell and login sockets is imported beside the user's
 //! configuration. The user's inline `--config` goes into its own module in
 //! the `imports` list, so that it may define `imports` itself.
-
+//!
+//! The configuration that is built lives outside the container's root, in
+//! `CONF_DIR/NAME/` (host root's): Nix evaluates it as root, so the guest
+//! must not be able to change it. The guest's `/etc/nixos` gets a copy to
+//! read, which nothing on the host ever reads back. A `--config-file` is
+//! read once and its content copied in (`config-file.nix`): what is built is
+//! what was read, and nobody can change it between the check and the build.
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -27,36 +33,31 @@ pub const GUEST_MODULE_FILE: &str = "nixos-container-guest.nix";
 pub enum UserConfig {
     /// `--config STR`: Nix attribute definitions.
     Inline(String),
-    /// `--config-file F`, made absolute.
-    File(PathBuf),
+    /// `--config-file F`: its content, read once.
+    File { path: PathBuf, content: Vec<u8> },
     /// Neither: only the defaults.
     None,
 }
 
+/// The copy of a `--config-file` beside configuration.nix.
+pub const USER_FILE: &str = "config-file.nix";
+
+/// The files of a configuration directory, in the order they are written.
+const FILES: [&str; 3] = [USER_FILE, GUEST_MODULE_FILE, "configuration.nix"];
+
 impl UserConfig {
-    /// Checks a `--config-file` argument and makes it absolute.
+    /// Reads a `--config-file` argument, once.
     pub fn file(path: &Path) -> Result<UserConfig> {
-        let abs = std::fs::canonicalize(path).map_err(|e| Error::InvalidValue {
-            what: "config file",
-            value: path.display().to_string(),
-            reason: io_reason(&e),
-        })?;
-        if !abs.is_file() {
-            return Err(Error::InvalidValue {
-                what: "config file",
-                value: path.display().to_string(),
-                reason: "not a regular file".into(),
-            });
+        let invalid =
+            |reason: String| Error::InvalidValue { what: "config file", value: path.display().to_string(), reason };
+        let mut f = std::fs::File::open(path).map_err(|e| invalid(io_reason(&e)))?;
+        if !f.metadata().map_err(|e| invalid(io_reason(&e)))?.is_file() {
+            return Err(invalid("not a regular file".into()));
         }
-        let s = abs.to_string_lossy();
-        if s.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\\' | '$' | '#' | ';')) {
-            return Err(Error::InvalidValue {
-                what: "config file",
-                value: s.into_owned(),
-                reason: "Nix path literals cannot contain this path's characters; move or rename the file".into(),
-            });
-        }
-        Ok(UserConfig::File(abs))
+        let mut content = Vec::new();
+        f.read_to_end(&mut content).map_err(|e| invalid(io_reason(&e)))?;
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        Ok(UserConfig::File { path: abs, content })
     }
 }
 
@@ -72,7 +73,7 @@ fn io_reason(e: &std::io::Error) -> String {
 pub fn render(name: &str, user: &UserConfig) -> String {
     let extra = match user {
         UserConfig::Inline(s) => format!(" {{ {s} }}"),
-        UserConfig::File(p) => format!(" {}", p.display()),
+        UserConfig::File { .. } => format!(" ./{USER_FILE}"),
         UserConfig::None => String::new(),
     };
     format!(
@@ -85,37 +86,57 @@ pub fn render(name: &str, user: &UserConfig) -> String {
     )
 }
 
-/// The `etc/nixos` of a container whose guest has run, opened with the
-/// root as `/`: the guest owns that directory and may have put symlinks in
-/// it, so it is only ever entered through this handle.
-pub struct EtcNixos {
+/// A directory holding a configuration: the authoritative one on the host
+/// (`open_host`), or the copy in the guest's `etc/nixos` (`open_in_root`),
+/// which the guest owns and may have put symlinks in. Either is only
+/// entered through this handle, and no file in it is followed.
+pub struct ConfigDir {
     dir: OwnedFd,
-    /// Where the directory really is (inside the root), for Nix to read.
+    /// Where the directory really is, for messages and for Nix.
     real: PathBuf,
 }
 
-/// A file's content before `EtcNixos::replace` changed it.
+/// A file's content before `ConfigDir::replace` changed it.
 #[derive(Debug)]
 pub struct Previous {
     file: &'static str,
     content: Option<(Vec<u8>, u32)>,
 }
 
-impl EtcNixos {
-    /// Opens (and with `create`, makes) `ROOT/etc/nixos`.
-    pub fn open(root: &Path, create: bool) -> Result<EtcNixos> {
+impl ConfigDir {
+    /// Opens (and with `create`, makes, mode 0700) the host's `dir`.
+    pub fn open_host(dir: &Path, create: bool) -> Result<ConfigDir> {
+        if create {
+            crate::fsutil::create_dir(dir, 0o700)?;
+        }
+        let fd = nix::fcntl::open(
+            dir,
+            OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .context(|| format!("opening {}", dir.display()))?;
+        Ok(ConfigDir { dir: fd, real: dir.to_path_buf() })
+    }
+
+    /// Opens (and with `create`, makes) `ROOT/etc/nixos`, with the root as `/`.
+    pub fn open_in_root(root: &Path, create: bool) -> Result<ConfigDir> {
         if create {
             rootfs::ensure_dir(root, "etc/nixos", 0o755)?;
         }
         let dir = rootfs::open_in_root(root, "etc/nixos", OFlag::O_DIRECTORY | OFlag::O_PATH)?;
         let real = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
             .context(|| format!("resolving {}/etc/nixos", root.display()))?;
-        Ok(EtcNixos { dir, real })
+        Ok(ConfigDir { dir, real })
     }
 
     /// The path of configuration.nix for Nix.
     pub fn config_path(&self) -> PathBuf {
         self.real.join("configuration.nix")
+    }
+
+    /// Where the directory is.
+    pub fn path(&self) -> &Path {
+        &self.real
     }
 
     pub fn has_config(&self) -> bool {
@@ -168,17 +189,44 @@ impl EtcNixos {
         result.context(what)
     }
 
-    /// Writes configuration.nix for `user` and the guest module beside it;
-    /// returns what they held before, for `restore`.
+    /// Writes configuration.nix for `user`, the guest module and the copy
+    /// of a `--config-file` beside it (removing an old copy when there is
+    /// none now); returns what they held before, for `restore`.
     pub fn replace(&self, name: &str, user: &UserConfig) -> Result<Vec<Previous>> {
+        let user_file = match user {
+            UserConfig::File { content, .. } => Some(content.clone()),
+            _ => None,
+        };
+        let wanted = [user_file, Some(GUEST_MODULE.as_bytes().to_vec()), Some(render(name, user).into_bytes())];
+        self.put(&wanted)
+    }
+
+    /// Makes `other` hold the same configuration as this directory (the
+    /// guest's copy of the host's).
+    pub fn mirror_into(&self, other: &ConfigDir) -> Result<()> {
+        let mut wanted: [Option<Vec<u8>>; 3] = Default::default();
+        for (i, file) in FILES.iter().enumerate() {
+            wanted[i] = self.read(file)?.map(|(data, _)| data);
+        }
+        other.put(&wanted).map(|_| ())
+    }
+
+    /// Gives each of `FILES` the content in `wanted` (None: no such file).
+    fn put(&self, wanted: &[Option<Vec<u8>>; 3]) -> Result<Vec<Previous>> {
         let mut previous = Vec::new();
-        for (file, text) in [(GUEST_MODULE_FILE, GUEST_MODULE.to_string()), ("configuration.nix", render(name, user))] {
-            let before = self.read(file)?;
-            if before.as_ref().is_some_and(|(data, _)| data == text.as_bytes()) {
+        for (&file, want) in FILES.iter().zip(wanted) {
+            // What is not a regular file (a guest's symlink) is replaced.
+            let before = self.read(file).ok().flatten();
+            if before.as_ref().map(|(data, _)| data) == want.as_ref() {
                 continue;
             }
             previous.push(Previous { file, content: before });
-            if let Err(e) = self.write(file, text.as_bytes(), 0o644) {
+            let result = match want {
+                Some(data) => self.write(file, data, 0o644),
+                None => unlinkat(self.dir.as_fd(), file, UnlinkatFlags::NoRemoveDir)
+                    .context(|| format!("removing {}", self.real.join(file).display())),
+            };
+            if let Err(e) = result {
                 self.restore(previous);
                 return Err(e);
             }
@@ -201,16 +249,26 @@ impl EtcNixos {
     }
 }
 
+/// Refreshes the guest's read-only copy in `ROOT/etc/nixos` from `host`.
+/// Only a convenience for the guest (nothing reads it back), so a guest
+/// that broke its /etc/nixos gets a warning, not a failure.
+pub fn copy_to_guest(host: &ConfigDir, root: &Path) {
+    let result = ConfigDir::open_in_root(root, true).and_then(|guest| host.mirror_into(&guest));
+    if let Err(e) = result {
+        tracing::warn!("the guest's copy of its configuration in {}/etc/nixos is not up to date: {e}", root.display());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn config_file_form() {
-        let text = render("foo", &UserConfig::File("/srv/foo.nix".into()));
+        let text = render("foo", &UserConfig::File { path: "/srv/foo.nix".into(), content: b"{ }".to_vec() });
         assert_eq!(
             text,
-            "{ config, lib, pkgs, ... }:\n\n{ boot.isContainer = true;\n  networking.hostName = lib.mkDefault \"foo\";\n  networking.useDHCP = false;\n  imports = [ ./nixos-container-guest.nix /srv/foo.nix ];\n}\n"
+            "{ config, lib, pkgs, ... }:\n\n{ boot.isContainer = true;\n  networking.hostName = lib.mkDefault \"foo\";\n  networking.useDHCP = false;\n  imports = [ ./nixos-container-guest.nix ./config-file.nix ];\n}\n"
         );
     }
 
@@ -227,10 +285,10 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let root = base.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        EtcNixos::open(&root, true).unwrap().replace("c1", &UserConfig::Inline("a = 1;".into())).unwrap();
+        ConfigDir::open_in_root(&root, true).unwrap().replace("c1", &UserConfig::Inline("a = 1;".into())).unwrap();
         let config = root.join("etc/nixos/configuration.nix");
         let old = std::fs::read(&config).unwrap();
-        let etc = EtcNixos::open(&root, false).unwrap();
+        let etc = ConfigDir::open_in_root(&root, false).unwrap();
         assert!(etc.has_config());
         assert_eq!(etc.config_path(), config);
         let previous = etc.replace("c1", &UserConfig::Inline("b = 2;".into())).unwrap();
@@ -253,7 +311,7 @@ mod tests {
         std::fs::create_dir_all(root.join("etc")).unwrap();
         // The guest points its /etc/nixos at a host directory.
         std::os::unix::fs::symlink(&outside, root.join("etc/nixos")).unwrap();
-        match EtcNixos::open(&root, true) {
+        match ConfigDir::open_in_root(&root, true) {
             // Resolved inside the root, where the link's target does not exist.
             Err(_) => {}
             Ok(etc) => {
@@ -264,16 +322,54 @@ mod tests {
         assert_eq!(std::fs::read_to_string(outside.join("configuration.nix")).unwrap(), "host file");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
 
-        // A configuration.nix that is a symlink is refused, not followed.
+        // A configuration.nix that is a symlink is replaced, not followed.
         let root2 = base.path().join("root2");
         std::fs::create_dir_all(root2.join("etc/nixos")).unwrap();
-        std::os::unix::fs::symlink(outside.join("configuration.nix"), root2.join("etc/nixos/configuration.nix"))
-            .unwrap();
-        let etc = EtcNixos::open(&root2, false).unwrap();
+        let link = root2.join("etc/nixos/configuration.nix");
+        std::os::unix::fs::symlink(outside.join("configuration.nix"), &link).unwrap();
+        let etc = ConfigDir::open_in_root(&root2, false).unwrap();
         assert!(!etc.has_config());
-        let err = etc.replace("c2", &UserConfig::None).unwrap_err().to_string();
-        assert!(err.contains("is not a regular file"), "{err}");
+        etc.replace("c2", &UserConfig::None).unwrap();
+        assert!(link.symlink_metadata().unwrap().is_file());
         assert_eq!(std::fs::read_to_string(outside.join("configuration.nix")).unwrap(), "host file");
+    }
+
+    #[test]
+    fn the_host_copy_is_mirrored_into_the_guest_and_a_config_file_is_copied() {
+        let base = tempfile::tempdir().unwrap();
+        let host = ConfigDir::open_host(&base.path().join("conf/c1"), true).unwrap();
+        let user = UserConfig::File { path: "/srv/web.nix".into(), content: b"{ a = 1; }".to_vec() };
+        host.replace("c1", &user).unwrap();
+        assert_eq!(std::fs::read(base.path().join("conf/c1/config-file.nix")).unwrap(), b"{ a = 1; }");
+        let root = base.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        copy_to_guest(&host, &root);
+        for f in FILES {
+            assert_eq!(
+                std::fs::read(root.join("etc/nixos").join(f)).unwrap(),
+                std::fs::read(base.path().join("conf/c1").join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        // Inline now: the copy of the old file goes, in both.
+        host.replace("c1", &UserConfig::Inline("b = 2;".into())).unwrap();
+        copy_to_guest(&host, &root);
+        assert!(!base.path().join("conf/c1/config-file.nix").exists());
+        assert!(!root.join("etc/nixos/config-file.nix").exists());
+        let mode = std::fs::metadata(base.path().join("conf/c1")).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_config_file_is_read_once() {
+        let base = tempfile::tempdir().unwrap();
+        let f = base.path().join("web.nix");
+        std::fs::write(&f, "{ first = 1; }").unwrap();
+        let user = UserConfig::file(&f).unwrap();
+        std::fs::write(&f, "{ second = 2; }").unwrap();
+        assert_eq!(user, UserConfig::File { path: f.clone(), content: b"{ first = 1; }".to_vec() });
+        let err = UserConfig::file(base.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The systemd-nspawn command line of a container.
 //!
-//! It follows the seed and the anchor's container@.service: the host's Nix
-//! store, database and daemon socket read-only, the container's own profiles
-//! and GC roots read-write, then the conf's binds and flags. `--keep-unit
+//! It follows the seed and the anchor's container@.service, made safe
+//! against a hostile guest: the host's Nix store and database read-only,
+//! the daemon socket only where guest root is not a trusted Nix user (or
+//! the admin asks), the container's profiles and GC roots read-only (the
+//! anchor bound them read-write), then the conf's binds and flags. `--keep-unit
 //! --register=no` keep nspawn away from systemd and machined, which the host
 //! may not run; the supervisor puts nspawn into the container's cgroup.
 
@@ -26,6 +28,8 @@ pub struct Launch<'a> {
 /// Inside the container, the profile dir is mounted here.
 pub const GUEST_PROFILES: &str = "/nix/var/nix/profiles";
 pub const GUEST_GCROOTS: &str = "/nix/var/nix/gcroots";
+/// The host's Nix daemon socket directory (see `Conf::nix_daemon_in_guest`).
+pub const NIX_DAEMON_SOCKET_DIR: &str = "/nix/var/nix/daemon-socket";
 
 /// The init the container boots: the conf's SYSTEM_PATH (declarative
 /// containers), else the profile's current generation.
@@ -70,13 +74,16 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
         "--console=read-only".into(),
         "--link-journal=no".into(),
     ];
-    for p in ["/nix/store", "/nix/var/nix/db", "/nix/var/nix/daemon-socket"] {
-        if p == "/nix/store" || (l.host_has)(Path::new(p)) {
+    for p in ["/nix/store", "/nix/var/nix/db", NIX_DAEMON_SOCKET_DIR] {
+        let wanted = p != NIX_DAEMON_SOCKET_DIR || l.conf.nix_daemon_in_guest();
+        if wanted && (p == "/nix/store" || (l.host_has)(Path::new(p))) {
             argv.push(format!("--bind-ro={p}:{p}{idmap}"));
         }
     }
-    argv.push(format!("--bind={}:{GUEST_PROFILES}{idmap}", l.paths.profile_dir.display()));
-    argv.push(format!("--bind={}:{GUEST_GCROOTS}{idmap}", l.paths.gcroots.display()));
+    // Read-only: the profiles and GC roots are the host's (host root runs
+    // nix-env on them, and they are host paths a local user could reach).
+    argv.push(format!("--bind-ro={}:{GUEST_PROFILES}{idmap}", l.paths.profile_dir.display()));
+    argv.push(format!("--bind-ro={}:{GUEST_GCROOTS}{idmap}", l.paths.gcroots.display()));
     if let Some(u) = private_users {
         argv.push(format!("--private-users={u}"));
         // Shift the root's ownership on first start (idmapped mounts where
@@ -139,7 +146,7 @@ mod tests {
             "systemd-nspawn --keep-unit --register=no --machine=web --directory=/x/state/web \
              --notify-ready=yes --kill-signal=SIGRTMIN+3 --console=read-only --link-journal=no \
              --bind-ro=/nix/store:/nix/store --bind-ro=/nix/var/nix/db:/nix/var/nix/db \
-             --bind=/x/profiles/web:/nix/var/nix/profiles --bind=/x/gcroots/web:/nix/var/nix/gcroots \
+             --bind-ro=/x/profiles/web:/nix/var/nix/profiles --bind-ro=/x/gcroots/web:/nix/var/nix/gcroots \
              --network-namespace-path=/run/netns/web \
              --bind=/srv/data:/data --capability=CAP_NET_ADMIN /nix/var/nix/profiles/system/init"
         );
@@ -160,7 +167,7 @@ mod tests {
         for flag in [
             "--bind-ro=/nix/store:/nix/store:idmap",
             "--bind-ro=/nix/var/nix/daemon-socket:/nix/var/nix/daemon-socket:idmap",
-            "--bind=/x/profiles/web:/nix/var/nix/profiles:idmap",
+            "--bind-ro=/x/profiles/web:/nix/var/nix/profiles:idmap",
             "--private-users=pick",
             "--private-users-ownership=auto",
             "--capability=CAP_NET_ADMIN,CAP_SYS_TIME",
@@ -172,6 +179,30 @@ mod tests {
         let no = Conf { private_users: Some("no".into()), ..Conf::default() };
         let argv = command_line(&Launch { name: "web", paths: &paths, conf: &no, netns: None, host_has: &all });
         assert!(!argv.iter().any(|a| a.contains("idmap") || a.starts_with("--private-users")));
+    }
+
+    #[test]
+    fn the_daemon_socket_only_where_guest_root_is_not_trusted_or_asked_for() {
+        let paths = Paths::under(Path::new("/x")).container("web");
+        let all = |_: &Path| true;
+        let socket = |conf: &Conf| {
+            command_line(&Launch { name: "web", paths: &paths, conf, netns: None, host_has: &all })
+                .iter()
+                .any(|a| a.contains("daemon-socket"))
+        };
+        assert!(!socket(&Conf::default()), "guest root is host root: no socket by default");
+        assert!(socket(&Conf { nix_daemon: true, ..Conf::default() }));
+        for (mode, given) in [
+            ("pick", true),
+            ("yes", true),
+            ("65536", true),
+            ("65536:65536", true),
+            ("identity", false),
+            ("0", false),
+            ("no", false),
+        ] {
+            assert_eq!(socket(&Conf { private_users: Some(mode.into()), ..Conf::default() }), given, "{mode}");
+        }
     }
 
     #[test]

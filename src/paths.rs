@@ -74,6 +74,7 @@ impl Paths {
         ContainerPaths {
             lock: self.run_dir.join("locks").join(format!("{name}.lock")),
             conf: self.conf_dir.join(format!("{name}.conf")),
+            config_dir: self.conf_dir.join(name),
             root: self.state_dir.join(name),
             profile_dir: self.profiles_dir.join(name),
             gcroots: self.gcroots_dir.join(name),
@@ -96,6 +97,10 @@ impl Paths {
 #[derive(Debug, Clone)]
 pub struct ContainerPaths {
     pub conf: PathBuf,
+    /// The NixOS configuration builds use, `CONF_DIR/NAME/configuration.nix`
+    /// and the files beside it: host root's, outside the container's root
+    /// (whose `etc/nixos` only gets a copy).
+    pub config_dir: PathBuf,
     /// The container's root directory (its `/`).
     pub root: PathBuf,
     /// Holds the `system` profile and its generations.
@@ -114,7 +119,7 @@ impl ContainerPaths {
     }
 
     pub fn nixos_config(&self) -> PathBuf {
-        self.root.join("etc/nixos/configuration.nix")
+        self.config_dir.join("configuration.nix")
     }
 
     /// Held by the supervisor for as long as it runs.

@@ -6,7 +6,51 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use std::os::unix::fs::DirBuilderExt;
+
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::paths::ContainerPaths;
+
+/// Makes the container's profile and GC-roots directories the host's own:
+/// mode 0700, in parents of mode 0700, so that no local user can reach what
+/// is in them (a guest could once leave set-uid files there). The guest
+/// sees them read-only (`nspawn`); the empty `per-user` directories keep a
+/// NixOS guest's activation (`install -d` of them) from trying to write.
+pub fn prepare_dirs(paths: &ContainerPaths) -> Result<()> {
+    for dir in [&paths.profile_dir, &paths.gcroots] {
+        if let Some(parent) = dir.parent() {
+            fsutil::create_dir(parent, 0o700)?;
+        }
+        fsutil::create_dir(dir, 0o700)?;
+        let per_user = dir.join("per-user");
+        match std::fs::DirBuilder::new().mode(0o755).create(&per_user) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e).context(|| format!("creating {}", per_user.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A profile's lock file as Nix opens it (`PROFILE.lock`, with O_CREAT, so
+/// following a symlink): anything there that is not a plain file (a guest
+/// of an older version could write this directory) is removed first.
+fn clear_stray_lock(profile: &Path) -> Result<()> {
+    let mut lock = profile.as_os_str().to_owned();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    if let Ok(m) = std::fs::symlink_metadata(&lock)
+        && !m.file_type().is_file()
+    {
+        tracing::warn!("removing {}: not a lock file Nix made", lock.display());
+        std::fs::remove_file(&lock)
+            .or_else(|_| std::fs::remove_dir(&lock))
+            .context(|| format!("removing {}", lock.display()))?;
+    }
+    Ok(())
+}
 
 /// What a system is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +138,24 @@ fn missing(program: &'static str) -> Error {
 /// The command line that builds `source` for `profile`: for a system path
 /// or a NixOS configuration it also selects it (`nix-env --set`); a flake
 /// is built by `nix build`, whose result is then selected as a system path.
+///
+/// Every one runs with `--option sandbox true`: builds for a container run
+/// in Nix's sandbox whatever nix.conf says (a nix.conf with
+/// `sandbox = false` is overridden; a host where Nix cannot sandbox cannot
+/// build containers, see SECURITY.md).
 pub fn command(profile: &Path, source: &SystemSource) -> Vec<String> {
+    let mut argv = unsandboxed_command(profile, source);
+    // After the anchor's own words (what -v shows starts as the anchor's
+    // command); before a flake's installable, which stays last.
+    let at = if matches!(source, SystemSource::Flake { .. }) { argv.len() - 1 } else { argv.len() };
+    argv.splice(at..at, SANDBOX.iter().map(|s| s.to_string()));
+    argv
+}
+
+/// The options that keep a build in Nix's sandbox.
+pub const SANDBOX: [&str; 3] = ["--option", "sandbox", "true"];
+
+fn unsandboxed_command(profile: &Path, source: &SystemSource) -> Vec<String> {
     let p = profile.to_string_lossy().into_owned();
     match source {
         SystemSource::NixosConfig { nixos_path, config } => vec![
@@ -132,6 +193,7 @@ pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Resu
     if let Some(dir) = profile.parent() {
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     }
+    clear_stray_lock(profile)?;
     match source {
         SystemSource::Flake { .. } => {
             let argv = &command(profile, source);
@@ -269,6 +331,7 @@ pub fn previous_generation(gens: &[Generation]) -> Option<&Generation> {
 
 /// Selects generation `n` (`nix-env --switch-generation`).
 pub fn switch_generation(profile: &Path, n: u64) -> Result<()> {
+    clear_stray_lock(profile)?;
     let argv: Vec<String> = vec![
         "nix-env".into(),
         "-p".into(),
@@ -367,19 +430,48 @@ fn shell_words(argv: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_dirs_are_private_and_a_stray_lock_goes() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let paths = crate::paths::Paths::under(base.path()).container("c1");
+        std::fs::create_dir_all(&paths.gcroots).unwrap();
+        std::fs::set_permissions(&paths.gcroots, std::fs::Permissions::from_mode(0o755)).unwrap();
+        prepare_dirs(&paths).unwrap();
+        for d in [&paths.profile_dir, &paths.gcroots, &base.path().join("profiles"), &base.path().join("gcroots")] {
+            assert_eq!(std::fs::metadata(d).unwrap().permissions().mode() & 0o7777, 0o700, "{}", d.display());
+        }
+        assert!(paths.profile_dir.join("per-user").is_dir() && paths.gcroots.join("per-user").is_dir());
+        // A guest of an older version left the lock as a symlink to a host path.
+        let target = base.path().join("host-file");
+        std::os::unix::fs::symlink(&target, paths.profile_dir.join("system.lock")).unwrap();
+        clear_stray_lock(&paths.system_profile()).unwrap();
+        assert!(paths.profile_dir.join("system.lock").symlink_metadata().is_err());
+        assert!(!target.exists());
+        // Nix's own lock file stays.
+        std::fs::write(paths.profile_dir.join("system.lock"), "").unwrap();
+        clear_stray_lock(&paths.system_profile()).unwrap();
+        assert!(paths.profile_dir.join("system.lock").is_file());
+    }
     use std::os::unix::process::ExitStatusExt;
 
     #[test]
     fn nixos_config_build_is_the_anchors_command_line() {
         let src = SystemSource::NixosConfig {
             nixos_path: "<nixpkgs/nixos>".into(),
-            config: "/var/lib/nixos-containers/foo/etc/nixos/configuration.nix".into(),
+            config: "/etc/nixos-containers/foo/configuration.nix".into(),
         };
         let cmd = command(Path::new("/nix/var/nix/profiles/per-container/foo/system"), &src);
         assert_eq!(
             shell_words(&cmd),
-            "nix-env -p /nix/var/nix/profiles/per-container/foo/system -I nixos-config=/var/lib/nixos-containers/foo/etc/nixos/configuration.nix -f <nixpkgs/nixos> --set -A system"
+            "nix-env -p /nix/var/nix/profiles/per-container/foo/system -I nixos-config=/etc/nixos-containers/foo/configuration.nix -f <nixpkgs/nixos> --set -A system --option sandbox true"
         );
+        // Every build is sandboxed.
+        let path = command(Path::new("/p/system"), &SystemSource::Path("/nix/store/x".into()));
+        assert_eq!(path[path.len() - 3..], SANDBOX, "{path:?}");
+        let flake = command(Path::new("/p/system"), &SystemSource::flake("/f#web"));
+        assert_eq!(flake[flake.len() - 4..flake.len() - 1], SANDBOX, "{flake:?}");
     }
 
     #[test]

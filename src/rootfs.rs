@@ -37,6 +37,33 @@ pub fn open_in_root(root: &Path, rel: &str, flags: OFlag) -> Result<OwnedFd> {
     .context(|| format!("opening {} in {}", rel, root.display()))
 }
 
+/// The parent directory of `rel` (opened with the root as `/`) and its
+/// last component.
+fn parent_in_root(root: &Path, rel: &str) -> std::io::Result<(OwnedFd, String)> {
+    let rel = rel.trim_matches('/');
+    let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let root_fd = open_root(root).map_err(std::io::Error::other)?;
+    let dir_fd = openat2(
+        root_fd.as_fd(),
+        if dir.is_empty() { "." } else { dir },
+        OpenHow::new().flags(OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(in_root()),
+    )?;
+    Ok((dir_fd, name.to_string()))
+}
+
+/// lstat(2) of `rel` inside the root: its parents resolved with the root
+/// as `/`, the last component itself not followed.
+pub fn lstat_in_root(root: &Path, rel: &str) -> std::io::Result<nix::sys::stat::FileStat> {
+    let (dir, name) = parent_in_root(root, rel)?;
+    Ok(nix::sys::stat::fstatat(dir.as_fd(), name.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?)
+}
+
+/// The target of symlink `rel` inside the root, as the guest wrote it.
+pub fn read_link_in_root(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
+    let (dir, name) = parent_in_root(root, rel)?;
+    Ok(PathBuf::from(nix::fcntl::readlinkat(dir.as_fd(), name.as_str())?))
+}
+
 /// Creates directory `rel` and its parents inside the root.
 pub fn ensure_dir(root: &Path, rel: &str, mode: u32) -> Result<()> {
     let root_fd = open_root(root)?;
@@ -54,13 +81,34 @@ pub fn ensure_dir(root: &Path, rel: &str, mode: u32) -> Result<()> {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(e).context(|| format!("creating {}/{}", root.display(), prefix.display())),
                 }
-                openat2(root_fd.as_fd(), &prefix, how)
-                    .context(|| format!("opening {}/{}", root.display(), prefix.display()))?
+                match openat2(root_fd.as_fd(), &prefix, how) {
+                    Ok(fd) => fd,
+                    Err(e) => return Err(not_a_dir(root, &prefix, e)),
+                }
             }
-            Err(e) => return Err(e).context(|| format!("opening {}/{}", root.display(), prefix.display())),
+            Err(e) => return Err(not_a_dir(root, &prefix, e)),
         };
     }
     Ok(())
+}
+
+/// A readable error for a directory the host needs in the root that the
+/// guest made into something else (a dangling symlink, a file).
+fn not_a_dir(root: &Path, prefix: &Path, e: Errno) -> crate::error::Error {
+    let rel = format!("/{}", prefix.display());
+    let what = match lstat_in_root(root, &rel) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+            let target = read_link_in_root(root, &rel).map(|t| t.display().to_string()).unwrap_or_default();
+            format!("is a symlink to {target}, which is not a directory in the container")
+        }
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => "is not a directory".to_string(),
+        _ => format!("cannot be opened ({})", std::io::Error::from(e)),
+    };
+    crate::error::Error::other(format!(
+        "{rel} in container root {} {what}; the guest changed it: make it a directory again (e.g. remove {})",
+        root.display(),
+        root.join(prefix).display()
+    ))
 }
 
 /// Removes file `name` in directory `dir_rel` inside the root, if present.
@@ -108,12 +156,7 @@ pub fn prepare(paths: &ContainerPaths) -> Result<()> {
         .context(|| format!("creating {}/etc/os-release", paths.root.display()))?;
     }
     crate::guest::remove_sockets(&paths.root)?;
-    for dir in [&paths.profile_dir, &paths.gcroots] {
-        if !dir.exists() {
-            fsutil::create_dir(dir, 0o755)?;
-        }
-    }
-    Ok(())
+    crate::profile::prepare_dirs(paths)
 }
 
 #[cfg(test)]

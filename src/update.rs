@@ -23,7 +23,7 @@ use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::guest;
 use crate::lifecycle;
-use crate::nixos_config::{EtcNixos, UserConfig};
+use crate::nixos_config::{self, ConfigDir, UserConfig};
 use crate::paths::Paths;
 use crate::profile::{self, BuildOutput, DEFAULT_NIXOS_PATH, SystemSource};
 use crate::supervisor::{Phase, Record};
@@ -117,26 +117,17 @@ pub fn update(
             }
             // From now on the container is built from configuration.nix.
             conf.flake = None;
-            let no_config = || {
-                Error::other(format!(
-                    "container '{name}' has no {}/etc/nixos/configuration.nix to rebuild from; give --config, --config-file or --flake",
-                    c.paths.root.display()
-                ))
+            let dir = ConfigDir::open_host(&c.paths.config_dir, user.is_some())
+                .ok()
+                .filter(|d| user.is_some() || d.has_config());
+            let Some(dir) = dir else { return Err(no_host_config(&c)) };
+            let previous = match &user {
+                Some(u) => dir.replace(name, u)?,
+                None => Vec::new(),
             };
-            let (etc, previous) = match &user {
-                Some(u) => {
-                    let etc = EtcNixos::open(&c.paths.root, true)?;
-                    let previous = etc.replace(name, u)?;
-                    (etc, previous)
-                }
-                None => match EtcNixos::open(&c.paths.root, false) {
-                    Ok(etc) if etc.has_config() => (etc, Vec::new()),
-                    _ => return Err(no_config()),
-                },
-            };
-            let config = etc.config_path();
+            let config = dir.config_path();
             let nixos_path = conf.nixos_path.clone().unwrap_or_else(|| DEFAULT_NIXOS_PATH.to_string());
-            rewritten = Some((etc, previous));
+            rewritten = Some((dir, previous));
             SystemSource::NixosConfig { nixos_path, config }
         }
     };
@@ -144,18 +135,42 @@ pub fn update(
     let system = match profile::build(&profile_path, &build, output) {
         Ok(system) => system,
         Err(e) => {
-            if let Some((etc, previous)) = rewritten {
-                etc.restore(previous);
+            if let Some((dir, previous)) = rewritten {
+                dir.restore(previous);
             }
             return Err(e);
         }
     };
+    if let Some((dir, _)) = &rewritten {
+        nixos_config::copy_to_guest(dir, &c.paths.root);
+    }
     if conf != c.conf {
         conf.save(&c.paths.conf)?;
     }
     let c = Container { conf, ..c };
     let generation = profile::current_generation(&profile_path)?;
     apply(&c, generation, system, before, opts)
+}
+
+/// The error for a rebuild without a configuration on the host. One that
+/// exists only in the guest's /etc/nixos (a container made by an older
+/// version, or by nixpkgs' tool) is never built: Nix would evaluate what
+/// the guest wrote as host root. The admin reviews it and adopts it.
+fn no_host_config(c: &Container) -> Error {
+    let name = &c.name;
+    let guest_has_one = crate::rootfs::lstat_in_root(&c.paths.root, "etc/nixos/configuration.nix").is_ok();
+    if guest_has_one {
+        return Error::other(format!(
+            "container '{name}' has its configuration only inside its root ({}/etc/nixos/configuration.nix), where its guest can change it, \
+             so it is not built as root: copy it out, review it, and adopt it with \
+             'nixos-container update {name} --config-file FILE' (or give --config or --flake)",
+            c.paths.root.display()
+        ));
+    }
+    Error::other(format!(
+        "container '{name}' has no {} to rebuild from; give --config, --config-file or --flake",
+        c.paths.nixos_config().display()
+    ))
 }
 
 /// Selects generation `to`, or without it the one before the current

@@ -15,9 +15,15 @@ fn a_new_users_session_leaves_nothing_behind() {
     let demo = repo().join("examples/demo.nix");
     env.create(&name, &["--config-file", demo.to_str().unwrap()]);
 
-    let config = std::fs::read_to_string(env.root(&name).join("etc/nixos/configuration.nix")).unwrap();
+    // The configuration built is the host's, outside the root; the guest
+    // gets a copy to read.
+    let config = std::fs::read_to_string(env.conf_dir().join(&name).join("configuration.nix")).unwrap();
     assert!(config.contains(&format!("networking.hostName = lib.mkDefault \"{name}\";")), "{config}");
-    assert!(config.contains(&format!("imports = [ ./nixos-container-guest.nix {} ];", demo.display())), "{config}");
+    assert!(config.contains("imports = [ ./nixos-container-guest.nix ./config-file.nix ];"), "{config}");
+    let copied = std::fs::read(env.conf_dir().join(&name).join("config-file.nix")).unwrap();
+    assert_eq!(copied, std::fs::read(&demo).unwrap());
+    let guest_copy = std::fs::read_to_string(env.root(&name).join("etc/nixos/configuration.nix")).unwrap();
+    assert_eq!(guest_copy, config);
     assert!(env.profile_dir(&name).join("system").exists());
     assert!(env.gcroots(&name).is_dir());
     let conf = std::fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap();

@@ -174,8 +174,10 @@ fn a_live_update_serves_the_new_file_and_service_without_a_reboot() {
     assert_eq!(pid1_start(&env, &name), boot, "PID 1 is the same process: no reboot");
     assert_eq!(env.ok(["status", &name]), "up\n");
 
-    let config = std::fs::read_to_string(env.root(&name).join("etc/nixos/configuration.nix")).unwrap();
-    assert!(config.contains(s(&v2)), "{config}");
+    let config = std::fs::read(env.conf_dir().join(&name).join("config-file.nix")).unwrap();
+    assert_eq!(config, std::fs::read(&v2).unwrap());
+    let guest_copy = std::fs::read(env.root(&name).join("etc/nixos/config-file.nix")).unwrap();
+    assert_eq!(guest_copy, config);
     let gens = env.ok(["generations", &name]);
     let lines: Vec<&str> = gens.lines().collect();
     assert_eq!(lines.len(), 2, "{gens}");
@@ -196,7 +198,9 @@ fn a_failed_build_changes_nothing() {
     assert_eq!(served(&env, &name, p, "v1\n"), "v1\n");
     let boot = pid1_start(&env, &name);
     let profile = profile_state(&env, &name);
-    let config_path = env.root(&name).join("etc/nixos/configuration.nix");
+    let config_path = env.conf_dir().join(&name).join("configuration.nix");
+    let copied_path = env.conf_dir().join(&name).join("config-file.nix");
+    let copied = std::fs::read(&copied_path).unwrap();
     let config = std::fs::read(&config_path).unwrap();
     let conf_path = env.conf_dir().join(format!("{name}.conf"));
     let conf = std::fs::read(&conf_path).unwrap();
@@ -213,10 +217,11 @@ fn a_failed_build_changes_nothing() {
         assert!(stderr(&out).contains(says), "{args:?}: the build's own message is shown: {}", stderr(&out));
         assert_eq!(profile_state(&env, &name), profile, "{args:?}: the profile is untouched");
         assert_eq!(std::fs::read(&config_path).unwrap(), config, "{args:?}: configuration.nix is put back");
+        assert_eq!(std::fs::read(&copied_path).unwrap(), copied, "{args:?}: the config file's copy is put back");
         assert_eq!(std::fs::read(&conf_path).unwrap(), conf, "{args:?}: the conf is untouched");
         let leftovers: Vec<_> =
-            std::fs::read_dir(env.root(&name).join("etc/nixos")).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert_eq!(leftovers.len(), 2, "{args:?}: no temporary files: {leftovers:?}");
+            std::fs::read_dir(env.conf_dir().join(&name)).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 3, "{args:?}: no temporary files: {leftovers:?}");
     }
     assert_eq!(env.ok(["status", &name]), "up\n");
     assert_eq!(pid1_start(&env, &name), boot, "the running container was not touched");

@@ -18,6 +18,7 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
     let mut conf = Conf {
         private_network: true,
         auto_start: args.auto_start,
+        nix_daemon: args.nix_daemon,
         host_bridge: args.bridge.clone(),
         ..Conf::default()
     };

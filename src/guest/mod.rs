@@ -1,6 +1,7 @@
 //! Running commands in a running guest.
 //!
-//! Three routes, chosen per call (`--verbose` says which):
+//! Two routes, chosen per call (`--verbose` says which), both through the
+//! guest's root-shell socket, so that what runs is started by the guest:
 //! - **agent** (the normal one): connect to the guest's root-shell socket,
 //!   exec the static agent from the shared Nix store with one line, and
 //!   speak the framed protocol (`protocol`, implemented by the
@@ -12,15 +13,14 @@
 //!   (the guest does not share our store, or `NIXOS_CONTAINER_AGENT=off`):
 //!   the command runs from one quoted shell line; stdout and stderr arrive
 //!   merged.
-//! - **nsenter** (`nsenter`): no root-shell socket (or the plain route
-//!   cannot give what was asked: a pty, another user): enter the
-//!   container's cgroup and namespaces from the host and serve the same
-//!   protocol there.
+//!
+//! A guest without a working socket gets an error naming it. Nothing is
+//! ever run by entering the container's namespaces from the host: such a
+//! process would keep host powers the guest could take (SECURITY.md).
 
 pub mod agent;
 pub mod client;
 pub mod login;
-pub mod nsenter;
 pub mod plain;
 pub mod pty;
 pub mod store_path;
@@ -137,28 +137,20 @@ pub struct Io {
 }
 
 /// Runs `cmd` in running container `c`; returns how it ended.
+///
+/// Only through the guest's root-shell socket: what runs is started by the
+/// guest's own root-shell service, with the guest's credentials. There is
+/// no way in from the host side (a process entering the namespaces from
+/// the host keeps host powers, see SECURITY.md), so a guest without a
+/// working socket gets an error that names it.
 pub fn run(c: &Container, cmd: &Command, io: Io) -> Result<ExitStatus> {
     if c.state()? != State::Up {
         return Err(Error::NotRunning(c.name.clone()));
     }
     let req = cmd.request();
     let needs_agent = req.pty.is_some() || req.user.is_some();
-    let conn = if rootfs::exists(&c.paths.root, ROOT_SHELL_SOCKET) {
-        match connect(&c.paths.root, ROOT_SHELL_SOCKET) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::info!("{e}; entering the container's namespaces from the host instead");
-                None
-            }
-        }
-    } else {
-        tracing::info!(
-            "container '{}' has no root-shell socket (/{ROOT_SHELL_SOCKET}); entering its namespaces from the host",
-            c.name
-        );
-        None
-    };
-    let agent = conn.as_ref().and_then(|_| match agent::Choice::from_env() {
+    let conn = connect(&c.paths.root, ROOT_SHELL_SOCKET).map_err(|e| no_root_shell(c, &e))?;
+    let agent = match agent::Choice::from_env() {
         agent::Choice::Off => None,
         agent::Choice::Path(p) => Some(p),
         agent::Choice::BuiltIn => match agent::ensure_installed(&c.paths.gcroots) {
@@ -168,68 +160,88 @@ pub fn run(c: &Container, cmd: &Command, io: Io) -> Result<ExitStatus> {
                 None
             }
         },
-    });
-    // Without an agent to offer, a pty or another user needs the host-side
-    // route: asking the root shell could only answer "plain".
-    let conn = match conn {
-        Some(_) if agent.is_none() && needs_agent => {
-            tracing::info!(
-                "no guest agent, and a pty or another user needs one; entering the container's namespaces from the host"
-            );
-            None
-        }
-        conn => conn,
     };
-    if let Some(conn) = conn {
-        let (answer, leftover) = negotiate(&conn, agent.as_deref())?;
-        match answer {
-            protocol::Answer::Agent => {
-                tracing::info!("running in '{}' through the guest agent", c.name);
-                return client::session(conn, leftover, &req, io);
-            }
-            protocol::Answer::Plain if !needs_agent => {
-                tracing::info!(
-                    "running in '{}' through the plain root shell (no agent in the guest): stdout and stderr are merged",
-                    c.name
-                );
-                return plain::session(conn, leftover, &req, io, c.paths.root.clone());
-            }
-            protocol::Answer::Plain => {
-                tracing::info!(
-                    "the guest has no agent, and a pty or another user needs one; entering the container's namespaces from the host"
-                );
-            }
-        }
+    if agent.is_none() && needs_agent {
+        return Err(needs_the_agent(c, "the agent is turned off or cannot be installed"));
     }
-    let leader = c.cgroup()?.leader().ok_or_else(|| Error::NotRunning(c.name.clone()))?;
-    let conn = nsenter::spawn_agent(leader)?;
-    read_host_side_greeting(&conn)?;
-    client::session(conn, Vec::new(), &req, io)
+    let (answer, leftover) = negotiate(&conn, agent.as_deref())?;
+    match answer {
+        protocol::Answer::Agent => {
+            tracing::info!("running in '{}' through the guest agent", c.name);
+            client::session(conn, leftover, &req, io)
+        }
+        protocol::Answer::Plain if !needs_agent => {
+            tracing::info!(
+                "running in '{}' through the plain root shell (no agent in the guest): stdout and stderr are merged",
+                c.name
+            );
+            plain::session(conn, leftover, &req, io, c.paths.root.clone())
+        }
+        protocol::Answer::Plain => Err(needs_the_agent(c, "its root shell could not start the agent")),
+    }
 }
 
-/// The host-side agent answers with its magic, or with an error frame when
-/// the container could not be entered; there is no login shell to skip.
-fn read_host_side_greeting(conn: &UnixStream) -> Result<()> {
-    let mut r = conn;
-    let mut first = [0u8; 1];
-    let entering = |e: io::Error| Error::other(format!("entering the container from the host: {e}"));
-    match r.read(&mut first) {
-        Ok(0) => return Err(Error::other("entering the container from the host failed (nothing was said why)")),
-        Ok(_) => {}
-        Err(e) => return Err(entering(e)),
-    }
-    if first[0] == protocol::MAGIC[0] {
-        let mut rest = vec![0u8; protocol::MAGIC.len() - 1];
-        r.read_exact(&mut rest).map_err(entering)?;
-        if rest == protocol::MAGIC[1..] {
-            return Ok(());
+/// What provides the socket, for the errors below.
+const SOCKET_HINT: &str = "the guest module guest/container-login.nix provides it (README: \"Guest socket contract\")";
+
+/// The error for a guest whose root-shell socket cannot be reached, with
+/// what is wrong with it.
+fn no_root_shell(c: &Container, e: &Error) -> Error {
+    let problem = socket_problem(&c.paths.root, ROOT_SHELL_SOCKET).unwrap_or_else(|| match e {
+        Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionRefused => {
+            "nothing listens on it".to_string()
         }
-    } else if first[0] == protocol::kind::ERROR
-        && let Ok(Some((_, msg))) = protocol::read_frame(&mut io::Read::chain(&first[..], r))
-    {
-        return Err(Error::other(String::from_utf8_lossy(&msg).into_owned()));
+        Error::Io { source, .. } => source.to_string(),
+        e => e.to_string(),
+    });
+    Error::other(format!(
+        "container '{}' has no usable root-shell socket /{ROOT_SHELL_SOCKET} (on the host {}): {problem}; {SOCKET_HINT}",
+        c.name,
+        c.paths.root.join(ROOT_SHELL_SOCKET).display()
+    ))
+}
+
+fn needs_the_agent(c: &Container, why: &str) -> Error {
+    Error::other(format!(
+        "a pty or another user in container '{}' needs the guest agent, and {why}; run the command as root without -t instead",
+        c.name
+    ))
+}
+
+/// What is wrong on the way to `rel` inside the root, looked at one
+/// component at a time with the root as `/` (a link never leads out of
+/// it): a missing or dangling directory, a socket that is not one. None
+/// when every component looks right.
+pub fn socket_problem(root: &Path, rel: &str) -> Option<String> {
+    use nix::sys::stat::SFlag;
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut prefix = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        prefix.push('/');
+        prefix.push_str(part);
+        let last = i + 1 == parts.len();
+        let st = match rootfs::lstat_in_root(root, &prefix) {
+            Ok(st) => st,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Some(format!("{prefix} does not exist")),
+            Err(e) => return Some(format!("{prefix}: {e}")),
+        };
+        let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+        if kind == SFlag::S_IFLNK {
+            let target = rootfs::read_link_in_root(root, &prefix).map(|t| t.display().to_string()).unwrap_or_default();
+            let resolved = rootfs::open_in_root(root, &prefix, OFlag::O_PATH).is_ok();
+            if !resolved {
+                return Some(format!("{prefix} is a symlink to {target}, which does not exist in the container"));
+            }
+            if last {
+                return Some(format!("{prefix} is a symlink to {target}, not a socket"));
+            }
+        } else if last && kind != SFlag::S_IFSOCK {
+            return Some(format!("{prefix} is not a socket"));
+        } else if !last && kind != SFlag::S_IFDIR {
+            return Some(format!("{prefix} is not a directory"));
+        }
     }
-    Err(Error::other("the agent in the container did not answer"))
+    None
 }
 
 /// Sends the offer line and reads the guest's answer.
@@ -309,8 +321,7 @@ impl Capture {
 }
 
 /// Runs `cmd` in container `c` as root without input and returns its exit
-/// status with stdout and stderr. On the nsenter route this forks, so call
-/// it before starting threads of your own. E.g. for
+/// status with stdout and stderr. E.g. for
 /// `exec(&c, &Command::new(["/nix/var/nix/profiles/system/bin/switch-to-configuration", "test"]))`.
 pub fn exec(c: &Container, cmd: &Command) -> Result<Output> {
     let (out, err) = (Capture::default(), Capture::default());
@@ -332,21 +343,25 @@ mod tests {
     use crate::guest::protocol::{Request, Winsize};
 
     #[test]
-    fn the_host_side_greeting_is_the_magic_or_a_readable_error() {
-        let greet = |bytes: &[u8]| {
-            let (a, b) = UnixStream::pair().unwrap();
-            (&b).write_all(bytes).unwrap();
-            drop(b);
-            read_host_side_greeting(&a).map_err(|e| e.to_string())
-        };
-        assert_eq!(greet(protocol::MAGIC), Ok(()));
-        let mut frame = Vec::new();
-        protocol::write_frame(&mut frame, protocol::kind::ERROR, b"entering the container: EPERM").unwrap();
-        assert_eq!(greet(&frame), Err("entering the container: EPERM".into()));
-        assert!(greet(b"").unwrap_err().contains("failed"));
-        let garbage = [&[0u8][..], &vec![b'x'; protocol::MAGIC.len() - 1]].concat();
-        assert_eq!(greet(&garbage).unwrap_err(), "the agent in the container did not answer");
-        assert!(greet(b"\x00cut").unwrap_err().starts_with("entering the container from the host: "));
+    fn a_broken_socket_path_is_described() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path();
+        let problem = |r: &Path| socket_problem(r, ROOT_SHELL_SOCKET);
+        assert_eq!(problem(root).as_deref(), Some("/var does not exist"));
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        std::os::unix::fs::symlink("/nowhere", root.join("var/lib")).unwrap();
+        assert_eq!(
+            problem(root).as_deref(),
+            Some("/var/lib is a symlink to /nowhere, which does not exist in the container")
+        );
+        std::fs::remove_file(root.join("var/lib")).unwrap();
+        std::fs::create_dir(root.join("var/lib")).unwrap();
+        assert_eq!(problem(root).as_deref(), Some("/var/lib/root-shell.socket does not exist"));
+        std::fs::write(root.join("var/lib/root-shell.socket"), "").unwrap();
+        assert_eq!(problem(root).as_deref(), Some("/var/lib/root-shell.socket is not a socket"));
+        std::fs::remove_file(root.join("var/lib/root-shell.socket")).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(root.join("var/lib/root-shell.socket")).unwrap();
+        assert_eq!(problem(root), None);
     }
 
     fn own_user() -> Vec<u8> {

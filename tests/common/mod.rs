@@ -259,7 +259,7 @@ impl Env {
     }
 
     /// What is left of container `name` on the host (empty when nothing):
-    /// its conf (also an unfinished create's), root, profile, GC roots and
+    /// its conf (also an unfinished create's), configuration, root, profile, GC roots and
     /// run directory, its lines in the hosts file, processes, cgroups,
     /// mounts and network. (Only its lock file stays, by design.)
     pub fn leftovers(&self, name: &str) -> Vec<String> {
@@ -267,6 +267,7 @@ impl Env {
         for p in [
             self.conf_dir().join(format!("{name}.conf")),
             self.conf_dir().join(format!("{name}.conf.creating")),
+            self.conf_dir().join(name),
             self.root(name),
             self.profile_dir(name),
             self.gcroots(name),
