@@ -61,10 +61,12 @@ pub enum Command {
     /// Print whether a container is up or down
     Status(StatusArgs),
     /// Run a command in a container (as root unless --user)
+    #[command(visible_alias = "exec")]
     Run(RunArgs),
     /// Log in to a container at its login prompt
     Login(RunningNameArg),
     /// Open an interactive root shell in a container, on a pty
+    #[command(visible_alias = "shell")]
     RootLogin(RunningNameArg),
     /// Print the container's IP address
     ShowIp(NameArg),

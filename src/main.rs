@@ -51,8 +51,8 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
 /// Clap's usage errors in our error style: the message (with clap's tip, if
 /// any) on one line, the usage on a second. Help and version print as clap
 /// renders them.
-fn usage_error(e: clap::Error) -> ! {
-    use clap::error::ErrorKind;
+fn usage_error(mut e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
     if !e.use_stderr()
         || matches!(
             e.kind(),
@@ -60,6 +60,12 @@ fn usage_error(e: clap::Error) -> ! {
         )
     {
         e.exit();
+    }
+    // clap lists similar names from the least to the most similar: the
+    // best match first, where the eye lands (`strat`: 'start', 'restart').
+    if let Some(ContextValue::Strings(names)) = e.get(ContextKind::SuggestedSubcommand) {
+        let best_first: Vec<String> = names.iter().rev().cloned().collect();
+        e.insert(ContextKind::SuggestedSubcommand, ContextValue::Strings(best_first));
     }
     let text = e.render().to_string();
     let mut message = String::new();

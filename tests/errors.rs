@@ -112,6 +112,18 @@ fn usage_errors_are_two_lines() {
         "error: unrecognized subcommand 'frobnicate' (a similar subcommand exists: 'terminate')\n\
          usage: nixos-container [OPTIONS] <COMMAND> (see --help)\n",
     );
+    // The best match first (clap lists it last), and the names incus and
+    // machinectl users type are understood.
+    expect(
+        &env.run(["strat"]),
+        2,
+        "error: unrecognized subcommand 'strat' (some similar subcommands exist: 'start', 'restart', 'status', 'terminate', 'create')\n\
+         usage: nixos-container [OPTIONS] <COMMAND> (see --help)\n",
+    );
+    for args in [&["exec", "ghost", "--", "true"][..], &["shell", "ghost"]] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+    }
     expect(
         &env.run(["start", "--tiemout", "3", "web"]),
         2,
