@@ -68,6 +68,8 @@ pub enum Command {
     /// Open an interactive root shell in a container, on a pty
     #[command(visible_alias = "shell")]
     RootLogin(RunningNameArg),
+    /// Change a container's memory, CPU and process limits (at once if it runs)
+    SetLimits(SetLimitsArgs),
     /// Print the container's IP address
     ShowIp(NameArg),
     /// Print the container's SSH host key
@@ -203,6 +205,50 @@ pub struct CreateArgs {
     /// Give the guest the host's Nix daemon socket although its root is host root (a trusted Nix user: it can add unsigned paths to the host's store); with --private-users it gets the socket anyway
     #[arg(long)]
     pub nix_daemon: bool,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// A limit as given: `Some(n)`, or `None` for "no limit" (`infinity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitValue<T>(pub Option<T>);
+
+/// Resource limits, for create and set-limits (see `limits`).
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Memory the container may use, e.g. 512M or 2G (infinity: no limit)
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| crate::limits::parse_memory(s).map(LimitValue))]
+    pub memory_max: Option<LimitValue<u64>>,
+    /// CPU time, as a percentage of one CPU, e.g. 50% or 200% (infinity: no limit)
+    #[arg(long, value_name = "PERCENT", value_parser = |s: &str| crate::limits::parse_cpu(s, false).map(LimitValue))]
+    pub cpu_quota: Option<LimitValue<u32>>,
+    /// CPU time as a number of CPUs, e.g. 1.5 (docker's form of --cpu-quota 150%)
+    #[arg(long, value_name = "N", conflicts_with = "cpu_quota", value_parser = |s: &str| crate::limits::parse_cpu(s, true).map(LimitValue))]
+    pub cpus: Option<LimitValue<u32>>,
+    /// Processes and threads the container may have, e.g. 512 (infinity: no limit)
+    #[arg(long, value_name = "N", value_parser = |s: &str| crate::limits::parse_pids(s).map(LimitValue))]
+    pub pids_max: Option<LimitValue<u64>>,
+}
+
+impl LimitArgs {
+    pub fn change(&self) -> crate::limits::Change {
+        crate::limits::Change {
+            memory_max: self.memory_max.map(|v| v.0),
+            cpu_quota: self.cpu_quota.or(self.cpus).map(|v| v.0),
+            pids_max: self.pids_max.map(|v| v.0),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SetLimitsArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Without a source option, update rebuilds from what create stored: the

@@ -203,6 +203,8 @@ pub struct Conf {
     pub network_namespace_path: Option<PathBuf>,
     pub interfaces: Vec<String>,
     pub macvlans: Vec<String>,
+    /// MEMORY_MAX, CPU_QUOTA, PIDS_MAX (see `limits`).
+    pub limits: crate::limits::Limits,
     pub extra: Vec<(String, String)>,
 }
 
@@ -531,6 +533,17 @@ impl Conf {
                 "NETWORK_NAMESPACE_PATH" => conf.network_namespace_path = nonempty(v).map(PathBuf::from),
                 "INTERFACES" => conf.interfaces = words(v).map(str::to_string).collect(),
                 "MACVLANS" => conf.macvlans = words(v).map(str::to_string).collect(),
+                "MEMORY_MAX" => {
+                    conf.limits.memory_max =
+                        crate::limits::parse_memory(v).map_err(|e| format!("MEMORY_MAX: {e}"))?
+                }
+                "CPU_QUOTA" => {
+                    conf.limits.cpu_quota =
+                        crate::limits::parse_cpu(v, false).map_err(|e| format!("CPU_QUOTA: {e}"))?
+                }
+                "PIDS_MAX" => {
+                    conf.limits.pids_max = crate::limits::parse_pids(v).map_err(|e| format!("PIDS_MAX: {e}"))?
+                }
                 _ => {
                     if !PASSTHROUGH_KEYS.contains(&key.as_str()) {
                         warnings.push(format!("unknown key {key} ignored"));
@@ -648,6 +661,9 @@ impl Conf {
             if let Some(v) = value {
                 put(key, v);
             }
+        }
+        for (key, value) in self.limits.conf_pairs() {
+            put(key, value);
         }
         out
     }
@@ -806,6 +822,19 @@ COPY_RESOLV_CONF=1
         let changed: Vec<&String> = after.keys().filter(|k| after[*k] != before[*k]).collect();
         assert_eq!(changed, ["BINDS", "EXTRA_NSPAWN_FLAGS"]);
         assert_eq!(after["BINDS"], "/srv/a:/a");
+    }
+
+    #[test]
+    fn limits_round_trip_in_systemd_syntax() {
+        let c = parse("MEMORY_MAX=512M\nCPU_QUOTA=150%\nPIDS_MAX=100\n").unwrap();
+        assert_eq!(c.limits.memory_max, Some(512 << 20));
+        assert_eq!(c.limits.cpu_quota, Some(150));
+        assert_eq!(c.limits.pids_max, Some(100));
+        assert!(c.render().ends_with("MEMORY_MAX=512M\nCPU_QUOTA=150%\nPIDS_MAX=100\n"), "{}", c.render());
+        assert_eq!(parse(&c.render()).unwrap(), c);
+        assert!(parse("MEMORY_MAX=lots\n").unwrap_err().to_string().contains("MEMORY_MAX: 'lots' is not a memory size"));
+        // Limits apply live: a change needs no restart.
+        assert!(!RESTART_KEYS.iter().any(|k| k.ends_with("_MAX") || *k == "CPU_QUOTA"));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - `rootfs`, `fsutil`: the container root and careful file operations;
 //! - `lock`: per-container and global locks;
 //! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
+//! - `limits`: memory, CPU and process limits through the container's cgroup;
 //! - `guest`: the sockets inside a running guest;
 //! - `lifecycle`: create/start/stop/terminate/destroy on top of all that;
 //! - `manpages`: the man pages, generated from the CLI definition;
@@ -30,6 +31,7 @@ pub mod fsutil;
 pub mod guest;
 pub mod hostlimits;
 pub mod lifecycle;
+pub mod limits;
 pub mod lock;
 pub mod manpages;
 pub mod name;

@@ -257,3 +257,69 @@ fn verbose_explains_and_scripts_stay_quiet() {
     let out = env.run(["-q", "stop", &name]);
     assert_eq!(stderr(&out), "");
 }
+
+/// The value of a cgroup limit file of container `name`: the cgroup2 file
+/// where cgroup2 hands the controller down, else the v1 controller's.
+fn cgroup_limit(name: &str, controller: &str, v2_file: &str, v1_file: &str) -> String {
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    let unified = if unified.is_dir() { unified } else { std::path::Path::new("/sys/fs/cgroup") };
+    let offered = std::fs::read_to_string(unified.join("nixos-containers/cgroup.subtree_control")).unwrap_or_default();
+    let file = if offered.split_whitespace().any(|c| c == controller) {
+        unified.join("nixos-containers").join(name).join(v2_file)
+    } else {
+        std::path::Path::new("/sys/fs/cgroup").join(controller).join("nixos-containers").join(name).join(v1_file)
+    };
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())).trim().to_string()
+}
+
+#[test]
+fn limits_at_create_and_live_and_the_oom_killer_stays_in_the_container() {
+    let env = Env::new();
+    let name = env.name("lim");
+    env.create(&name, &["--memory-max", "128M", "--cpus", "1.5", "--pids-max", "300"]);
+    let conf = std::fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap();
+    assert!(conf.contains("MEMORY_MAX=128M\nCPU_QUOTA=150%\nPIDS_MAX=300\n"), "{conf}");
+    env.ok(["start", &name]);
+    let memory = || cgroup_limit(&name, "memory", "memory.max", "memory.limit_in_bytes");
+    let cpu = || {
+        let v = cgroup_limit(&name, "cpu", "cpu.max", "cpu.cfs_quota_us");
+        v.split_whitespace().next().unwrap().to_string()
+    };
+    let pids = || cgroup_limit(&name, "pids", "pids.max", "pids.max");
+    assert_eq!((memory(), cpu(), pids()), ((128u64 << 20).to_string(), "150000".into(), "300".into()));
+
+    // Changed on the running container, and kept for its next start.
+    let out = env.run(["set-limits", &name, "--memory-max", "96M", "--pids-max", "infinity"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), format!("container '{name}': memory 96M, cpu 150%, processes no limit (in force now)\n"));
+    assert_eq!((memory(), pids()), ((96u64 << 20).to_string(), "max".into()));
+    let conf = std::fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap();
+    assert!(conf.contains("MEMORY_MAX=96M\nCPU_QUOTA=150%\n") && !conf.contains("PIDS_MAX"), "{conf}");
+    let out = env.run(["set-limits", &name, "--memory-max", "lots"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("'lots' is not a memory size"), "{}", stderr(&out));
+    assert_eq!(env.run(["set-limits", &name]).status.code(), Some(2));
+
+    // A guest allocating past its limit: the kernel kills the allocating
+    // process inside the container; the container and the host go on.
+    let hog = "b = b'x' * (300 << 20); print('survived')";
+    let out = env.run(["run", &name, "--", "python3", "-c", hog]);
+    assert_eq!(out.status.code(), Some(137), "killed by SIGKILL: {} {}", stdout(&out), stderr(&out));
+    assert!(!stdout(&out).contains("survived"));
+    let events = {
+        let v1 = format!("/sys/fs/cgroup/memory/nixos-containers/{name}/memory.oom_control");
+        let v2 = format!("/sys/fs/cgroup/nixos-containers/{name}/memory.events");
+        std::fs::read_to_string(v1).or_else(|_| std::fs::read_to_string(v2)).unwrap()
+    };
+    let kills: u64 = events.lines().find_map(|l| l.strip_prefix("oom_kill ")).unwrap().parse().unwrap();
+    assert!(kills >= 1, "{events}");
+    assert_eq!(env.ok(["status", &name]), "up\n");
+    assert_eq!(env.ok(["run", &name, "--", "echo", "still here"]), "still here\n");
+
+    // Restarted, it gets the limits of its conf.
+    env.ok(["restart", &name]);
+    assert_eq!((memory(), cpu(), pids()), ((96u64 << 20).to_string(), "150000".into(), "max".into()));
+    env.ok(["stop", &name]);
+    let out = env.run(["set-limits", &name, "--cpu-quota", "infinity"]);
+    assert!(stderr(&out).ends_with("processes no limit (from its next start)\n"), "{}", stderr(&out));
+}

@@ -70,6 +70,7 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
         validate_private_users(mode).map_err(|r| invalid("--private-users mode", mode, r))?;
         conf.private_users = Some(mode.clone());
     }
+    conf.limits = conf.limits.with(&args.limits.change());
     Ok(conf)
 }
 

@@ -11,6 +11,7 @@ pub mod progress;
 pub mod restart;
 pub mod root_login;
 pub mod run;
+pub mod set_limits;
 pub mod show_host_key;
 pub mod show_ip;
 pub mod start;
