@@ -60,6 +60,8 @@ pub enum Command {
     Generations(NameArg),
     /// Print whether a container is up or down
     Status(StatusArgs),
+    /// Show a container in detail: state, addresses, system, resources, limits, console
+    Info(InfoArgs),
     /// Run a command in a container (as root unless --user)
     #[command(visible_alias = "exec")]
     Run(RunArgs),
@@ -96,9 +98,26 @@ pub struct NameArg {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Print a JSON array of {name, state, address, generation, auto_start, processes, memory_bytes}
+    /// Print a JSON array of {name, state, address, generation, auto_start, processes, memory_bytes, ipv4, ipv6, uptime_seconds, system, limits, ...}
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// The columns to show, comma-separated: name, state, address, ipv4, ipv6, generation, auto-start,
+    /// processes, memory, uptime, since, memory-max, cpu-quota, pids-max, system
+    #[arg(short = 'o', long, value_name = "COLUMNS", value_parser = crate::info::parse_columns)]
+    pub format: Option<crate::info::Columns>,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+    /// Print it as JSON: list --json's fields, plus the console's last lines
     #[arg(long)]
     pub json: bool,
+    /// How many lines of the console to show
+    #[arg(short = 'n', long, value_name = "N", default_value = "10")]
+    pub lines: usize,
 }
 
 #[derive(Debug, Args)]

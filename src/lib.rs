@@ -30,6 +30,7 @@ pub mod faults;
 pub mod fsutil;
 pub mod guest;
 pub mod hostlimits;
+pub mod info;
 pub mod lifecycle;
 pub mod limits;
 pub mod lock;

@@ -39,6 +39,7 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
         Command::Update(a) => commands::update::run(ctx, a),
         Command::Generations(a) => commands::generations::run(ctx, a),
         Command::Status(a) => commands::status::run(ctx, a),
+        Command::Info(a) => commands::info::run(ctx, a),
         Command::Run(a) => commands::run::run(ctx, a),
         Command::Login(a) => commands::login::run(ctx, a),
         Command::RootLogin(a) => commands::root_login::run(ctx, a),

@@ -167,7 +167,7 @@ fn list_and_status_as_names_table_and_json() {
     // A booting guest's processes and memory move between two reads; the
     // rest is the same.
     let mut first = rows[0].clone();
-    for key in ["processes", "memory_bytes"] {
+    for key in ["processes", "memory_bytes", "uptime_seconds"] {
         assert!(status[key].as_u64().is_some(), "{status}");
         status[key] = serde_json::Value::Null;
         first[key] = serde_json::Value::Null;
@@ -322,4 +322,72 @@ fn limits_at_create_and_live_and_the_oom_killer_stays_in_the_container() {
     env.ok(["stop", &name]);
     let out = env.run(["set-limits", &name, "--cpu-quota", "infinity"]);
     assert!(stderr(&out).ends_with("processes no limit (from its next start)\n"), "{}", stderr(&out));
+}
+
+#[test]
+fn info_and_list_columns_show_addresses_uptime_memory_limits_and_console() {
+    let env = Env::new();
+    let [up, down] = [env.name("up"), env.name("dn")];
+    env.create(&up, &["--memory-max", "1G", "--auto-start"]);
+    env.create(&down, &[]);
+    env.ok(["start", &up]);
+    let (v4, host4) = (format!("10.{}.1.2", env.pool), format!("10.{}.1.1", env.pool));
+
+    let text = env.ok(["info", &up]);
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("Name"), up);
+    assert!(field("State").starts_with("up since 20"), "{text}");
+    assert_eq!(field("IPv4"), format!("{v4} (host {host4})"));
+    let ipv6 = field("IPv6");
+    assert!(ipv6.starts_with("fd6e:6978:") && ipv6.contains("(host fd6e:6978:"), "{text}");
+    assert_eq!(field("Generation"), "1");
+    assert!(field("System").starts_with("/nix/store/"), "{text}");
+    assert_eq!(field("Auto-start"), "yes");
+    assert!(field("Processes").parse::<u32>().is_ok_and(|n| n >= 3), "{text}");
+    assert!(field("Memory").ends_with('M'), "{text}");
+    assert_eq!(field("Limits"), "memory 1G, cpu no limit, processes no limit");
+    assert!(text.contains("\nConsole (last "), "{text}");
+
+    let json: serde_json::Value = serde_json::from_str(&env.ok(["info", &up, "--json", "-n", "3"])).unwrap();
+    assert_eq!(json["state"], "up");
+    assert_eq!(json["ipv4"], v4.as_str());
+    assert_eq!(json["host_ipv4"], host4.as_str());
+    assert!(json["ipv6"].as_str().is_some_and(|a| a.starts_with("fd6e:6978:")), "{json}");
+    assert!(json["started_at"].as_u64().is_some() && json["uptime_seconds"].as_u64().is_some(), "{json}");
+    assert_eq!(json["limits"]["memory_max"], 1u64 << 30);
+    assert_eq!(json["limits_in_force"]["memory_max"], 1u64 << 30);
+    assert!(json["console"].as_array().is_some_and(|c| !c.is_empty() && c.len() <= 3), "{json}");
+
+    let text = env.ok(["info", &down]);
+    assert!(text.contains("State:      down\n") && !text.contains("Processes:"), "{text}");
+
+    // Columns for scripts: tab-separated, no header; the plain pipe format
+    // and list --json's old fields stay as they were.
+    let rows = env.ok(["list", "-o", "name,state,ipv4,uptime,memory-max"]);
+    let rows: Vec<Vec<&str>> = rows.lines().map(|l| l.split('\t').collect()).collect();
+    // Sorted by name: "...-dn" first.
+    assert_eq!(rows[0], [down.as_str(), "down", &format!("10.{}.2.2", env.pool), "-", "-"]);
+    assert_eq!(rows[1][..3], [up.as_str(), "up", v4.as_str()]);
+    assert!(rows[1][3].ends_with('s') && rows[1][4] == "1G", "{rows:?}");
+    assert_eq!(env.ok(["list"]), format!("{down}\n{up}\n"));
+    let out = env.run(["list", "-o", "name,colour"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown column 'colour' (known: name,state,address,ipv4,ipv6,"), "{}", stderr(&out));
+
+    // At a terminal: a table with headers.
+    let term = bash(&env);
+    run_in(&term, "nixos-container list -o name,state,ipv6,processes,memory");
+    let (code, screen) = exit_status(&term);
+    assert_eq!(code, 0, "{screen}");
+    let header = screen.lines().find(|l| l.starts_with("NAME")).unwrap_or_else(|| panic!("{screen}"));
+    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["NAME", "STATE", "IPV6", "PROCESSES", "MEMORY"]);
+    let row = screen.lines().find(|l| l.starts_with(&down)).unwrap_or_else(|| panic!("{screen}"));
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>()[3..], ["-", "-"]);
+    env.ok(["stop", &up]);
 }

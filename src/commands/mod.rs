@@ -3,6 +3,7 @@
 pub mod create;
 pub mod destroy;
 pub mod generations;
+pub mod info;
 pub mod list;
 pub mod login;
 pub mod many;
