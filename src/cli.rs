@@ -60,6 +60,8 @@ pub enum Command {
     Generations(NameArg),
     /// Print whether a container is up or down
     Status(StatusArgs),
+    /// Show a container's console log, or its guest's journal (--journal)
+    Logs(LogsArgs),
     /// Show a container in detail: state, addresses, system, resources, limits, console
     Info(InfoArgs),
     /// Run a command in a container (as root unless --user)
@@ -105,6 +107,26 @@ pub struct ListArgs {
     /// processes, memory, uptime, since, memory-max, cpu-quota, pids-max, system
     #[arg(short = 'o', long, value_name = "COLUMNS", value_parser = crate::info::parse_columns)]
     pub format: Option<crate::info::Columns>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+    /// Show only the last N lines (entries, with --journal)
+    #[arg(short = 'n', long, value_name = "N")]
+    pub lines: Option<usize>,
+    /// Keep showing what is added, until interrupted
+    #[arg(short, long)]
+    pub follow: bool,
+    /// The guest's journal instead of the console: through the running guest,
+    /// or from its files (/var/log/journal) when it is stopped
+    #[arg(short, long)]
+    pub journal: bool,
+    /// More journalctl options, with --journal (after --), e.g. -- -u nginx -p err
+    #[arg(last = true, value_name = "JOURNALCTL-OPTIONS", requires = "journal")]
+    pub journalctl: Vec<String>,
 }
 
 #[derive(Debug, Args)]

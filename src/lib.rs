@@ -14,6 +14,7 @@
 //! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
 //! - `limits`: memory, CPU and process limits through the container's cgroup;
 //! - `guest`: the sockets inside a running guest;
+//! - `info`, `logs`: a container's details, its console and journal;
 //! - `lifecycle`: create/start/stop/terminate/destroy on top of all that;
 //! - `manpages`: the man pages, generated from the CLI definition;
 //! - `update`: new generations, live activation, rollback.
@@ -34,6 +35,7 @@ pub mod info;
 pub mod lifecycle;
 pub mod limits;
 pub mod lock;
+pub mod logs;
 pub mod manpages;
 pub mod name;
 pub mod net;

@@ -40,6 +40,7 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
         Command::Generations(a) => commands::generations::run(ctx, a),
         Command::Status(a) => commands::status::run(ctx, a),
         Command::Info(a) => commands::info::run(ctx, a),
+        Command::Logs(a) => commands::logs::run(ctx, a),
         Command::Run(a) => commands::run::run(ctx, a),
         Command::Login(a) => commands::login::run(ctx, a),
         Command::RootLogin(a) => commands::root_login::run(ctx, a),
@@ -125,7 +126,12 @@ fn main() {
     // itself ends like a local command when its own stdout is closed.
     let talks_to_guest = matches!(
         cli.command,
-        Command::Run(_) | Command::Login(_) | Command::RootLogin(_) | Command::Update(_) | Command::Supervise(_)
+        Command::Run(_)
+            | Command::Login(_)
+            | Command::RootLogin(_)
+            | Command::Update(_)
+            | Command::Supervise(_)
+            | Command::Logs(_)
     );
     if !talks_to_guest {
         // SAFETY: resetting a signal disposition at startup, before any thread.

@@ -391,3 +391,56 @@ fn info_and_list_columns_show_addresses_uptime_memory_limits_and_console() {
     assert_eq!(row.split_whitespace().collect::<Vec<_>>()[3..], ["-", "-"]);
     env.ok(["stop", &up]);
 }
+
+#[test]
+fn logs_show_the_console_and_the_journal_of_a_running_and_a_stopped_guest() {
+    let env = Env::new();
+    let name = env.name("log");
+    env.create(&name, &[]);
+    // journald keeps a persistent journal where /var/log/journal exists.
+    std::fs::create_dir_all(env.root(&name).join("var/log/journal")).unwrap();
+    env.ok(["start", &name]);
+
+    let console = env.ok(["logs", &name]);
+    assert!(!console.contains('\x1b') && !console.contains('\r'), "{console:?}");
+    assert!(console.lines().count() > 3, "{console}");
+    let tail = env.ok(["logs", &name, "-n", "2"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    // (The guest may have printed more in between.)
+    let later = env.ok(["logs", &name]);
+    assert!(tail.lines().all(|l| later.lines().any(|k| k == l)), "{tail}\n---\n{later}");
+
+    // -f shows what the guest prints on its console from then on, cleaned.
+    let follow = KillOnDrop::spawn(env.command().args(["logs", &name, "-f", "-n", "0"]).stdout(std::process::Stdio::piped()));
+    env.ok(["run", &name, "--", "sh", "-c", "printf 'marker \\033[31mred\\033[0m\\n' > /dev/console"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(follow.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = follow.wait_with_output().unwrap();
+    // (The guest may still be finishing its boot.)
+    assert!(stdout(&out).lines().any(|l| l == "marker red"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("marker\n"), "{}", stdout(&out));
+
+    // The journal, through the running guest.
+    env.ok(["run", &name, "--", "logger", "-t", "admintest", "hello from the guest"]);
+    let found = wait_for(std::time::Duration::from_secs(10), || {
+        let j = env.ok(["logs", &name, "--journal", "--", "-t", "admintest", "-o", "cat"]);
+        j.contains("hello from the guest").then_some(j)
+    });
+    assert!(found.is_some(), "the guest's journal shows the message");
+    env.ok(["run", &name, "--", "journalctl", "--flush"]);
+    env.ok(["stop", &name]);
+
+    // Stopped: from its files, by the host's journalctl as nobody.
+    let out = env.run(["-v", "logs", &name, "--journal", "-n", "5", "--", "-t", "admintest", "-o", "cat"]);
+    assert_eq!(stdout(&out), "hello from the guest\n", "{}", stderr(&out));
+    assert!(stderr(&out).contains("journal files of the guest as 'nobody'"), "{}", stderr(&out));
+
+    // A guest pointing its journal directory at the host's gets nothing of it.
+    let log = env.root(&name).join("var/log");
+    std::fs::rename(log.join("journal"), env.base.join("moved-journal")).unwrap();
+    std::os::unix::fs::symlink(env.base.join("moved-journal"), log.join("journal")).unwrap();
+    let out = env.run(["logs", &name, "--journal"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("passes through a symbolic link or a mount: not followed"), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+}

@@ -6,6 +6,7 @@ pub mod generations;
 pub mod info;
 pub mod list;
 pub mod login;
+pub mod logs;
 pub mod many;
 pub mod pick;
 pub mod progress;
