@@ -72,6 +72,8 @@ pub enum Command {
     /// Open an interactive root shell in a container, on a pty
     #[command(visible_alias = "shell")]
     RootLogin(RunningNameArg),
+    /// Copy files and directories between the host and a container (NAME:PATH on one side)
+    Cp(CpArgs),
     /// Change a container's memory, CPU and process limits (at once if it runs)
     SetLimits(SetLimitsArgs),
     /// Print the container's IP address
@@ -281,6 +283,20 @@ impl LimitArgs {
             pids_max: self.pids_max.map(|v| v.0),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: a host path, or NAME:PATH in a container (PATH/. copies a directory's contents)
+    #[arg(value_name = "SRC", value_hint = clap::ValueHint::AnyPath)]
+    pub src: OsString,
+    /// Where to: a host path, or NAME:PATH (into it, if it is a directory)
+    #[arg(value_name = "DST", value_hint = clap::ValueHint::AnyPath)]
+    pub dst: OsString,
+    /// Keep the numeric owners of the source (default: the guest's root when
+    /// copying in, you when copying out)
+    #[arg(short, long)]
+    pub archive: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@
 //! - `limits`: memory, CPU and process limits through the container's cgroup;
 //! - `guest`: the sockets inside a running guest;
 //! - `info`, `logs`: a container's details, its console and journal;
+//! - `copy`: files between the host and a container's root (`cp`);
 //! - `lifecycle`: create/start/stop/terminate/destroy on top of all that;
 //! - `manpages`: the man pages, generated from the CLI definition;
 //! - `update`: new generations, live activation, rollback.
@@ -26,6 +27,7 @@ pub mod commands;
 pub mod completion;
 pub mod conf;
 pub mod container;
+pub mod copy;
 pub mod error;
 pub mod faults;
 pub mod fsutil;

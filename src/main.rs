@@ -44,6 +44,7 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
         Command::Run(a) => commands::run::run(ctx, a),
         Command::Login(a) => commands::login::run(ctx, a),
         Command::RootLogin(a) => commands::root_login::run(ctx, a),
+        Command::Cp(a) => commands::cp::run(ctx, a),
         Command::SetLimits(a) => commands::set_limits::run(ctx, a),
         Command::ShowIp(a) => commands::show_ip::run(ctx, a),
         Command::ShowHostKey(a) => commands::show_host_key::run(ctx, a),

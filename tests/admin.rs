@@ -444,3 +444,65 @@ fn logs_show_the_console_and_the_journal_of_a_running_and_a_stopped_guest() {
     assert!(stderr(&out).contains("passes through a symbolic link or a mount: not followed"), "{}", stderr(&out));
     assert_eq!(stdout(&out), "");
 }
+
+#[test]
+fn cp_copies_both_ways_keeping_modes_inside_the_root() {
+    let env = Env::new();
+    let name = started_container(&env, "cp");
+    let src = env.base.join("site");
+    std::fs::create_dir_all(src.join("css")).unwrap();
+    std::fs::write(src.join("index.html"), "<h1>hi</h1>\n").unwrap();
+    std::fs::write(src.join("css/a.css"), "body{}\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(src.join("index.html"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(src.join("css/a.css"), Some(1234), Some(2345)).unwrap();
+
+    // In: into an existing directory, under the source's name; owned by
+    // the guest's root, or with -a by the source's numbers.
+    let out = env.run(["cp", src.to_str().unwrap(), &format!("{name}:/root")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), format!("copied 2 files (19B), 2 directories to {name}:/root\n"));
+    let stat = |path: &str| env.ok(["run", &name, "--", "stat", "-c", "%a %u:%g", path]);
+    assert_eq!(stat("/root/site/index.html"), "640 0:0\n");
+    assert_eq!(stat("/root/site/css/a.css"), "644 0:0\n");
+    assert_eq!(env.ok(["run", &name, "--", "cat", "/root/site/index.html"]), "<h1>hi</h1>\n");
+    env.ok(["cp", "-a", src.join("css/a.css").to_str().unwrap(), &format!("{name}:/root/b.css")]);
+    assert_eq!(stat("/root/b.css"), "644 1234:2345\n");
+
+    // Out: a guest's setuid file arrives without setuid, owned by the caller.
+    env.ok(["run", &name, "--", "sh", "-c", "echo tool > /root/tool && chmod 4755 /root/tool"]);
+    let back = env.base.join("back");
+    env.ok(["cp", &format!("{name}:/root/tool"), back.to_str().unwrap()]);
+    let m = std::fs::metadata(&back).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((m.mode() & 0o7777, m.uid(), std::fs::read_to_string(&back).unwrap()), (0o755, 0, "tool\n".into()));
+    env.ok(["cp", &format!("{name}:/root/site/."), env.base.join("copy").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(env.base.join("copy/css/a.css")).unwrap(), "body{}\n");
+
+    // A guest link towards a host directory resolves inside the root.
+    let host_dir = env.base.join("host-only");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    env.ok(["run", &name, "--", "ln", "-s", host_dir.to_str().unwrap(), "/root/out"]);
+    let out = env.run(["cp", src.join("index.html").to_str().unwrap(), &format!("{name}:/root/out/x")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&host_dir).unwrap().count(), 0, "nothing written on the host");
+    std::fs::write(host_dir.join("secret"), "host").unwrap();
+    let out = env.run(["cp", &format!("{name}:/root/out/secret"), env.base.join("stolen").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!env.base.join("stolen").exists());
+
+    // Usage: one side must be a container.
+    let out = env.run(["cp", "/etc/hostname", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("needs NAME:PATH on one side"), "{}", stderr(&out));
+    let out = env.run(["cp", "ghost:/x", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(3));
+    env.ok(["stop", &name]);
+}
+
+fn started_container(env: &Env, short: &str) -> String {
+    let name = env.name(short);
+    env.create(&name, &[]);
+    env.ok(["start", &name]);
+    name
+}

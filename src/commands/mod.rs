@@ -1,5 +1,6 @@
 //! One module per subcommand; each is a thin layer over the library.
 
+pub mod cp;
 pub mod create;
 pub mod destroy;
 pub mod generations;
