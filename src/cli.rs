@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::ArgValueCompleter;
 
-use crate::commands::pick::{complete_any, complete_running};
+use crate::commands::pick::{complete_any, complete_guest_user, complete_running, complete_stopped};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success, 1 failure, 2 usage error, 3 no such container,
@@ -353,7 +353,7 @@ pub struct UpdateArgs {
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// The container's name (at a terminal, asked for when omitted)
-    #[arg(add = ArgValueCompleter::new(complete_any))]
+    #[arg(add = ArgValueCompleter::new(complete_stopped))]
     pub name: Option<String>,
     /// Start every container
     #[arg(long, conflicts_with_all = ["name", "auto"])]
@@ -410,7 +410,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<OsString>,
     /// The user to run the command as (a name or uid; default: root)
-    #[arg(long, value_name = "USER")]
+    #[arg(long, value_name = "USER", add = ArgValueCompleter::new(complete_guest_user))]
     pub user: Option<String>,
     /// The command and its arguments (after --)
     #[arg(last = true, required = true, value_name = "COMMAND")]

@@ -89,6 +89,10 @@ impl FromStr for PortForward {
                 parts.remove(0);
                 Protocol::Udp
             }
+            // A word where a protocol goes: name the protocol as the problem.
+            Some(p) if parts.len() > 1 && p.starts_with(|c: char| c.is_ascii_alphabetic()) => {
+                return Err(format!("'{p}' is not a protocol for port forwards: use tcp or udp"));
+            }
             _ => Protocol::Tcp,
         };
         let port = |p: &str| -> std::result::Result<u16, String> {
@@ -150,6 +154,18 @@ impl Bind {
             return Err("bind paths must not contain '..'".into());
         }
         Ok(Bind { source: PathBuf::from(source), target: PathBuf::from(target), options, read_only })
+    }
+
+    /// Checks the OPTIONS of a bind against those systemd-nspawn knows, so
+    /// that a typo fails at create, not at every start.
+    pub fn check_options(&self) -> std::result::Result<(), String> {
+        const KNOWN: &[&str] = &["rbind", "norbind", "idmap", "noidmap", "rootidmap", "owneridmap"];
+        for o in self.options.iter().flat_map(|o| o.split(',')) {
+            if !KNOWN.contains(&o) {
+                return Err(format!("unknown bind option '{o}' (systemd-nspawn knows {})", KNOWN.join(", ")));
+            }
+        }
+        Ok(())
     }
 
     /// The nspawn flag for this bind.
@@ -849,7 +865,11 @@ COPY_RESOLV_CONF=1
         assert_eq!("8080".parse::<PortForward>().unwrap().to_string(), "tcp:8080:8080");
         assert_eq!("udp:53:5353".parse::<PortForward>().unwrap().to_string(), "udp:53:5353");
         assert!("tcp:0".parse::<PortForward>().is_err());
-        assert!("sctp:1".parse::<PortForward>().is_err());
+        assert_eq!(
+            "sctp:80".parse::<PortForward>().unwrap_err(),
+            "'sctp' is not a protocol for port forwards: use tcp or udp"
+        );
+        assert_eq!("80x".parse::<PortForward>().unwrap_err(), "'80x' is not a port number (1-65535)");
         assert!("1:2:3".parse::<PortForward>().is_err());
     }
 
@@ -866,5 +886,8 @@ COPY_RESOLV_CONF=1
         // Found by the fuzzer: a source ending in '\' rendered as "\:".
         assert!(Bind::parse("/x\\", false).is_err());
         assert!(Bind::parse("/a\\:b", false).is_err());
+        assert!(Bind::parse("/a:/b:norbind,idmap", false).unwrap().check_options().is_ok());
+        let e = Bind::parse("/a:/b:ro", false).unwrap().check_options().unwrap_err();
+        assert!(e.starts_with("unknown bind option 'ro' (systemd-nspawn knows rbind, norbind"), "{e}");
     }
 }

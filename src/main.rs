@@ -154,7 +154,11 @@ fn main() {
                     eprintln!("error: {f}");
                 }
             }
-            eprintln!("error: {e}");
+            match &e {
+                // A person said no: not an error, but nothing was done.
+                Error::Cancelled(_) => eprintln!("{e}"),
+                _ => eprintln!("error: {e}"),
+            }
             e.exit_code()
         }
     };

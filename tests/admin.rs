@@ -49,8 +49,11 @@ fn destroy_asks_at_a_terminal_and_not_in_scripts() {
     assert!(screen.contains(&format!("Destroy container '{kept}' and all its data")), "{screen}");
     term.type_text("n");
     let (code, screen) = exit_status(&term);
+    // A quiet cancel: no "error:", but not success either (a wrapper's
+    // `destroy web && ...` must not go on).
     assert_eq!(code, 1, "{screen}");
-    assert!(screen.contains(&format!("error: cancelled: container '{kept}' is kept")), "{screen}");
+    assert!(screen.contains(&format!("cancelled: container '{kept}' is kept")), "{screen}");
+    assert!(!screen.contains("error:"), "{screen}");
     assert!(conf_exists(&env, &kept) && env.root(&kept).exists(), "the container is kept");
     term.clear(PROMPT);
 
@@ -110,6 +113,12 @@ fn a_missing_name_is_picked_at_a_terminal() {
     run_in(&term, "nixos-container start");
     term.wait_text("Which container to start?");
     term.wait_text(&format!("{name}  down 10.{}.1.2", env.pool));
+    // Nothing is preselected: Enter alone takes nobody's container.
+    term.press("Enter");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(term.screen().contains("Which container to start?"), "{}", term.screen());
+    assert_eq!(env.ok(["status", &name]), "down\n");
+    term.press("Down");
     term.press("Enter");
     let (code, screen) = exit_status(&term);
     assert_eq!(code, 0, "{screen}");
@@ -119,6 +128,7 @@ fn a_missing_name_is_picked_at_a_terminal() {
     run_in(&term, "nixos-container run -- hostname");
     term.wait_text("Which container to run?");
     term.wait_text(&format!("{name}  up"));
+    term.press("Down");
     term.press("Enter");
     let (code, screen) = exit_status(&term);
     assert!(code == 0 && screen.lines().any(|l| l.trim() == name), "{screen}");
@@ -128,6 +138,7 @@ fn a_missing_name_is_picked_at_a_terminal() {
     term.wait_text("Which container to stop?");
     // Only the running one is offered (it is the only container anyway).
     term.wait_text(&format!("{name}  up"));
+    term.press("Down");
     term.press("Enter");
     let (code, screen) = exit_status(&term);
     assert_eq!(code, 0, "{screen}");
@@ -505,4 +516,26 @@ fn started_container(env: &Env, short: &str) -> String {
     env.create(&name, &[]);
     env.ok(["start", &name]);
     name
+}
+
+#[test]
+fn a_nix_error_shows_once_at_a_terminal_without_flags_we_lack() {
+    let env = Env::new();
+    let name = env.name("nixerr");
+    let term = bash(&env);
+    let nixos = nixos_path();
+    let assertion = fixture("failing-assertion.nix");
+    run_in(
+        &term,
+        &format!(
+            "nixos-container create {name} --nixos-path {} --config-file {}",
+            nixos.display(),
+            assertion.display()
+        ),
+    );
+    let (code, screen) = exit_status(&term);
+    assert_eq!(code, 1, "{screen}");
+    assert_eq!(screen.matches("this container must be called nope").count(), 1, "{screen}");
+    assert!(!screen.contains("show-trace"), "{screen}");
+    assert!(screen.contains("error: nix-env failed (exit status: 1); its error is above"), "{screen}");
 }

@@ -40,6 +40,7 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
     for (specs, ro) in [(&args.bind, false), (&args.bind_ro, true)] {
         for spec in specs {
             let b = Bind::parse(spec, ro).map_err(|r| invalid("bind", spec, r))?;
+            b.check_options().map_err(|r| invalid("bind", spec, r))?;
             if !b.source.starts_with("+") && !b.source.exists() {
                 return Err(invalid("bind", spec, format!("{} does not exist", b.source.display())));
             }
