@@ -539,3 +539,109 @@ fn a_nix_error_shows_once_at_a_terminal_without_flags_we_lack() {
     assert!(!screen.contains("show-trace"), "{screen}");
     assert!(screen.contains("error: nix-env failed (exit status: 1); its error is above"), "{screen}");
 }
+
+/// Logs in as root with `password` at the container's login prompt in `t`.
+fn log_in(t: &Tmux, env: &Env, name: &str, password: &str) {
+    t.clear_screen();
+    t.line(&format!("{}; echo CLI-EXITED-$?", env.shell_command(&["login", name])));
+    t.wait_text(&format!("Connected to container '{name}'. Press ^] three times within 1s to disconnect."));
+    t.wait_text("login:");
+    t.line("root");
+    t.wait_text("Password:");
+    t.line(password);
+    // login flushes what was typed ahead: wait for the shell's prompt.
+    t.wait_text(":~]#");
+}
+
+#[test]
+fn login_is_on_a_par_with_root_login() {
+    let env = Env::new();
+    let name = started_container(&env, "login");
+    let mut chpasswd = env.command();
+    chpasswd.args(["run", &name, "--", "chpasswd"]).stdin(std::process::Stdio::piped());
+    let mut child = chpasswd.spawn().unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"root:s3cret-pw\n").unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let t = Tmux::bash(&env, 91, 27);
+    t.line(&format!("cd {}; stty -g > before.stty", env.base.display()));
+    log_in(&t, &env, &name, "s3cret-pw");
+    // The caller's window size, and its changes.
+    t.line("echo SIZE=$(stty size)=");
+    t.wait_text("SIZE=27 91=");
+    t.resize(100, 30);
+    let resized = wait_for(std::time::Duration::from_secs(30), || {
+        t.clear_screen();
+        t.line("echo SIZE=$(stty size)=");
+        let s = t.wait_screen("stty's answer", |s| s.lines().any(|l| l.starts_with("SIZE=")));
+        s.contains("SIZE=30 100=").then_some(())
+    });
+    assert!(resized.is_some(), "the guest's terminal never became 100x30:\n{}", t.screen());
+
+    // ^] three times within a second leaves, whatever runs inside.
+    t.line("sleep 300");
+    for _ in 0..3 {
+        t.press("C-]");
+    }
+    let screen = t.wait_screen("the CLI's exit", |s| s.lines().any(|l| l.starts_with("CLI-EXITED-")));
+    assert!(screen.contains("disconnected (^] pressed three times)"), "{screen}");
+    assert!(screen.lines().any(|l| l.starts_with("CLI-EXITED-1")), "{screen}");
+    t.line("stty -g > after.stty; cmp before.stty after.stty && echo RESTORED-AFTER-ESCAPE");
+    t.wait_text("RESTORED-AFTER-ESCAPE");
+
+    // The container stopping under it: said on a line of its own, non-zero.
+    log_in(&t, &env, &name, "s3cret-pw");
+    env.ok(["stop", &name]);
+    let screen = t.wait_screen("the CLI's exit", |s| s.lines().any(|l| l.starts_with("CLI-EXITED-")));
+    assert!(
+        screen.lines().any(|l| l == format!("error: container '{name}' was stopped; the session ended")),
+        "{screen}"
+    );
+    assert!(screen.lines().any(|l| l.starts_with("CLI-EXITED-1")), "the prompt on a line of its own:\n{screen}");
+    t.line("stty -g > after.stty; cmp before.stty after.stty && echo RESTORED-AFTER-STOP");
+    t.wait_text("RESTORED-AFTER-STOP");
+
+    // root-login says so too.
+    env.ok(["start", &name]);
+    t.clear_screen();
+    t.line(&format!("{}; echo CLI-EXITED-$?", env.shell_command(&["root-login", &name])));
+    t.line("echo READY-$((6*7))");
+    t.wait_text("READY-42");
+    env.ok(["stop", &name]);
+    let screen = t.wait_screen("the CLI's exit", |s| s.lines().any(|l| l.starts_with("CLI-EXITED-")));
+    assert!(
+        screen.lines().any(|l| l == format!("error: container '{name}' was stopped; the session ended")),
+        "{screen}"
+    );
+}
+
+#[test]
+fn errors_of_a_raw_session_print_on_a_restored_terminal() {
+    let env = Env::new();
+    let name = started_container(&env, "raw");
+    let t = Tmux::bash(&env, 100, 30);
+    t.line(&format!("cd {}; stty -g > before.stty", env.base.display()));
+    for (args, says) in [
+        (vec!["run", "-t", "--user", "nosuchuser", &name, "--", "true"], "nosuchuser"),
+        (vec!["run", "-t", "--cwd", "/nonexistent-dir", &name, "--", "true"], "nonexistent-dir"),
+    ] {
+        t.clear_screen();
+        t.line(&format!("{}; echo CLI-EXITED-$?", env.shell_command(&args)));
+        let screen = t.wait_screen("the CLI's exit", |s| s.lines().any(|l| l.starts_with("CLI-EXITED-")));
+        // No staircase: the error and the next line start at the left edge.
+        let error = screen.lines().find(|l| l.contains(says) && !l.contains("CLI-EXITED")).unwrap_or_else(|| panic!("{screen}"));
+        assert!(error.starts_with("error: "), "{screen}");
+        assert!(screen.lines().any(|l| l.starts_with("CLI-EXITED-1")), "{screen}");
+        t.line("stty -g > after.stty; cmp before.stty after.stty && echo RESTORED");
+        t.wait_text("RESTORED");
+    }
+    // The container going away under `run -t`.
+    t.clear_screen();
+    t.line(&format!("{}; echo CLI-EXITED-$?", env.shell_command(&["run", "-t", &name, "--", "sleep", "300"])));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    env.ok(["terminate", &name]);
+    let screen = t.wait_screen("the CLI's exit", |s| s.lines().any(|l| l.starts_with("CLI-EXITED-")));
+    assert!(screen.lines().any(|l| l == format!("error: container '{name}' was stopped; the session ended")), "{screen}");
+    assert!(screen.lines().any(|l| l.starts_with("CLI-EXITED-1")), "{screen}");
+}

@@ -1,15 +1,16 @@
 use std::io::IsTerminal;
-use std::os::fd::AsFd;
 
 use crate::cli::RunningNameArg;
 use crate::commands::pick::{self, Which};
+use crate::commands::run::{connected_note, ended_session, interactive_session, with_callers_terminal};
 use crate::commands::{Ctx, require_root};
 use crate::container::{Container, State};
 use crate::error::{Error, Result};
-use crate::guest::{self, pty};
-use crate::rootfs;
+use crate::guest;
 
-/// The guest's login prompt, relayed with the local terminal in raw mode.
+/// The guest's login prompt (its `login` program) on a pty of the caller's
+/// size that follows resizes, as root-login's shell: through the guest
+/// agent, or from the host into the container's namespaces.
 pub fn run(ctx: &Ctx, args: &RunningNameArg) -> Result<i32> {
     require_root()?;
     let name = pick::name(ctx, args.name.as_deref(), Which::Running, "login")?;
@@ -17,15 +18,10 @@ pub fn run(ctx: &Ctx, args: &RunningNameArg) -> Result<i32> {
     if c.state()? != State::Up {
         return Err(Error::NotRunning(c.name));
     }
-    if !rootfs::exists(&c.paths.root, guest::LOGIN_SOCKET) {
-        return Err(Error::other(format!(
-            "container '{0}' has no login socket (/{1}): its configuration does not import the nixos-container guest module; 'nixos-container root-login {0}' works without it",
-            c.name,
-            guest::LOGIN_SOCKET
-        )));
-    }
-    let conn = guest::connect(&c.paths.root, guest::LOGIN_SOCKET)?;
-    let _raw = if std::io::stdin().is_terminal() { Some(pty::RawMode::enter(std::io::stdin().as_fd())?) } else { None };
-    guest::login::relay(conn, std::io::stdin(), &mut std::io::stdout())?;
-    Ok(0)
+    let mut cmd = guest::Command::new(["login"]);
+    with_callers_terminal(&mut cmd);
+    let interactive = std::io::stdin().is_terminal();
+    connected_note(ctx, &c, interactive);
+    let status = ended_session(&c, interactive_session(&c, &cmd, interactive))?;
+    Ok(status.shell_code())
 }
