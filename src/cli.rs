@@ -22,7 +22,7 @@ NIXOS_CONTAINER_IPV4_POOL (A.B.0.0/16) and NIXOS_CONTAINER_IPV6_POOL (a /48).";
 
 /// Create, run, update and destroy lightweight NixOS containers.
 #[derive(Debug, Parser)]
-#[command(name = "nixos-container", version, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "nixos-container", version, after_help = AFTER_HELP, after_long_help = format!("{}\n{AFTER_HELP}", crate::examples::help("nixos-container")), propagate_version = true)]
 pub struct Cli {
     /// Explain what is done (commands run, nspawn command line); twice for more
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -41,44 +41,63 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// List containers: a table at a terminal, one name per line in a pipe
+    #[command(after_long_help = crate::examples::help("list"))]
     List(ListArgs),
     /// Create a container and build its system (does not start it)
+    #[command(after_long_help = crate::examples::help("create"))]
     Create(Box<CreateArgs>),
     /// Stop a container if it runs and remove it with all its state
+    #[command(after_long_help = crate::examples::help("destroy"))]
     Destroy(DestroyArgs),
     /// Start a container and wait until it is ready for commands
+    #[command(after_long_help = crate::examples::help("start"))]
     Start(StartArgs),
     /// Halt a container cleanly, killing what is left after a timeout
+    #[command(after_long_help = crate::examples::help("stop"))]
     Stop(StopArgs),
     /// Kill all processes of a container at once
+    #[command(after_long_help = crate::examples::help("terminate"))]
     Terminate(NameArg),
     /// Stop a container, then start it again
+    #[command(after_long_help = crate::examples::help("restart"))]
     Restart(RestartArgs),
     /// Build a new generation of a container's system and activate it live
+    #[command(after_long_help = crate::examples::help("update"))]
     Update(UpdateArgs),
     /// List the generations of a container's system (number, date, store path)
+    #[command(after_long_help = crate::examples::help("generations"))]
     Generations(NameArg),
     /// Print whether a container is up or down
+    #[command(after_long_help = crate::examples::help("status"))]
     Status(StatusArgs),
     /// Show a container's console log, or its guest's journal (--journal)
+    #[command(after_long_help = crate::examples::help("logs"))]
     Logs(LogsArgs),
     /// Show a container in detail: state, addresses, system, resources, limits, console
+    #[command(after_long_help = crate::examples::help("info"))]
     Info(InfoArgs),
     /// Run a command in a container (as root unless --user)
     #[command(visible_alias = "exec")]
+    #[command(after_long_help = crate::examples::help("run"))]
     Run(RunArgs),
     /// Log in to a container at its login prompt
+    #[command(after_long_help = crate::examples::help("login"))]
     Login(RunningNameArg),
     /// Open an interactive root shell in a container, on a pty
     #[command(visible_alias = "shell")]
+    #[command(after_long_help = crate::examples::help("root-login"))]
     RootLogin(RunningNameArg),
     /// Copy files and directories between the host and a container (NAME:PATH on one side)
+    #[command(after_long_help = crate::examples::help("cp"))]
     Cp(CpArgs),
     /// Change a container's memory, CPU and process limits (at once if it runs)
+    #[command(after_long_help = crate::examples::help("set-limits"))]
     SetLimits(SetLimitsArgs),
     /// Print the container's IP address
+    #[command(after_long_help = crate::examples::help("show-ip"))]
     ShowIp(NameArg),
     /// Print the container's SSH host key
+    #[command(after_long_help = crate::examples::help("show-host-key"))]
     ShowHostKey(NameArg),
     /// (internal) supervise a running container
     #[command(name = "__supervise", hide = true)]

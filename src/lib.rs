@@ -29,6 +29,7 @@ pub mod conf;
 pub mod container;
 pub mod copy;
 pub mod error;
+pub mod examples;
 pub mod faults;
 pub mod fsutil;
 pub mod guest;
