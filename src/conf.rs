@@ -550,12 +550,10 @@ impl Conf {
                 "INTERFACES" => conf.interfaces = words(v).map(str::to_string).collect(),
                 "MACVLANS" => conf.macvlans = words(v).map(str::to_string).collect(),
                 "MEMORY_MAX" => {
-                    conf.limits.memory_max =
-                        crate::limits::parse_memory(v).map_err(|e| format!("MEMORY_MAX: {e}"))?
+                    conf.limits.memory_max = crate::limits::parse_memory(v).map_err(|e| format!("MEMORY_MAX: {e}"))?
                 }
                 "CPU_QUOTA" => {
-                    conf.limits.cpu_quota =
-                        crate::limits::parse_cpu(v, false).map_err(|e| format!("CPU_QUOTA: {e}"))?
+                    conf.limits.cpu_quota = crate::limits::parse_cpu(v, false).map_err(|e| format!("CPU_QUOTA: {e}"))?
                 }
                 "PIDS_MAX" => {
                     conf.limits.pids_max = crate::limits::parse_pids(v).map_err(|e| format!("PIDS_MAX: {e}"))?
@@ -848,7 +846,9 @@ COPY_RESOLV_CONF=1
         assert_eq!(c.limits.pids_max, Some(100));
         assert!(c.render().ends_with("MEMORY_MAX=512M\nCPU_QUOTA=150%\nPIDS_MAX=100\n"), "{}", c.render());
         assert_eq!(parse(&c.render()).unwrap(), c);
-        assert!(parse("MEMORY_MAX=lots\n").unwrap_err().to_string().contains("MEMORY_MAX: 'lots' is not a memory size"));
+        assert!(
+            parse("MEMORY_MAX=lots\n").unwrap_err().to_string().contains("MEMORY_MAX: 'lots' is not a memory size")
+        );
         // Limits apply live: a change needs no restart.
         assert!(!RESTART_KEYS.iter().any(|k| k.ends_with("_MAX") || *k == "CPU_QUOTA"));
     }

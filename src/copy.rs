@@ -287,7 +287,12 @@ impl Walk {
                 Err(e) => return errno_ctx(Err(e), || format!("looking at {}", name.to_string_lossy())),
             }
             let out = errno_ctx(
-                openat(dst_dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()),
+                openat(
+                    dst_dir,
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                ),
                 || format!("opening directory {}", name.to_string_lossy()),
             )?;
             let input = errno_ctx(reopen(&src, OFlag::O_RDONLY | OFlag::O_DIRECTORY), || format!("reading {shown}"))?;

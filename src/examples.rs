@@ -19,7 +19,10 @@ pub fn of(command: &str) -> &'static [(&'static str, &'static str)] {
         "create" => &[
             ("nixos-container create web --config-file ./web.nix", "From a NixOS module"),
             ("nixos-container create web --flake /src/site#web", "From a flake's nixosConfigurations.web"),
-            ("nixos-container create web --port tcp:8080:80 --bind /srv/www:/var/www", "Forward a port, share a directory"),
+            (
+                "nixos-container create web --port tcp:8080:80 --bind /srv/www:/var/www",
+                "Forward a port, share a directory",
+            ),
             ("nixos-container create web --memory-max 512M --cpus 1.5 --pids-max 500", "With resource limits"),
             ("nixos-container create web --ensure-unique-name --auto-start", "Pick a free name, start at boot"),
         ],
@@ -40,7 +43,10 @@ pub fn of(command: &str) -> &'static [(&'static str, &'static str)] {
         "restart" => &[("nixos-container restart web", "Stop it, then start it")],
         "update" => &[
             ("nixos-container update web", "Rebuild from its stored configuration and activate it"),
-            ("nixos-container update web --config-file ./web.nix --restart", "A new configuration, restarting if needed"),
+            (
+                "nixos-container update web --config-file ./web.nix --restart",
+                "A new configuration, restarting if needed",
+            ),
             ("nixos-container update web --rollback", "Back to the previous generation"),
         ],
         "generations" => &[("nixos-container generations web", "Its system generations")],
@@ -84,10 +90,7 @@ pub fn of(command: &str) -> &'static [(&'static str, &'static str)] {
             ("nixos-container set-limits web --memory-max infinity", "Remove a limit"),
         ],
         "show-ip" => &[("ping -c1 \"$(nixos-container show-ip web)\"", "Its address, for scripts")],
-        "show-host-key" => &[(
-            "nixos-container show-host-key web >> ~/.ssh/known_hosts.d/web",
-            "Its SSH host key",
-        )],
+        "show-host-key" => &[("nixos-container show-host-key web >> ~/.ssh/known_hosts.d/web", "Its SSH host key")],
         _ => &[],
     }
 }

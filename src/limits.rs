@@ -265,7 +265,10 @@ pub fn apply(cgroup: &ContainerCgroup, limits: &Limits) -> Result<()> {
         match fs::write(&file, &value) {
             Ok(()) => {}
             Err(e) if required => {
-                return Err(Error::Io { context: format!("setting a limit: writing {value} to {}", file.display()), source: e });
+                return Err(Error::Io {
+                    context: format!("setting a limit: writing {value} to {}", file.display()),
+                    source: e,
+                });
             }
             Err(_) => {}
         }

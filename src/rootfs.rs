@@ -208,7 +208,11 @@ mod tests {
         let host = tempfile::tempdir().unwrap();
         let root = host.path().join("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/sh\n\x1b[2J:x:1:1\nbroken\n").unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/sh\n\x1b[2J:x:1:1\nbroken\n",
+        )
+        .unwrap();
         assert_eq!(guest_users(&root), [("root".to_string(), 0), ("alice".to_string(), 1000)]);
         // A link to the host's passwd is read inside the root: nothing.
         std::fs::remove_file(root.join("etc/passwd")).unwrap();

@@ -422,7 +422,8 @@ fn logs_show_the_console_and_the_journal_of_a_running_and_a_stopped_guest() {
     assert!(tail.lines().all(|l| later.lines().any(|k| k == l)), "{tail}\n---\n{later}");
 
     // -f shows what the guest prints on its console from then on, cleaned.
-    let follow = KillOnDrop::spawn(env.command().args(["logs", &name, "-f", "-n", "0"]).stdout(std::process::Stdio::piped()));
+    let follow =
+        KillOnDrop::spawn(env.command().args(["logs", &name, "-f", "-n", "0"]).stdout(std::process::Stdio::piped()));
     env.ok(["run", &name, "--", "sh", "-c", "printf 'marker \\033[31mred\\033[0m\\n' > /dev/console"]);
     std::thread::sleep(std::time::Duration::from_millis(800));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(follow.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -630,7 +631,10 @@ fn errors_of_a_raw_session_print_on_a_restored_terminal() {
         t.line(&format!("{}; echo CLI-EXITED-$?", env.shell_command(&args)));
         let screen = t.wait_screen("the CLI's exit", |s| s.lines().any(|l| l.starts_with("CLI-EXITED-")));
         // No staircase: the error and the next line start at the left edge.
-        let error = screen.lines().find(|l| l.contains(says) && !l.contains("CLI-EXITED")).unwrap_or_else(|| panic!("{screen}"));
+        let error = screen
+            .lines()
+            .find(|l| l.contains(says) && !l.contains("CLI-EXITED"))
+            .unwrap_or_else(|| panic!("{screen}"));
         assert!(error.starts_with("error: "), "{screen}");
         assert!(screen.lines().any(|l| l.starts_with("CLI-EXITED-1")), "{screen}");
         t.line("stty -g > after.stty; cmp before.stty after.stty && echo RESTORED");
@@ -642,6 +646,9 @@ fn errors_of_a_raw_session_print_on_a_restored_terminal() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     env.ok(["terminate", &name]);
     let screen = t.wait_screen("the CLI's exit", |s| s.lines().any(|l| l.starts_with("CLI-EXITED-")));
-    assert!(screen.lines().any(|l| l == format!("error: container '{name}' was stopped; the session ended")), "{screen}");
+    assert!(
+        screen.lines().any(|l| l == format!("error: container '{name}' was stopped; the session ended")),
+        "{screen}"
+    );
     assert!(screen.lines().any(|l| l.starts_with("CLI-EXITED-1")), "{screen}");
 }

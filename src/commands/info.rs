@@ -20,8 +20,8 @@ pub fn run(ctx: &Ctx, args: &InfoArgs) -> Result<i32> {
             details: &'a Details,
             console: &'a [String],
         }
-        let mut json = serde_json::to_string_pretty(&WithConsole { details: &d, console: &console })
-            .expect("details serialise");
+        let mut json =
+            serde_json::to_string_pretty(&WithConsole { details: &d, console: &console }).expect("details serialise");
         json.push('\n');
         json
     } else {

@@ -223,7 +223,10 @@ mod tests {
     fn the_container_of_a_run_command_line() {
         let w = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
         assert_eq!(container_in_command_line(&w("nixos-container run -t web --user ")), Some("web".into()));
-        assert_eq!(container_in_command_line(&w("nixos-container exec --env A=b --cwd /x web --user a")), Some("web".into()));
+        assert_eq!(
+            container_in_command_line(&w("nixos-container exec --env A=b --cwd /x web --user a")),
+            Some("web".into())
+        );
         assert_eq!(container_in_command_line(&w("nixos-container run --user ")), None);
         assert_eq!(container_in_command_line(&w("nixos-container start web")), None);
     }

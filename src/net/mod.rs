@@ -376,7 +376,9 @@ pub fn check_own(conf: &Conf) -> Result<()> {
         (Some(h), Some(l)) if h == l => Err(Error::InvalidValue {
             what,
             value: l.to_string(),
-            reason: format!("it is the host side's address too; the two ends need different addresses (e.g. {h} and another)"),
+            reason: format!(
+                "it is the host side's address too; the two ends need different addresses (e.g. {h} and another)"
+            ),
         }),
         _ => Ok(()),
     };
@@ -474,11 +476,15 @@ mod tests {
     #[test]
     fn a_conf_must_agree_with_itself_and_its_bridge_exist() {
         use crate::conf::parse_addr4;
-        let mut c = Conf { host_port: vec!["8080:80".parse().unwrap(), "udp:8080".parse().unwrap()], ..Conf::default() };
+        let mut c =
+            Conf { host_port: vec!["8080:80".parse().unwrap(), "udp:8080".parse().unwrap()], ..Conf::default() };
         super::check_own(&c).unwrap();
         c.host_port.push("tcp:8080:81".parse().unwrap());
         let e = super::check_own(&c).unwrap_err().to_string();
-        assert_eq!(e, "invalid port 'tcp:8080:81': host port 8080 is forwarded twice (tcp:8080:80 and tcp:8080:81); forward each host port once");
+        assert_eq!(
+            e,
+            "invalid port 'tcp:8080:81': host port 8080 is forwarded twice (tcp:8080:80 and tcp:8080:81); forward each host port once"
+        );
         c.host_port.clear();
         c.host_address = Some(parse_addr4("10.0.0.1").unwrap());
         c.local_address = Some(parse_addr4("10.0.0.1").unwrap());
