@@ -652,3 +652,25 @@ fn errors_of_a_raw_session_print_on_a_restored_terminal() {
     );
     assert!(screen.lines().any(|l| l.starts_with("CLI-EXITED-1")), "{screen}");
 }
+
+#[test]
+fn cp_owners_follow_the_guests_numbering_with_private_users() {
+    let env = Env::new();
+    let name = env.name("cpu");
+    env.create(&name, &["--private-users"]);
+    env.ok(["start", &name]);
+    let file = env.base.join("f");
+    std::fs::write(&file, "x").unwrap();
+    std::os::unix::fs::chown(&file, Some(1234), Some(2345)).unwrap();
+    env.ok(["cp", file.to_str().unwrap(), &format!("{name}:/root/plain")]);
+    env.ok(["cp", "-a", file.to_str().unwrap(), &format!("{name}:/root/kept")]);
+    let stat = |path: &str| env.ok(["run", &name, "--", "stat", "-c", "%u:%g", path]);
+    assert_eq!((stat("/root/plain"), stat("/root/kept")), ("0:0\n".into(), "1234:2345\n".into()));
+    // Out with -a: the guest's numbers, not the host's shifted ones.
+    let back = env.base.join("back");
+    env.ok(["cp", "-a", &format!("{name}:/root/kept"), back.to_str().unwrap()]);
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&back).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1234, 2345));
+    env.ok(["stop", &name]);
+}
