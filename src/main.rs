@@ -102,6 +102,7 @@ fn install_panic_hook() {
         return;
     }
     std::panic::set_hook(Box::new(|info| {
+        nixos_container::guest::pty::restore_now();
         let what = info
             .payload()
             .downcast_ref::<&str>()
@@ -148,7 +149,9 @@ fn main() {
     let code = match dispatch(&ctx, &cli.command) {
         Ok(code) => code,
         Err(e) => {
-            // The one place where errors become messages.
+            // The one place where errors become messages: on a terminal
+            // that no session left raw.
+            nixos_container::guest::pty::restore_now();
             if let Error::SomeFailed { failures, .. } = &e {
                 for f in failures {
                     eprintln!("error: {f}");
