@@ -674,3 +674,28 @@ fn cp_owners_follow_the_guests_numbering_with_private_users() {
     assert_eq!((m.uid(), m.gid()), (1234, 2345));
     env.ok(["stop", &name]);
 }
+
+#[test]
+fn login_without_the_agent_uses_the_login_socket() {
+    let env = Env::new();
+    let name = started_container(&env, "lsock");
+    let mut chpasswd = env.command();
+    chpasswd.args(["run", &name, "--", "chpasswd"]).stdin(std::process::Stdio::piped());
+    let mut child = chpasswd.spawn().unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"root:s3cret-pw\n").unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let t = Tmux::bash(&env, 91, 27);
+    t.line(&format!("NIXOS_CONTAINER_AGENT=off {}; echo CLI-EXITED-$?", env.shell_command(&["-v", "login", &name])));
+    t.wait_text("using its login socket");
+    t.wait_text("login:");
+    t.line("root");
+    t.wait_text("Password:");
+    t.line("s3cret-pw");
+    t.wait_text(":~]#");
+    t.line("exit");
+    let screen = t.wait_screen("the CLI's exit", |s| s.lines().any(|l| l.starts_with("CLI-EXITED-")));
+    assert!(screen.lines().any(|l| l.starts_with("CLI-EXITED-0")), "{screen}");
+    env.ok(["stop", &name]);
+}

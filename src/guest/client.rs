@@ -113,6 +113,11 @@ fn lost(e: io::Error) -> Error {
 const LOST: &str = "lost the connection to the container";
 const CLOSED: &str = "the container closed the connection before the command ended";
 
+/// The error of a session whose connection the guest closed.
+pub fn closed() -> Error {
+    Error::other(CLOSED)
+}
+
 /// Whether a session ended because its connection did (the guest halting,
 /// say), rather than with an error the agent reported.
 pub fn is_lost_connection(e: &Error) -> bool {
