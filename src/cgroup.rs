@@ -3,7 +3,8 @@
 //! The supervisor launches systemd-nspawn inside `nixos-containers/NAME` of
 //! every cgroup hierarchy that nspawn uses (the cgroup2 tree, and on hybrid
 //! hosts also the v1 `name=systemd` tree), plus the v1 memory controller
-//! where it exists, for status. nspawn then makes `supervisor/` and
+//! where it exists, for status, and the v1 cpu and pids controllers, for
+//! limits (`limits`). nspawn then makes `supervisor/` and
 //! `payload/` below it. Everything of the container is found, counted and
 //! killed through this cgroup; our own supervisor stays outside it.
 
@@ -27,6 +28,9 @@ pub enum Kind {
     SystemdV1,
     /// The v1 memory controller (hybrid and legacy hosts).
     MemoryV1,
+    /// The v1 cpu and pids controllers (hybrid and legacy hosts), for limits.
+    CpuV1,
+    PidsV1,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
             "cgroup2" => Kind::Unified,
             "cgroup" if opts.split(',').any(|o| o == "name=systemd") => Kind::SystemdV1,
             "cgroup" if opts.split(',').any(|o| o == "memory") => Kind::MemoryV1,
+            "cgroup" if opts.split(',').any(|o| o == "cpu") => Kind::CpuV1,
+            "cgroup" if opts.split(',').any(|o| o == "pids") => Kind::PidsV1,
             _ => continue,
         };
         if !found.iter().any(|h: &Hierarchy| h.kind == kind) {
@@ -72,6 +78,8 @@ fn standard_hierarchies() -> Option<Vec<Hierarchy>> {
         (Kind::Unified, "unified", CGROUP2_SUPER_MAGIC),
         (Kind::SystemdV1, "systemd", CGROUP_SUPER_MAGIC),
         (Kind::MemoryV1, "memory", CGROUP_SUPER_MAGIC),
+        (Kind::CpuV1, "cpu", CGROUP_SUPER_MAGIC),
+        (Kind::PidsV1, "pids", CGROUP_SUPER_MAGIC),
     ] {
         let mount = root.join(dir);
         if kind_of(&mount) == Some(magic) {
@@ -133,7 +141,8 @@ impl ContainerCgroup {
         self.dir(Kind::Unified).is_some()
     }
 
-    fn dir(&self, kind: Kind) -> Option<&Path> {
+    /// The container's directory in the hierarchy of `kind`, if the host has it.
+    pub fn dir(&self, kind: Kind) -> Option<&Path> {
         self.dirs.iter().find(|(k, _)| *k == kind).map(|(_, d)| d.as_path())
     }
 
@@ -301,6 +310,7 @@ mod tests {
                 Hierarchy { kind: Kind::Unified, mount: "/sys/fs/cgroup/unified".into() },
                 Hierarchy { kind: Kind::SystemdV1, mount: "/sys/fs/cgroup/systemd".into() },
                 Hierarchy { kind: Kind::MemoryV1, mount: "/sys/fs/cgroup/memory".into() },
+                Hierarchy { kind: Kind::PidsV1, mount: "/sys/fs/cgroup/pids".into() },
             ]
         );
         let cg = ContainerCgroup::in_hierarchies(&h, "web");

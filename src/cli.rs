@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::ArgValueCompleter;
 
-use crate::commands::pick::{complete_any, complete_running};
+use crate::commands::pick::{complete_any, complete_guest_user, complete_running, complete_stopped};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success, 1 failure, 2 usage error, 3 no such container,
@@ -22,7 +22,7 @@ NIXOS_CONTAINER_IPV4_POOL (A.B.0.0/16) and NIXOS_CONTAINER_IPV6_POOL (a /48).";
 
 /// Create, run, update and destroy lightweight NixOS containers.
 #[derive(Debug, Parser)]
-#[command(name = "nixos-container", version, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "nixos-container", version, after_help = AFTER_HELP, after_long_help = format!("{}\n{AFTER_HELP}", crate::examples::help("nixos-container")), propagate_version = true)]
 pub struct Cli {
     /// Explain what is done (commands run, nspawn command line); twice for more
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -41,34 +41,63 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// List containers: a table at a terminal, one name per line in a pipe
+    #[command(after_long_help = crate::examples::help("list"))]
     List(ListArgs),
     /// Create a container and build its system (does not start it)
+    #[command(after_long_help = crate::examples::help("create"))]
     Create(Box<CreateArgs>),
     /// Stop a container if it runs and remove it with all its state
+    #[command(after_long_help = crate::examples::help("destroy"))]
     Destroy(DestroyArgs),
     /// Start a container and wait until it is ready for commands
+    #[command(after_long_help = crate::examples::help("start"))]
     Start(StartArgs),
     /// Halt a container cleanly, killing what is left after a timeout
+    #[command(after_long_help = crate::examples::help("stop"))]
     Stop(StopArgs),
     /// Kill all processes of a container at once
+    #[command(after_long_help = crate::examples::help("terminate"))]
     Terminate(NameArg),
     /// Stop a container, then start it again
+    #[command(after_long_help = crate::examples::help("restart"))]
     Restart(RestartArgs),
     /// Build a new generation of a container's system and activate it live
+    #[command(after_long_help = crate::examples::help("update"))]
     Update(UpdateArgs),
     /// List the generations of a container's system (number, date, store path)
+    #[command(after_long_help = crate::examples::help("generations"))]
     Generations(NameArg),
     /// Print whether a container is up or down
+    #[command(after_long_help = crate::examples::help("status"))]
     Status(StatusArgs),
+    /// Show a container's console log, or its guest's journal (--journal)
+    #[command(after_long_help = crate::examples::help("logs"))]
+    Logs(LogsArgs),
+    /// Show a container in detail: state, addresses, system, resources, limits, console
+    #[command(after_long_help = crate::examples::help("info"))]
+    Info(InfoArgs),
     /// Run a command in a container (as root unless --user)
+    #[command(visible_alias = "exec")]
+    #[command(after_long_help = crate::examples::help("run"))]
     Run(RunArgs),
     /// Log in to a container at its login prompt
+    #[command(after_long_help = crate::examples::help("login"))]
     Login(RunningNameArg),
     /// Open an interactive root shell in a container, on a pty
+    #[command(visible_alias = "shell")]
+    #[command(after_long_help = crate::examples::help("root-login"))]
     RootLogin(RunningNameArg),
+    /// Copy files and directories between the host and a container (NAME:PATH on one side)
+    #[command(after_long_help = crate::examples::help("cp"))]
+    Cp(CpArgs),
+    /// Change a container's memory, CPU and process limits (at once if it runs)
+    #[command(after_long_help = crate::examples::help("set-limits"))]
+    SetLimits(SetLimitsArgs),
     /// Print the container's IP address
+    #[command(after_long_help = crate::examples::help("show-ip"))]
     ShowIp(NameArg),
     /// Print the container's SSH host key
+    #[command(after_long_help = crate::examples::help("show-host-key"))]
     ShowHostKey(NameArg),
     /// (internal) supervise a running container
     #[command(name = "__supervise", hide = true)]
@@ -92,9 +121,46 @@ pub struct NameArg {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Print a JSON array of {name, state, address, generation, auto_start, processes, memory_bytes}
+    /// Print a JSON array of {name, state, address, generation, auto_start, processes, memory_bytes, ipv4, ipv6, uptime_seconds, system, limits, ...}
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// The columns to show, comma-separated: name, state, address, ipv4, ipv6, generation, auto-start,
+    /// processes, memory, uptime, since, memory-max, cpu-quota, pids-max, system
+    #[arg(short = 'o', long, value_name = "COLUMNS", value_parser = crate::info::parse_columns)]
+    pub format: Option<crate::info::Columns>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+    /// Show only the last N lines (entries, with --journal)
+    #[arg(short = 'n', long, value_name = "N")]
+    pub lines: Option<usize>,
+    /// Keep showing what is added, until interrupted
+    #[arg(short, long)]
+    pub follow: bool,
+    /// The guest's journal instead of the console: through the running guest,
+    /// or from its files (/var/log/journal) when it is stopped
+    #[arg(short, long)]
+    pub journal: bool,
+    /// More journalctl options, with --journal (after --), e.g. -- -u nginx -p err
+    #[arg(last = true, value_name = "JOURNALCTL-OPTIONS", requires = "journal")]
+    pub journalctl: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+    /// Print it as JSON: list --json's fields, plus the console's last lines
     #[arg(long)]
     pub json: bool,
+    /// How many lines of the console to show
+    #[arg(short = 'n', long, value_name = "N", default_value = "10")]
+    pub lines: usize,
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +267,64 @@ pub struct CreateArgs {
     /// Give the guest the host's Nix daemon socket although its root is host root (a trusted Nix user: it can add unsigned paths to the host's store); with --private-users it gets the socket anyway
     #[arg(long)]
     pub nix_daemon: bool,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// A limit as given: `Some(n)`, or `None` for "no limit" (`infinity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitValue<T>(pub Option<T>);
+
+/// Resource limits, for create and set-limits (see `limits`).
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Memory the container may use, e.g. 512M or 2G (infinity: no limit)
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| crate::limits::parse_memory(s).map(LimitValue))]
+    pub memory_max: Option<LimitValue<u64>>,
+    /// CPU time, as a percentage of one CPU, e.g. 50% or 200% (infinity: no limit)
+    #[arg(long, value_name = "PERCENT", value_parser = |s: &str| crate::limits::parse_cpu(s, false).map(LimitValue))]
+    pub cpu_quota: Option<LimitValue<u32>>,
+    /// CPU time as a number of CPUs, e.g. 1.5 (docker's form of --cpu-quota 150%)
+    #[arg(long, value_name = "N", conflicts_with = "cpu_quota", value_parser = |s: &str| crate::limits::parse_cpu(s, true).map(LimitValue))]
+    pub cpus: Option<LimitValue<u32>>,
+    /// Processes and threads the container may have, e.g. 512 (infinity: no limit)
+    #[arg(long, value_name = "N", value_parser = |s: &str| crate::limits::parse_pids(s).map(LimitValue))]
+    pub pids_max: Option<LimitValue<u64>>,
+}
+
+impl LimitArgs {
+    pub fn change(&self) -> crate::limits::Change {
+        crate::limits::Change {
+            memory_max: self.memory_max.map(|v| v.0),
+            cpu_quota: self.cpu_quota.or(self.cpus).map(|v| v.0),
+            pids_max: self.pids_max.map(|v| v.0),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: a host path, or NAME:PATH in a container (PATH/. copies a directory's contents)
+    #[arg(value_name = "SRC", value_hint = clap::ValueHint::AnyPath)]
+    pub src: OsString,
+    /// Where to: a host path, or NAME:PATH (into it, if it is a directory)
+    #[arg(value_name = "DST", value_hint = clap::ValueHint::AnyPath)]
+    pub dst: OsString,
+    /// Keep the numeric owners of the source (default: the guest's root when
+    /// copying in, you when copying out)
+    #[arg(short, long)]
+    pub archive: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetLimitsArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Without a source option, update rebuilds from what create stored: the
@@ -248,7 +372,7 @@ pub struct UpdateArgs {
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// The container's name (at a terminal, asked for when omitted)
-    #[arg(add = ArgValueCompleter::new(complete_any))]
+    #[arg(add = ArgValueCompleter::new(complete_stopped))]
     pub name: Option<String>,
     /// Start every container
     #[arg(long, conflicts_with_all = ["name", "auto"])]
@@ -305,7 +429,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<OsString>,
     /// The user to run the command as (a name or uid; default: root)
-    #[arg(long, value_name = "USER")]
+    #[arg(long, value_name = "USER", add = ArgValueCompleter::new(complete_guest_user))]
     pub user: Option<String>,
     /// The command and its arguments (after --)
     #[arg(last = true, required = true, value_name = "COMMAND")]

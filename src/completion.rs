@@ -63,6 +63,13 @@ impl EnvCompleter for ZshFile {
 
 const SHELLS: Shells<'static> = Shells(&[&Bash, &ZshFile, &Fish]);
 
+/// The words of the command line being completed, for completers that
+/// depend on an earlier word (`run NAME --user <TAB>`).
+pub fn words() -> Vec<String> {
+    // The completing shell passes them after `--`.
+    std::env::args().skip_while(|a| a != "--").skip(1).collect()
+}
+
 /// Answers a completion request and exits, if this run is one (the
 /// COMPLETE variable is set); returns otherwise.
 pub fn answer_if_asked() {

@@ -89,6 +89,10 @@ impl FromStr for PortForward {
                 parts.remove(0);
                 Protocol::Udp
             }
+            // A word where a protocol goes: name the protocol as the problem.
+            Some(p) if parts.len() > 1 && p.starts_with(|c: char| c.is_ascii_alphabetic()) => {
+                return Err(format!("'{p}' is not a protocol for port forwards: use tcp or udp"));
+            }
             _ => Protocol::Tcp,
         };
         let port = |p: &str| -> std::result::Result<u16, String> {
@@ -152,6 +156,18 @@ impl Bind {
         Ok(Bind { source: PathBuf::from(source), target: PathBuf::from(target), options, read_only })
     }
 
+    /// Checks the OPTIONS of a bind against those systemd-nspawn knows, so
+    /// that a typo fails at create, not at every start.
+    pub fn check_options(&self) -> std::result::Result<(), String> {
+        const KNOWN: &[&str] = &["rbind", "norbind", "idmap", "noidmap", "rootidmap", "owneridmap"];
+        for o in self.options.iter().flat_map(|o| o.split(',')) {
+            if !KNOWN.contains(&o) {
+                return Err(format!("unknown bind option '{o}' (systemd-nspawn knows {})", KNOWN.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
     /// The nspawn flag for this bind.
     pub fn nspawn_flag(&self) -> String {
         let flag = if self.read_only { "--bind-ro" } else { "--bind" };
@@ -203,6 +219,8 @@ pub struct Conf {
     pub network_namespace_path: Option<PathBuf>,
     pub interfaces: Vec<String>,
     pub macvlans: Vec<String>,
+    /// MEMORY_MAX, CPU_QUOTA, PIDS_MAX (see `limits`).
+    pub limits: crate::limits::Limits,
     pub extra: Vec<(String, String)>,
 }
 
@@ -531,6 +549,15 @@ impl Conf {
                 "NETWORK_NAMESPACE_PATH" => conf.network_namespace_path = nonempty(v).map(PathBuf::from),
                 "INTERFACES" => conf.interfaces = words(v).map(str::to_string).collect(),
                 "MACVLANS" => conf.macvlans = words(v).map(str::to_string).collect(),
+                "MEMORY_MAX" => {
+                    conf.limits.memory_max = crate::limits::parse_memory(v).map_err(|e| format!("MEMORY_MAX: {e}"))?
+                }
+                "CPU_QUOTA" => {
+                    conf.limits.cpu_quota = crate::limits::parse_cpu(v, false).map_err(|e| format!("CPU_QUOTA: {e}"))?
+                }
+                "PIDS_MAX" => {
+                    conf.limits.pids_max = crate::limits::parse_pids(v).map_err(|e| format!("PIDS_MAX: {e}"))?
+                }
                 _ => {
                     if !PASSTHROUGH_KEYS.contains(&key.as_str()) {
                         warnings.push(format!("unknown key {key} ignored"));
@@ -648,6 +675,9 @@ impl Conf {
             if let Some(v) = value {
                 put(key, v);
             }
+        }
+        for (key, value) in self.limits.conf_pairs() {
+            put(key, value);
         }
         out
     }
@@ -809,6 +839,21 @@ COPY_RESOLV_CONF=1
     }
 
     #[test]
+    fn limits_round_trip_in_systemd_syntax() {
+        let c = parse("MEMORY_MAX=512M\nCPU_QUOTA=150%\nPIDS_MAX=100\n").unwrap();
+        assert_eq!(c.limits.memory_max, Some(512 << 20));
+        assert_eq!(c.limits.cpu_quota, Some(150));
+        assert_eq!(c.limits.pids_max, Some(100));
+        assert!(c.render().ends_with("MEMORY_MAX=512M\nCPU_QUOTA=150%\nPIDS_MAX=100\n"), "{}", c.render());
+        assert_eq!(parse(&c.render()).unwrap(), c);
+        assert!(
+            parse("MEMORY_MAX=lots\n").unwrap_err().to_string().contains("MEMORY_MAX: 'lots' is not a memory size")
+        );
+        // Limits apply live: a change needs no restart.
+        assert!(!RESTART_KEYS.iter().any(|k| k.ends_with("_MAX") || *k == "CPU_QUOTA"));
+    }
+
+    #[test]
     fn flake_attr_defaults_to_container() {
         assert_eq!(split_flake("/src/f"), ("/src/f", "container"));
         assert_eq!(split_flake("/src/f#web"), ("/src/f", "web"));
@@ -820,7 +865,11 @@ COPY_RESOLV_CONF=1
         assert_eq!("8080".parse::<PortForward>().unwrap().to_string(), "tcp:8080:8080");
         assert_eq!("udp:53:5353".parse::<PortForward>().unwrap().to_string(), "udp:53:5353");
         assert!("tcp:0".parse::<PortForward>().is_err());
-        assert!("sctp:1".parse::<PortForward>().is_err());
+        assert_eq!(
+            "sctp:80".parse::<PortForward>().unwrap_err(),
+            "'sctp' is not a protocol for port forwards: use tcp or udp"
+        );
+        assert_eq!("80x".parse::<PortForward>().unwrap_err(), "'80x' is not a port number (1-65535)");
         assert!("1:2:3".parse::<PortForward>().is_err());
     }
 
@@ -837,5 +886,8 @@ COPY_RESOLV_CONF=1
         // Found by the fuzzer: a source ending in '\' rendered as "\:".
         assert!(Bind::parse("/x\\", false).is_err());
         assert!(Bind::parse("/a\\:b", false).is_err());
+        assert!(Bind::parse("/a:/b:norbind,idmap", false).unwrap().check_options().is_ok());
+        let e = Bind::parse("/a:/b:ro", false).unwrap().check_options().unwrap_err();
+        assert!(e.starts_with("unknown bind option 'ro' (systemd-nspawn knows rbind, norbind"), "{e}");
     }
 }

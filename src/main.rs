@@ -39,9 +39,13 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
         Command::Update(a) => commands::update::run(ctx, a),
         Command::Generations(a) => commands::generations::run(ctx, a),
         Command::Status(a) => commands::status::run(ctx, a),
+        Command::Info(a) => commands::info::run(ctx, a),
+        Command::Logs(a) => commands::logs::run(ctx, a),
         Command::Run(a) => commands::run::run(ctx, a),
         Command::Login(a) => commands::login::run(ctx, a),
         Command::RootLogin(a) => commands::root_login::run(ctx, a),
+        Command::Cp(a) => commands::cp::run(ctx, a),
+        Command::SetLimits(a) => commands::set_limits::run(ctx, a),
         Command::ShowIp(a) => commands::show_ip::run(ctx, a),
         Command::ShowHostKey(a) => commands::show_host_key::run(ctx, a),
         Command::Supervise(a) => commands::supervise::run(ctx, a),
@@ -51,8 +55,8 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
 /// Clap's usage errors in our error style: the message (with clap's tip, if
 /// any) on one line, the usage on a second. Help and version print as clap
 /// renders them.
-fn usage_error(e: clap::Error) -> ! {
-    use clap::error::ErrorKind;
+fn usage_error(mut e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
     if !e.use_stderr()
         || matches!(
             e.kind(),
@@ -60,6 +64,12 @@ fn usage_error(e: clap::Error) -> ! {
         )
     {
         e.exit();
+    }
+    // clap lists similar names from the least to the most similar: the
+    // best match first, where the eye lands (`strat`: 'start', 'restart').
+    if let Some(ContextValue::Strings(names)) = e.get(ContextKind::SuggestedSubcommand) {
+        let best_first: Vec<String> = names.iter().rev().cloned().collect();
+        e.insert(ContextKind::SuggestedSubcommand, ContextValue::Strings(best_first));
     }
     let text = e.render().to_string();
     let mut message = String::new();
@@ -92,6 +102,7 @@ fn install_panic_hook() {
         return;
     }
     std::panic::set_hook(Box::new(|info| {
+        nixos_container::guest::pty::restore_now();
         let what = info
             .payload()
             .downcast_ref::<&str>()
@@ -117,7 +128,12 @@ fn main() {
     // itself ends like a local command when its own stdout is closed.
     let talks_to_guest = matches!(
         cli.command,
-        Command::Run(_) | Command::Login(_) | Command::RootLogin(_) | Command::Update(_) | Command::Supervise(_)
+        Command::Run(_)
+            | Command::Login(_)
+            | Command::RootLogin(_)
+            | Command::Update(_)
+            | Command::Supervise(_)
+            | Command::Logs(_)
     );
     if !talks_to_guest {
         // SAFETY: resetting a signal disposition at startup, before any thread.
@@ -133,13 +149,19 @@ fn main() {
     let code = match dispatch(&ctx, &cli.command) {
         Ok(code) => code,
         Err(e) => {
-            // The one place where errors become messages.
+            // The one place where errors become messages: on a terminal
+            // that no session left raw.
+            nixos_container::guest::pty::restore_now();
             if let Error::SomeFailed { failures, .. } = &e {
                 for f in failures {
                     eprintln!("error: {f}");
                 }
             }
-            eprintln!("error: {e}");
+            match &e {
+                // A person said no: not an error, but nothing was done.
+                Error::Cancelled(_) => eprintln!("{e}"),
+                _ => eprintln!("error: {e}"),
+            }
             e.exit_code()
         }
     };

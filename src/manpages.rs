@@ -37,6 +37,17 @@ fn exit_status_section(out: &mut Vec<u8>, passes_status: Option<&str>) {
     }
 }
 
+fn examples_section(out: &mut Vec<u8>, command: &str) {
+    let examples = crate::examples::of(command);
+    if examples.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b".SH EXAMPLES\n");
+    for (line, what) in examples {
+        out.extend_from_slice(format!(".TP\n\\fB{}\\fR\n{}\n", roff_text(line), roff_text(what)).as_bytes());
+    }
+}
+
 fn environment_section(out: &mut Vec<u8>) {
     out.extend_from_slice(b".SH ENVIRONMENT\n");
     for (var, default) in ENV_VARS {
@@ -68,6 +79,7 @@ fn render(man: &Man, cmd: &clap::Command, top: bool) -> std::io::Result<Vec<u8>>
         "root-login" => Some("Otherwise \\fBroot\\-login\\fR exits with the status of the shell it ran."),
         _ => None,
     };
+    examples_section(&mut out, if top { "nixos-container" } else { cmd.get_name() });
     exit_status_section(&mut out, passes_status);
     if top {
         environment_section(&mut out);
@@ -102,6 +114,9 @@ mod tests {
         assert_eq!(names[0], "nixos-container.1");
         assert!(names.contains(&"nixos-container-start.1".to_string()), "{names:?}");
         assert!(!names.iter().any(|n| n.contains("supervise") || n.contains("help")), "{names:?}");
+        for (name, page) in pages().unwrap() {
+            assert!(String::from_utf8_lossy(&page).contains(".SH EXAMPLES\n"), "{name} has no EXAMPLES");
+        }
     }
 
     #[test]

@@ -366,6 +366,10 @@ fn run(argv: &[String], output: BuildOutput) -> Result<String> {
     let mut said = Vec::new();
     for line in BufReader::new(child.stderr.take().expect("piped")).lines() {
         let Ok(line) = line else { break };
+        // Nix suggests a flag of its own that our commands do not take.
+        if is_show_trace_hint(&line) {
+            continue;
+        }
         if output == BuildOutput::Show {
             let _ = writeln!(std::io::stderr(), "{line}");
         }
@@ -376,13 +380,24 @@ fn run(argv: &[String], output: BuildOutput) -> Result<String> {
     if status.success() {
         return Ok(stdout);
     }
+    // What Nix said is on the screen already: not a second time.
+    if output == BuildOutput::Show && said.iter().any(|l| l.trim_start().starts_with("error:")) {
+        return Err(Error::Build(format!("{} failed ({status}); its error is above", argv[0])));
+    }
     Err(Error::Build(explain_failure(&argv[0], &said, status)))
+}
+
+/// Nix's `(use '--show-trace' to show detailed location information)`.
+fn is_show_trace_hint(line: &str) -> bool {
+    let l = line.trim();
+    l.starts_with("(use '--show-trace'") || l.starts_with("(use --show-trace")
 }
 
 /// Picks the lines of Nix's output that explain a failure: from the first
 /// `error:` on (the evaluation's message), else the last few lines.
 pub fn explain_failure(program: &str, said: &[String], status: std::process::ExitStatus) -> String {
-    let useful: Vec<&str> = said.iter().map(|l| l.trim_end()).filter(|l| !l.is_empty()).collect();
+    let useful: Vec<&str> =
+        said.iter().map(|l| l.trim_end()).filter(|l| !l.is_empty() && !is_show_trace_hint(l)).collect();
     let start =
         useful.iter().position(|l| l.trim_start().starts_with("error:")).unwrap_or(useful.len().saturating_sub(8));
     let mut msg: Vec<String> = useful[start..].iter().map(|l| l.to_string()).collect();
@@ -552,7 +567,7 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let msg = explain_failure("nix-env", &said, std::process::ExitStatus::from_raw(256));
-        assert!(msg.starts_with("build failed: error: Failed assertions:\n- the answer must be 42"), "{msg}");
+        assert_eq!(msg, "build failed: error: Failed assertions:\n- the answer must be 42");
         let msg = explain_failure("nix-env", &[], std::process::ExitStatus::from_raw(256));
         assert!(msg.contains("without saying why"));
     }

@@ -129,6 +129,29 @@ pub fn exists(root: &Path, rel: &str) -> bool {
     open_in_root(root, rel, OFlag::O_PATH).is_ok()
 }
 
+/// The guest's users as (name, uid), from its /etc/passwd, opened inside
+/// its root; at most the first MiB is read, and lines that do not parse
+/// are skipped (the file is the guest's).
+pub fn guest_users(root: &Path) -> Vec<(String, u32)> {
+    use std::io::Read;
+    let Ok(fd) = open_in_root(root, "etc/passwd", OFlag::O_RDONLY | OFlag::O_NONBLOCK) else { return Vec::new() };
+    let mut text = Vec::new();
+    let file = std::fs::File::from(fd);
+    if !file.metadata().is_ok_and(|m| m.is_file()) || file.take(1 << 20).read_to_end(&mut text).is_err() {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let uid = f.nth(1)?.parse().ok()?;
+            let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-$".contains(c));
+            plain.then(|| (name.to_string(), uid))
+        })
+        .collect()
+}
+
 /// Makes the root bootable by systemd-nspawn, as the seed's service did: the
 /// mount points and files nspawn insists on, and no sockets left from a
 /// previous boot (start waits for the new ones to appear).
@@ -178,6 +201,23 @@ mod tests {
         // The link resolves inside the root, where its target does not exist.
         assert!(ensure_dir(&root, "var/lib", 0o755).is_err());
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1, "nothing created outside");
+    }
+
+    #[test]
+    fn guest_users_come_from_its_own_passwd() {
+        let host = tempfile::tempdir().unwrap();
+        let root = host.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/sh\n\x1b[2J:x:1:1\nbroken\n",
+        )
+        .unwrap();
+        assert_eq!(guest_users(&root), [("root".to_string(), 0), ("alice".to_string(), 1000)]);
+        // A link to the host's passwd is read inside the root: nothing.
+        std::fs::remove_file(root.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("etc/passwd")).unwrap();
+        assert_eq!(guest_users(&root), []);
     }
 
     #[test]

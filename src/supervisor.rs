@@ -335,6 +335,7 @@ fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -
     let result = nix::sys::prctl::set_child_subreaper(true)
         .context(|| "becoming a subreaper".into())
         .and_then(|()| cgroup.create())
+        .and_then(|()| crate::limits::apply(&cgroup, &c.conf.limits))
         .and_then(|()| run_container(c, args, &cgroup, report, &alive));
     set_phase(&alive, Phase::Stopping);
     if let Err(e) = &result {

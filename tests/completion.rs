@@ -152,18 +152,36 @@ fn names_offered_follow_the_live_state() {
 
     let mut both = vec![up.clone(), down.clone()];
     both.sort();
-    for cmd in
-        ["start", "status", "destroy", "show-ip", "terminate", "restart", "show-host-key", "update", "generations"]
-    {
+    for cmd in [
+        "status",
+        "destroy",
+        "show-ip",
+        "terminate",
+        "restart",
+        "show-host-key",
+        "update",
+        "generations",
+        "info",
+        "logs",
+        "set-limits",
+    ] {
         assert_eq!(names_offered(&env, &["nixos-container", cmd, ""]), both, "{cmd}");
     }
-    for cmd in ["stop", "run", "login", "root-login"] {
+    // What the start picker offers: the stopped ones.
+    assert_eq!(names_offered(&env, &["nixos-container", "start", ""]), vec![down.clone()], "start");
+    for cmd in ["stop", "run", "exec", "login", "root-login", "shell"] {
         assert_eq!(
             names_offered(&env, &["nixos-container", cmd, ""]),
             vec![up.clone()],
             "{cmd} offers running ones only"
         );
     }
+    // run --user: the guest's users, from its /etc/passwd.
+    let users = offered(&env, &["nixos-container", "run", "-t", &up, "--user", ""]);
+    assert!(users.contains(&"root".to_string()), "{users:?}");
+    let users = offered(&env, &["nixos-container", "exec", &up, "--env", "A=b", "--user", "ro"]);
+    assert_eq!(users, ["root"]);
+    assert!(offered(&env, &["nixos-container", "run", "--user", ""]).is_empty(), "no container named yet");
     // A prefix narrows.
     assert_eq!(names_offered(&env, &["nixos-container", "status", &down[..down.len() - 1]]), vec![down.clone()]);
     // A container made a moment ago is there at once, and one destroyed a

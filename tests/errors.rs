@@ -112,6 +112,18 @@ fn usage_errors_are_two_lines() {
         "error: unrecognized subcommand 'frobnicate' (a similar subcommand exists: 'terminate')\n\
          usage: nixos-container [OPTIONS] <COMMAND> (see --help)\n",
     );
+    // The best match first (clap lists it last), and the names incus and
+    // machinectl users type are understood.
+    expect(
+        &env.run(["strat"]),
+        2,
+        "error: unrecognized subcommand 'strat' (some similar subcommands exist: 'start', 'restart', 'status', 'terminate', 'create')\n\
+         usage: nixos-container [OPTIONS] <COMMAND> (see --help)\n",
+    );
+    for args in [&["exec", "ghost", "--", "true"][..], &["shell", "ghost"]] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+    }
     expect(
         &env.run(["start", "--tiemout", "3", "web"]),
         2,
@@ -199,4 +211,52 @@ fn a_closed_pipe_ends_list_quietly() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn bad_settings_are_refused_by_create_not_at_start() {
+    let env = Env::new();
+    let name = env.name("bad");
+    let nixos = nixos_path();
+    let create = |extra: &[&str]| {
+        let mut args = vec!["create", name.as_str(), "--nixos-path", nixos.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        env.run(args)
+    };
+    let h = format!("10.{}.9.1", env.pool);
+    for (extra, message) in [
+        (
+            vec!["--port", "sctp:80"],
+            "error: invalid port 'sctp:80': 'sctp' is not a protocol for port forwards: use tcp or udp\n".to_string(),
+        ),
+        (
+            vec!["--port", "8080:80", "--port", "tcp:8080:81"],
+            "error: invalid port 'tcp:8080:81': host port 8080 is forwarded twice (tcp:8080:80 and tcp:8080:81); forward each host port once\n".into(),
+        ),
+        (
+            vec!["--host-address", &h, "--local-address", &h],
+            format!("error: invalid local address '{h}': it is the host side's address too; the two ends need different addresses (e.g. {h} and another)\n"),
+        ),
+        (
+            vec!["--bridge", "nxbr-none"],
+            "error: invalid bridge 'nxbr-none': no such interface on this host; create the bridge first (ip link add NAME type bridge) or see 'ip link show type bridge'\n".into(),
+        ),
+        (
+            vec!["--bridge", "lo"],
+            "error: invalid bridge 'lo': this interface is not a bridge (see 'ip link show type bridge')\n".into(),
+        ),
+        (
+            vec!["--bind", "/tmp:/srv:ro"],
+            "error: invalid bind '/tmp:/srv:ro': unknown bind option 'ro' (systemd-nspawn knows rbind, norbind, idmap, noidmap, rootidmap, owneridmap)\n".into(),
+        ),
+        (
+            vec!["--memory-max", "512"],
+            "error: invalid value '512' for '--memory-max <SIZE>': '512' is not a usable memory limit (at least 1M; e.g. 512M, 2G)\n".into(),
+        ),
+    ] {
+        let out = create(&extra);
+        assert_eq!((out.status.code(), stderr(&out)), (Some(2), message.clone()), "{extra:?}");
+        assert!(!env.conf_dir().join(format!("{name}.conf")).exists(), "{extra:?}: nothing written");
+        assert!(!env.root(&name).exists(), "{extra:?}: nothing written");
+    }
 }

@@ -40,6 +40,7 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
     for (specs, ro) in [(&args.bind, false), (&args.bind_ro, true)] {
         for spec in specs {
             let b = Bind::parse(spec, ro).map_err(|r| invalid("bind", spec, r))?;
+            b.check_options().map_err(|r| invalid("bind", spec, r))?;
             if !b.source.starts_with("+") && !b.source.exists() {
                 return Err(invalid("bind", spec, format!("{} does not exist", b.source.display())));
             }
@@ -70,6 +71,7 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
         validate_private_users(mode).map_err(|r| invalid("--private-users mode", mode, r))?;
         conf.private_users = Some(mode.clone());
     }
+    conf.limits = conf.limits.with(&args.limits.change());
     Ok(conf)
 }
 

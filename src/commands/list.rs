@@ -5,11 +5,12 @@ use crate::cli::ListArgs;
 use crate::commands::Ctx;
 use crate::container::{Container, Summary};
 use crate::error::{IoContext, Result};
+use crate::info::{COLUMNS, Columns, cell, details};
 
 pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<i32> {
     let names = Container::list(&ctx.paths)?;
     let table = std::io::stdout().is_terminal();
-    if !args.json && !table {
+    if !args.json && !table && args.format.is_none() {
         // The anchor's format, for scripts: nothing but the names.
         let mut out = std::io::stdout().lock();
         for name in &names {
@@ -18,22 +19,38 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<i32> {
         return Ok(0);
     }
     let hierarchies = cgroup::host_hierarchies()?;
+    // The details (a state file, a few more cgroup files) only when asked for.
+    let detailed = args.json || args.format.is_some();
     let mut rows = Vec::with_capacity(names.len());
+    let mut full = Vec::new();
     for name in names {
         match Container::open(&ctx.paths, &name) {
+            Ok(c) if detailed => full.push(details(&c, hierarchies)),
             Ok(c) => rows.push(c.summary(hierarchies)),
             // One broken conf must not hide the other containers.
             Err(e) => tracing::warn!("skipping '{name}': {e}"),
         }
     }
-    if rows.is_empty() && !args.json {
+    if rows.is_empty() && full.is_empty() && !args.json {
         ctx.note("no containers (create one with 'nixos-container create NAME')");
         return Ok(0);
     }
     let text = if args.json {
-        let mut json = serde_json::to_string_pretty(&rows).expect("summaries serialise");
+        let mut json = serde_json::to_string_pretty(&full).expect("details serialise");
         json.push('\n');
         json
+    } else if let Some(Columns(columns)) = &args.format {
+        let cells: Vec<Vec<String>> = full.iter().map(|d| columns.iter().map(|c| cell(d, c)).collect()).collect();
+        if table {
+            let header: Vec<String> = columns
+                .iter()
+                .map(|c| COLUMNS.iter().find(|(n, _)| n == c).map(|(_, h)| h.to_string()).unwrap_or_default())
+                .collect();
+            align(&header, &cells)
+        } else {
+            // For scripts: no header, one tab between cells.
+            cells.iter().map(|row| row.join("\t") + "\n").collect()
+        }
     } else {
         render_table(&rows)
     };
@@ -43,11 +60,12 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<i32> {
 
 /// Left-aligned columns separated by two spaces.
 pub fn render_table(rows: &[Summary]) -> String {
-    let header = ["NAME", "STATE", "ADDRESS", "GENERATION", "AUTO-START"];
-    let cells: Vec<[String; 5]> = rows
+    let header: Vec<String> =
+        ["NAME", "STATE", "ADDRESS", "GENERATION", "AUTO-START"].iter().map(|h| h.to_string()).collect();
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            vec![
                 r.name.clone(),
                 r.state.as_str().to_string(),
                 r.address.clone().unwrap_or_else(|| "-".into()),
@@ -56,8 +74,13 @@ pub fn render_table(rows: &[Summary]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
+    align(&header, &cells)
+}
+
+/// A header and rows as left-aligned columns separated by two spaces.
+fn align(header: &[String], cells: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in cells {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
@@ -65,7 +88,7 @@ pub fn render_table(rows: &[Summary]) -> String {
     let mut out = String::new();
     let mut line = |row: &[&str]| {
         let mut l = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
             if i + 1 == row.len() {
                 l.push_str(cell);
             } else {
@@ -75,9 +98,9 @@ pub fn render_table(rows: &[Summary]) -> String {
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&header);
-    for row in &cells {
-        line(&row.each_ref().map(String::as_str));
+    line(&header.iter().map(String::as_str).collect::<Vec<_>>());
+    for row in cells {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
     }
     out
 }

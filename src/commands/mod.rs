@@ -1,16 +1,20 @@
 //! One module per subcommand; each is a thin layer over the library.
 
+pub mod cp;
 pub mod create;
 pub mod destroy;
 pub mod generations;
+pub mod info;
 pub mod list;
 pub mod login;
+pub mod logs;
 pub mod many;
 pub mod pick;
 pub mod progress;
 pub mod restart;
 pub mod root_login;
 pub mod run;
+pub mod set_limits;
 pub mod show_host_key;
 pub mod show_ip;
 pub mod start;

@@ -92,9 +92,11 @@ pub fn name(ctx: &Ctx, given: Option<&str>, which: Which, command: &str) -> Resu
     let chosen = {
         let _restore = CursorOnInterrupt::install();
         dialoguer::Select::new()
-            .with_prompt(format!("Which container to {command}? (Esc cancels)"))
+            .with_prompt(format!("Which container to {command}? (arrows choose, Enter takes it, Esc cancels)"))
             .items(&items)
-            .default(0)
+            // No container is preselected: on a shared host the first name
+            // is as likely someone else's; Enter takes one only once chosen.
+            .default(usize::MAX)
             .interact_opt()
             .map_err(prompt_error)?
     };
@@ -173,4 +175,59 @@ pub fn complete_any(current: &OsStr) -> Vec<CompletionCandidate> {
 /// Shell completion of NAME for commands that need a running container.
 pub fn complete_running(current: &OsStr) -> Vec<CompletionCandidate> {
     complete(current, Which::Running)
+}
+
+/// Shell completion of NAME for `start`: the stopped containers, as its
+/// picker offers.
+pub fn complete_stopped(current: &OsStr) -> Vec<CompletionCandidate> {
+    complete(current, Which::Stopped)
+}
+
+/// The container a `run`/`exec` command line being completed names: its
+/// first word after the subcommand that is neither an option nor an
+/// option's value.
+pub fn container_in_command_line(words: &[String]) -> Option<String> {
+    let at = words.iter().position(|w| w == "run" || w == "exec")?;
+    let mut rest = words[at + 1..].iter();
+    while let Some(w) = rest.next() {
+        match w.as_str() {
+            "--" => return None,
+            "--env" | "--cwd" | "--user" => {
+                rest.next();
+            }
+            w if w.starts_with('-') => {}
+            w => return Some(w.to_string()),
+        }
+    }
+    None
+}
+
+/// Shell completion of `run --user`: the user names of the container named
+/// on the command line, from its /etc/passwd (read inside its root).
+pub fn complete_guest_user(current: &OsStr) -> Vec<CompletionCandidate> {
+    let Some(prefix) = current.to_str() else { return Vec::new() };
+    let Some(name) = container_in_command_line(&crate::completion::words()) else { return Vec::new() };
+    let Ok(c) = Container::open(&Paths::from_env(), &name) else { return Vec::new() };
+    crate::rootfs::guest_users(&c.paths.root)
+        .into_iter()
+        .filter(|(user, _)| user.starts_with(prefix))
+        .map(|(user, uid)| CompletionCandidate::new(user).help(Some(format!("uid {uid}").into())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_container_of_a_run_command_line() {
+        let w = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(container_in_command_line(&w("nixos-container run -t web --user ")), Some("web".into()));
+        assert_eq!(
+            container_in_command_line(&w("nixos-container exec --env A=b --cwd /x web --user a")),
+            Some("web".into())
+        );
+        assert_eq!(container_in_command_line(&w("nixos-container run --user ")), None);
+        assert_eq!(container_in_command_line(&w("nixos-container start web")), None);
+    }
 }

@@ -2,7 +2,7 @@ use std::io::IsTerminal;
 
 use crate::cli::RunningNameArg;
 use crate::commands::pick::{self, Which};
-use crate::commands::run::{interactive_session, with_callers_terminal};
+use crate::commands::run::{connected_note, ended_session, interactive_session, with_callers_terminal};
 use crate::commands::{Ctx, require_root};
 use crate::container::Container;
 use crate::error::Result;
@@ -16,6 +16,8 @@ pub fn run(ctx: &Ctx, args: &RunningNameArg) -> Result<i32> {
     let c = Container::open(&ctx.paths, &name)?;
     let mut cmd = guest::Command::default();
     with_callers_terminal(&mut cmd);
-    let status = interactive_session(&c, &cmd, std::io::stdin().is_terminal())?;
+    let interactive = std::io::stdin().is_terminal();
+    connected_note(ctx, &c, interactive);
+    let status = ended_session(&c, interactive_session(&c, &cmd, interactive))?;
     Ok(status.shell_code())
 }

@@ -4,9 +4,11 @@ use std::os::fd::AsFd;
 use crate::cli::RunArgs;
 use crate::commands::pick::{self, Which};
 use crate::commands::{Ctx, require_root};
-use crate::container::Container;
-use crate::error::Result;
-use crate::guest::{self, Io, Winsize, pty};
+use std::time::{Duration, Instant};
+
+use crate::container::{Container, State};
+use crate::error::{Error, Result};
+use crate::guest::{self, ExitStatus, Io, Winsize, pty};
 
 /// The size a pty gets when the caller has no terminal to copy it from.
 pub const DEFAULT_SIZE: Winsize = Winsize { rows: 24, cols: 80 };
@@ -26,8 +28,43 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     if on_pty {
         with_callers_terminal(&mut cmd);
     }
-    let status = interactive_session(&c, &cmd, on_pty && stdin_tty)?;
+    let status = ended_session(&c, interactive_session(&c, &cmd, on_pty && stdin_tty))?;
     Ok(status.shell_code())
+}
+
+/// At a terminal, says how to get out, as machinectl does.
+pub fn connected_note(ctx: &Ctx, c: &Container, interactive: bool) {
+    if interactive {
+        ctx.note(&format!("Connected to container '{}'. Press ^] three times within 1s to disconnect.", c.name));
+    }
+}
+
+/// How a session that did not end with its command's status ends: on a
+/// line of its own (the guest may have left the cursor mid-line), and
+/// saying that the container was stopped when that is why.
+pub fn ended_session(c: &Container, result: Result<ExitStatus>) -> Result<ExitStatus> {
+    let e = match result {
+        Ok(status) => return Ok(status),
+        Err(e) => e,
+    };
+    let lost = guest::client::is_lost_connection(&e);
+    if (lost || matches!(e, Error::Cancelled(_))) && std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    if !lost {
+        return Err(e);
+    }
+    // A halting guest closes its sessions a moment before it is gone.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match c.state() {
+            Ok(State::Down) => {
+                return Err(Error::other(format!("container '{}' was stopped; the session ended", c.name)));
+            }
+            _ if Instant::now() >= deadline => return Err(e),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 /// A pty of the caller's terminal's size (else DEFAULT_SIZE) and its TERM.

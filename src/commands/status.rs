@@ -7,8 +7,8 @@ use crate::error::Result;
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<i32> {
     let c = Container::open(&ctx.paths, &args.name)?;
     if args.json {
-        let summary = c.summary(cgroup::host_hierarchies()?);
-        println!("{}", serde_json::to_string_pretty(&summary).expect("summaries serialise"));
+        let details = crate::info::details(&c, cgroup::host_hierarchies()?);
+        println!("{}", serde_json::to_string_pretty(&details).expect("details serialise"));
     } else {
         println!("{}", c.state()?.as_str());
     }

@@ -6,7 +6,9 @@
 use std::io::{self, Cursor, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::Signals;
@@ -25,11 +27,15 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
 
     let Io { stdin, mut stdout, mut stderr, signals, winsize_from, raw_terminal } = io;
     let credit = Arc::new(Credit::new(protocol::STDIN_WINDOW));
+    let escaped = Arc::new(AtomicBool::new(false));
     match stdin {
         Some(mut input) => {
-            let (w, credit) = (writer.clone(), credit.clone());
+            let (w, credit, escaped) = (writer.clone(), credit.clone(), escaped.clone());
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; protocol::MAX_PAYLOAD];
+                // At a terminal in raw mode, ^] three times within a second
+                // ends the session (as machinectl's), whatever runs inside.
+                let mut escape = raw_terminal.then(EscapeKey::default);
                 // Reads only as much as the agent can take now: the writer
                 // is never held waiting for a command that does not read.
                 while let Some(room) = credit.take(buf.len()) {
@@ -37,6 +43,11 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
                         Ok(0) => break,
                         Ok(n) => {
                             credit.give(room - n);
+                            if escape.as_mut().is_some_and(|e| e.pressed(&buf[..n], Instant::now())) {
+                                escaped.store(true, Ordering::SeqCst);
+                                let _ = w.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
                             if send(&w, kind::STDIN, &buf[..n]).is_err() {
                                 return;
                             }
@@ -62,11 +73,55 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Re
     if let Some(handle) = forwarder {
         handle.close();
     }
+    if escaped.load(Ordering::SeqCst) {
+        return Err(Error::Cancelled("disconnected (^] pressed three times)".into()));
+    }
     result
 }
 
+/// The escape key: ^] (0x1d) three times within a second, nothing else
+/// typed in between.
+#[derive(Default)]
+struct EscapeKey {
+    presses: Vec<Instant>,
+}
+
+impl EscapeKey {
+    const KEY: u8 = 0x1d;
+
+    /// Whether `input`, read at `now`, completes the escape.
+    fn pressed(&mut self, input: &[u8], now: Instant) -> bool {
+        for b in input {
+            if *b == Self::KEY {
+                self.presses.retain(|t| now.duration_since(*t) < Duration::from_secs(1));
+                self.presses.push(now);
+                if self.presses.len() >= 3 {
+                    return true;
+                }
+            } else {
+                self.presses.clear();
+            }
+        }
+        false
+    }
+}
+
 fn lost(e: io::Error) -> Error {
-    Error::other(format!("lost the connection to the container: {e}"))
+    Error::other(format!("{LOST}: {e}"))
+}
+
+const LOST: &str = "lost the connection to the container";
+const CLOSED: &str = "the container closed the connection before the command ended";
+
+/// The error of a session whose connection the guest closed.
+pub fn closed() -> Error {
+    Error::other(CLOSED)
+}
+
+/// Whether a session ended because its connection did (the guest halting,
+/// say), rather than with an error the agent reported.
+pub fn is_lost_connection(e: &Error) -> bool {
+    matches!(e, Error::Other(m) if m == CLOSED || m.starts_with(LOST))
 }
 
 /// Sends data as frames of kind `k`; an empty payload as one empty frame.
@@ -153,7 +208,7 @@ fn pump(mut conn: impl Read, stdout: &mut dyn Write, stderr: &mut dyn Write, cre
         let frame = protocol::read_frame(&mut conn).map_err(lost)?;
         let (k, payload) = match frame {
             Some(f) => f,
-            None => return Err(Error::other("the container closed the connection before the command ended")),
+            None => return Err(Error::other(CLOSED)),
         };
         let written = match k {
             kind::STDOUT => stdout.write_all(&payload).and_then(|_| stdout.flush()),
@@ -195,6 +250,23 @@ mod tests {
             protocol::write_frame(&mut buf, *k, d).unwrap();
         }
         buf
+    }
+
+    #[test]
+    fn the_escape_key_is_three_presses_within_a_second() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut e = EscapeKey::default();
+        assert!(!e.pressed(b"\x1d", at(0)));
+        assert!(!e.pressed(b"\x1d", at(300)));
+        assert!(e.pressed(b"\x1d", at(600)));
+        let mut e = EscapeKey::default();
+        assert!(e.pressed(b"\x1d\x1d\x1d", at(0)), "in one read");
+        let mut e = EscapeKey::default();
+        assert!(!e.pressed(b"\x1d\x1d", at(0)));
+        assert!(!e.pressed(b"\x1d", at(1500)), "too slow");
+        let mut e = EscapeKey::default();
+        assert!(!e.pressed(b"\x1d\x1dx\x1d", at(0)), "something typed in between");
     }
 
     #[test]

@@ -201,11 +201,19 @@ fn no_root_shell(c: &Container, e: &Error) -> Error {
     ))
 }
 
+const NEEDS_THE_AGENT: &str = "a pty or another user in container";
+
 fn needs_the_agent(c: &Container, why: &str) -> Error {
     Error::other(format!(
-        "a pty or another user in container '{}' needs the guest agent, and {why}; run the command as root without -t instead",
+        "{NEEDS_THE_AGENT} '{}' needs the guest agent, and {why}; run the command as root without -t instead",
         c.name
     ))
+}
+
+/// Whether `run` failed because a pty or another user needed the agent
+/// (`login` then falls back to the guest's login socket).
+pub fn is_needs_the_agent(e: &Error) -> bool {
+    matches!(e, Error::Other(m) if m.starts_with(NEEDS_THE_AGENT))
 }
 
 /// What is wrong on the way to `rel` inside the root, looked at one

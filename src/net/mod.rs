@@ -344,6 +344,10 @@ pub fn check_new(name: &str, conf: &Conf, taken: &Taken) -> Result<()> {
             ),
         });
     }
+    check_own(conf)?;
+    if let Some(bridge) = &conf.host_bridge {
+        check_bridge(Path::new("/sys/class/net"), bridge)?;
+    }
     for p in &conf.host_port {
         if let Some((other, _)) = taken.ports.iter().find(|(_, q)| q.protocol == p.protocol && q.host == p.host) {
             return Err(Error::InvalidValue {
@@ -352,6 +356,52 @@ pub fn check_new(name: &str, conf: &Conf, taken: &Taken) -> Result<()> {
                 reason: format!("container '{other}' already forwards host port {}; choose another", p.host),
             });
         }
+    }
+    Ok(())
+}
+
+/// What a conf must agree with itself on, so that its start cannot fail on
+/// it: each host port forwarded once per protocol, two different ends.
+pub fn check_own(conf: &Conf) -> Result<()> {
+    for (i, p) in conf.host_port.iter().enumerate() {
+        if let Some(q) = conf.host_port[..i].iter().find(|q| q.protocol == p.protocol && q.host == p.host) {
+            return Err(Error::InvalidValue {
+                what: "port",
+                value: p.to_string(),
+                reason: format!("host port {} is forwarded twice ({q} and {p}); forward each host port once", p.host),
+            });
+        }
+    }
+    let same = |what: &'static str, h: Option<IpAddr>, l: Option<IpAddr>| match (h, l) {
+        (Some(h), Some(l)) if h == l => Err(Error::InvalidValue {
+            what,
+            value: l.to_string(),
+            reason: format!(
+                "it is the host side's address too; the two ends need different addresses (e.g. {h} and another)"
+            ),
+        }),
+        _ => Ok(()),
+    };
+    same("local address", conf.host_address.map(|a| a.addr.into()), conf.local_address.map(|a| a.addr.into()))?;
+    same("local address6", conf.host_address6.map(|a| a.addr.into()), conf.local_address6.map(|a| a.addr.into()))?;
+    Ok(())
+}
+
+/// A bridge to attach to must exist, and be a bridge (`sys` is /sys/class/net).
+pub fn check_bridge(sys: &Path, bridge: &str) -> Result<()> {
+    let invalid = |reason: String| Error::InvalidValue { what: "bridge", value: bridge.to_string(), reason };
+    if bridge.contains('/') || bridge.is_empty() || bridge.len() > 15 || bridge.starts_with('.') {
+        return Err(invalid("not an interface name".into()));
+    }
+    let dev = sys.join(bridge);
+    if !dev.exists() {
+        return Err(invalid(
+            "no such interface on this host; create the bridge first (ip link add NAME type bridge) or see 'ip link show type bridge'"
+                .into(),
+        ));
+    }
+    if !dev.join("bridge").is_dir() {
+        return Err(invalid("this interface is not a bridge (see 'ip link show type bridge')".into()));
     }
     Ok(())
 }
@@ -423,6 +473,35 @@ pub fn host_has_ipv6() -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_conf_must_agree_with_itself_and_its_bridge_exist() {
+        use crate::conf::parse_addr4;
+        let mut c =
+            Conf { host_port: vec!["8080:80".parse().unwrap(), "udp:8080".parse().unwrap()], ..Conf::default() };
+        super::check_own(&c).unwrap();
+        c.host_port.push("tcp:8080:81".parse().unwrap());
+        let e = super::check_own(&c).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid port 'tcp:8080:81': host port 8080 is forwarded twice (tcp:8080:80 and tcp:8080:81); forward each host port once"
+        );
+        c.host_port.clear();
+        c.host_address = Some(parse_addr4("10.0.0.1").unwrap());
+        c.local_address = Some(parse_addr4("10.0.0.1").unwrap());
+        let e = super::check_own(&c).unwrap_err().to_string();
+        assert!(e.starts_with("invalid local address '10.0.0.1': it is the host side's address too"), "{e}");
+
+        let sys = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(sys.path().join("br0/bridge")).unwrap();
+        std::fs::create_dir_all(sys.path().join("eth0")).unwrap();
+        super::check_bridge(sys.path(), "br0").unwrap();
+        let e = super::check_bridge(sys.path(), "br9").unwrap_err().to_string();
+        assert!(e.starts_with("invalid bridge 'br9': no such interface on this host"), "{e}");
+        let e = super::check_bridge(sys.path(), "eth0").unwrap_err().to_string();
+        assert!(e.contains("not a bridge"), "{e}");
+        assert!(super::check_bridge(sys.path(), "../etc").is_err());
+    }
+
     use super::fake::FakeNet;
     use super::*;
     use crate::conf::{parse_addr4, parse_addr6};

@@ -370,7 +370,7 @@ fn force_network_cleanup(name: &str) {
 
 /// Cgroup directories of container `name` that exist.
 pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
-    ["unified", "systemd", "memory", ""]
+    ["unified", "systemd", "memory", "cpu", "pids", ""]
         .iter()
         .map(|h| Path::new("/sys/fs/cgroup").join(h).join("nixos-containers").join(name))
         .filter(|p| p.exists())
