@@ -1,0 +1,117 @@
+//! The nested systemd host (tests/common/systemd_host.rs): it boots, its
+//! systemd, machined and logind answer, the tool's containers nest in it,
+//! sessions can be ended, it reboots and powers off under the test's eye,
+//! and its guard leaves nothing behind, also when a test fails.
+//!
+//! These prove the harness that the systemd backend's tests (issue 11) use.
+
+mod common;
+
+use std::time::Duration;
+
+use common::systemd_host::{self, SystemdHost};
+use common::*;
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", stdout(out), stderr(out))
+}
+
+#[test]
+fn boots_with_systemd_as_pid_1_and_machinectl_answers() {
+    let host = SystemdHost::boot();
+    assert_eq!(host.boot_state, "running", "the host booted {}; see the failed units above", host.boot_state);
+    assert_eq!(host.sh_ok("readlink /proc/1/exe").trim(), "/usr/lib/systemd/systemd");
+    // sd_booted(): what the tool will test to choose its backend.
+    assert!(host.sh("test -d /run/systemd/system").status.success());
+    // machined starts on demand over D-Bus and knows the host itself.
+    let list = host.command("machinectl").args(["list", "--no-legend", "--all"]).output().unwrap();
+    assert!(list.status.success(), "machinectl list: {}", text(&list));
+    let status = host.command("machinectl").args(["show", ".host", "-p", "Name", "-p", "Class"]).output().unwrap();
+    assert_eq!(stdout(&status), "Name=.host\nClass=host\n", "{}", text(&status));
+    assert_eq!(host.sh_ok("systemctl is-active systemd-machined dbus systemd-logind"), "active\nactive\nactive\n");
+    // The tool's commands run in a unit the host's systemd knows.
+    let cgroup = host.sh_ok("grep ^0:: /proc/self/cgroup");
+    assert!(cgroup.starts_with("0::/system.slice/run-") && cgroup.trim_end().ends_with(".scope"), "{cgroup}");
+    // The outer's cgroup tree is its own: delegated cgroup2, no v1 inside.
+    assert_eq!(host.sh_ok("stat -f -c %T /sys/fs/cgroup"), "cgroup2fs\n");
+}
+
+#[test]
+fn the_tool_runs_a_nested_container_from_start_to_destroy() {
+    let host = SystemdHost::boot();
+    let nixos = nixos_path();
+    let nixos = nixos.to_str().unwrap();
+    host.tool_ok(&["create", "web", "--nixos-path", nixos, "--bind-ro", "/usr"]);
+    assert_eq!(host.tool_ok(&["status", "web"]), "down\n");
+    host.tool_ok(&["start", "web"]);
+    assert_eq!(host.tool_ok(&["status", "web"]), "up\n");
+    assert_eq!(host.tool_ok(&["run", "web", "--", "uname", "-n"]), "web\n");
+    assert_eq!(host.tool_ok(&["run", "web", "--", "readlink", "/proc/1/exe"]), "/usr/lib/systemd/systemd\n");
+    let run = host.tool(&["run", "web", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(run.status.code(), Some(7), "{}", text(&run));
+    host.tool_ok(&["stop", "web"]);
+    assert_eq!(host.tool_ok(&["status", "web"]), "down\n");
+    host.tool_ok(&["destroy", "web"]);
+    assert_eq!(host.tool_ok(&["list"]), "");
+    assert!(!host.sh("test -e /var/lib/nixos-containers/web").status.success());
+}
+
+#[test]
+fn a_login_session_can_be_terminated() {
+    let host = SystemdHost::boot();
+    let mut session = KillOnDrop::spawn(
+        host.session_command("echo \"$XDG_SESSION_ID\" > /run/test-session; exec sleep 1000")
+            .stdout(std::process::Stdio::null()),
+    );
+    let id = wait_for(Duration::from_secs(20), || {
+        let out = host.sh("cat /run/test-session");
+        let id = stdout(&out).trim().to_string();
+        (!id.is_empty()).then_some(id)
+    })
+    .expect("the session started");
+    let show = host.sh_ok(&format!("loginctl show-session {id} -p State -p Scope -p Remote -p Class"));
+    assert!(show.contains(&format!("Scope=session-{id}.scope")), "{show}");
+    assert!(show.contains("State=active") || show.contains("State=online"), "{show}");
+
+    host.sh_ok(&format!("loginctl terminate-session {id}"));
+    let status = session.wait_timeout(Duration::from_secs(20)).expect("the session's processes end");
+    assert!(!status.success(), "su ended by the session's end: {status}");
+    let gone = wait_for(Duration::from_secs(20), || {
+        (!host.sh(&format!("loginctl show-session {id}")).status.success()).then_some(())
+    });
+    assert!(gone.is_some(), "session {id} is gone after terminate-session");
+}
+
+#[test]
+fn reboot_and_poweroff_are_noticed() {
+    let mut host = SystemdHost::boot();
+    let machine_id = host.sh_ok("cat /etc/machine-id");
+    host.reboot();
+    assert_eq!(host.boots(), 2);
+    assert_eq!(host.boot_state, "running");
+    assert_eq!(host.sh_ok("cat /etc/machine-id"), machine_id, "the same host came back");
+    let status = host.poweroff();
+    assert!(status.success(), "a clean poweroff ends nspawn with 0, not {status}");
+    assert_eq!(host.boots(), 2, "nothing started it again");
+    let (name, dir, cgroups, lock) = host.trace();
+    drop(host);
+    assert_eq!(systemd_host::leftovers(&name, &dir, &cgroups, &lock), Vec::<String>::new());
+}
+
+#[test]
+fn the_guard_leaves_nothing_when_a_test_fails() {
+    let mut trace = None;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let host = SystemdHost::boot();
+        trace = Some(host.trace());
+        let nixos = nixos_path();
+        host.tool_ok(&["create", "web", "--nixos-path", nixos.to_str().unwrap(), "--bind-ro", "/usr"]);
+        host.tool_ok(&["start", "web"]);
+        // A session and a container running when the test fails.
+        let _session = KillOnDrop::spawn(&mut host.session_command("exec sleep 1000"));
+        panic!("a failing test (deliberately)");
+    }));
+    assert!(result.is_err());
+    let (name, dir, cgroups, lock) = trace.expect("the host booted");
+    assert_eq!(systemd_host::leftovers(&name, &dir, &cgroups, &lock), Vec::<String>::new());
+}
