@@ -115,3 +115,62 @@ fn the_guard_leaves_nothing_when_a_test_fails() {
     let (name, dir, cgroups, lock) = trace.expect("the host booted");
     assert_eq!(systemd_host::leftovers(&name, &dir, &cgroups, &lock), Vec::<String>::new());
 }
+
+#[test]
+fn installed_units_load_and_auto_start_containers_come_up_at_boot() {
+    let mut host = SystemdHost::boot();
+    let install =
+        host.command("bash").arg(repo().join("scripts/install")).env("NIXOS_CONTAINER_BIN", BIN).output().unwrap();
+    assert!(install.status.success(), "scripts/install: {}", text(&install));
+    let listed = stdout(&install);
+    for file in [
+        "/usr/local/bin/nixos-container",
+        "/usr/local/share/man/man1/nixos-container.1",
+        "/usr/local/share/bash-completion/completions/nixos-container",
+        "/usr/local/lib/systemd/system/nixos-container@.service",
+        "/usr/local/lib/systemd/system/nixos-containers-autostart.service",
+    ] {
+        assert!(listed.lines().any(|l| l == file), "{file} in:\n{listed}");
+    }
+    // systemd was reloaded: it loads the template from where install put it.
+    let show = host.sh_ok(
+        "systemctl show nixos-container@web.service -p FragmentPath -p Slice -p Delegate -p KillMode -p Type \
+         -p NotifyAccess -p TimeoutStopUSec -p ExecStart",
+    );
+    for want in [
+        "FragmentPath=/usr/local/lib/systemd/system/nixos-container@.service",
+        "Slice=machine.slice",
+        "Delegate=yes",
+        "KillMode=mixed",
+        "Type=notify",
+        "NotifyAccess=main",
+        "TimeoutStopUSec=1min 30s",
+    ] {
+        assert!(show.lines().any(|l| l == want), "{want} in:\n{show}");
+    }
+    assert!(
+        show.contains("path=/usr/local/bin/nixos-container ; argv[]=/usr/local/bin/nixos-container __run-unit web"),
+        "{show}"
+    );
+    let verify =
+        host.sh("systemd-analyze verify --man=no nixos-container@web.service nixos-containers-autostart.service");
+    assert!(verify.status.success() && stderr(&verify).is_empty(), "systemd-analyze verify: {}", text(&verify));
+    assert_eq!(
+        host.sh_ok("systemctl is-enabled nixos-containers-autostart.service machines.target"),
+        "enabled\nenabled\n"
+    );
+
+    // An auto-start container comes up when the host boots, one without
+    // --auto-start does not.
+    let nixos = nixos_path();
+    let nixos = nixos.to_str().unwrap();
+    host.sh_ok(&format!("nixos-container create web --auto-start --nixos-path {nixos} --bind-ro /usr"));
+    host.sh_ok(&format!("nixos-container create db --nixos-path {nixos} --bind-ro /usr"));
+    host.reboot();
+    assert_eq!(host.sh_ok("systemctl is-active nixos-containers-autostart.service"), "active\n");
+    assert_eq!(host.sh_ok("nixos-container status web"), "up\n");
+    assert_eq!(host.sh_ok("nixos-container status db"), "down\n");
+    assert_eq!(host.sh_ok("nixos-container run web -- uname -n"), "web\n");
+    let status = host.poweroff();
+    assert!(status.success(), "poweroff with a running container: {status}");
+}
