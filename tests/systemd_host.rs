@@ -119,10 +119,7 @@ fn the_guard_leaves_nothing_when_a_test_fails() {
 #[test]
 fn installed_units_load_and_auto_start_containers_come_up_at_boot() {
     let mut host = SystemdHost::boot();
-    let install =
-        host.command("bash").arg(repo().join("scripts/install")).env("NIXOS_CONTAINER_BIN", BIN).output().unwrap();
-    assert!(install.status.success(), "scripts/install: {}", text(&install));
-    let listed = stdout(&install);
+    let listed = host.install();
     for file in [
         "/usr/local/bin/nixos-container",
         "/usr/local/share/man/man1/nixos-container.1",

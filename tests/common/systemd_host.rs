@@ -21,10 +21,14 @@
 //! nspawn leftovers under /run/systemd/nspawn and its files.
 //!
 //! ```ignore
-//! let host = SystemdHost::boot();
+//! let mut host = SystemdHost::boot();          // fresh root, booted to `running`
+//! host.install();                              // scripts/install: binary, units
 //! host.tool_ok(&["create", "web", "--nixos-path", NIXOS, "--bind-ro", "/usr"]);
-//! let out = host.command("machinectl").arg("list").output().unwrap();
-//! host.poweroff();
+//! host.sh_ok("systemctl start nixos-container@web");   // as root at a shell
+//! let s = host.session_command("nixos-container start web").output();  // a login session
+//! host.reboot();                               // waits for the new boot
+//! assert!(host.poweroff().success());
+//! // dropped: killed, unmounted, removed
 //! ```
 
 use std::ffi::OsStr;
@@ -252,26 +256,14 @@ impl SystemdHost {
         nixos_container::hostlimits::ensure_inotify_headroom(8)
             .unwrap_or_else(|e| panic!("cannot boot a systemd host: {e}"));
 
+        sweep_stale_hosts();
         let name = format!("nc-host-{}-{}", super::base36(std::process::id()), COUNTER.fetch_add(1, Ordering::SeqCst));
-        let dir = Path::new(HOSTS_DIR).join(&name);
-        let cgroups = host_cgroups(&name);
+        let mut host = SystemdHost::named(&name);
         // No live process has our PID, so anything by this name is left
         // from a run that was killed: clear it first.
-        let stale = dir.exists() || cgroups.iter().any(|c| c.exists());
-        let mut host = SystemdHost {
-            root: dir.join("root"),
-            nspawn_lock: PathBuf::new(),
-            name,
-            dir,
-            cgroups,
-            run: Arc::new((Mutex::new(Run::default()), Condvar::new())),
-            thread: None,
-            unpack_time: Duration::ZERO,
-            boot_time: Duration::ZERO,
-            boot_state: String::new(),
-        };
-        if stale {
+        if host.dir.exists() || host.cgroups.iter().any(|c| c.exists()) {
             host.clean_up();
+            *host.run.0.lock().unwrap() = Run::default();
         }
 
         let started = Instant::now();
@@ -299,6 +291,29 @@ impl SystemdHost {
             host.boot_time.as_secs_f64()
         );
         host
+    }
+
+    /// The host called `name`, not started: its paths and cgroups.
+    fn named(name: &str) -> SystemdHost {
+        let dir = Path::new(HOSTS_DIR).join(name);
+        let root = dir.join("root");
+        // nspawn's lock on the root, by its device and inode (known once
+        // the root exists).
+        let nspawn_lock = fs::metadata(&root)
+            .map(|md| PathBuf::from(format!("/run/systemd/nspawn/locks/inode-{}:{}", md.dev(), md.ino())))
+            .unwrap_or_default();
+        SystemdHost {
+            name: name.to_string(),
+            cgroups: host_cgroups(name),
+            root,
+            dir,
+            nspawn_lock,
+            run: Arc::new((Mutex::new(Run::default()), Condvar::new())),
+            thread: None,
+            unpack_time: Duration::ZERO,
+            boot_time: Duration::ZERO,
+            boot_state: String::new(),
+        }
     }
 
     /// A fresh copy of the cached root at `self.root`: an overlay on the
@@ -549,6 +564,27 @@ impl SystemdHost {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Installs the project's binary, man pages, completions and units with
+    /// `scripts/install` (into /usr/local; systemd reloaded, the boot-time
+    /// auto-start enabled), as an admin would; returns the files it lists.
+    pub fn install(&self) -> String {
+        let out = self
+            .command("bash")
+            .arg(repo().join("scripts/install"))
+            .env("NIXOS_CONTAINER_BIN", BIN)
+            .output()
+            .expect("running scripts/install in the systemd host");
+        assert!(
+            out.status.success(),
+            "in systemd host {}: scripts/install failed ({}):\nstdout: {}\nstderr: {}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Reboots the host (`systemctl reboot` inside) and waits until it runs
     /// again; checks that it really went down (a new init, /run emptied).
     pub fn reboot(&mut self) {
@@ -666,6 +702,31 @@ impl SystemdHost {
             // --one-file-system: never into a mount we failed to detach.
             let _ = Command::new("rm").arg("-rf").arg("--one-file-system").arg(&self.dir).status();
         }
+    }
+}
+
+/// Removes what hosts of test processes that no longer run left behind
+/// (a test binary killed with SIGKILL cannot run its guards). Hosts are
+/// named `nc-host-PID-N` (PID in base 36); a host whose PID is alive is
+/// left alone.
+fn sweep_stale_hosts() {
+    let mut names: Vec<String> = Vec::new();
+    let roots = host_cgroups("x").into_iter().filter_map(|c| c.parent().map(Path::to_path_buf));
+    for dir in roots.chain([PathBuf::from(HOSTS_DIR)]) {
+        if let Ok(rd) = fs::read_dir(&dir) {
+            names.extend(rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    names.sort();
+    names.dedup();
+    for name in names {
+        let Some(pid) = name.strip_prefix("nc-host-").and_then(|r| r.split('-').next()) else { continue };
+        let Ok(pid) = u32::from_str_radix(pid, 36) else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("removing systemd host {name}, left by process {pid} which is gone");
+        drop(SystemdHost::named(&name)); // its guard cleans up
     }
 }
 
