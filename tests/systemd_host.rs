@@ -57,29 +57,42 @@ fn the_tool_runs_a_nested_container_from_start_to_destroy() {
 }
 
 #[test]
-fn a_login_session_can_be_terminated() {
+fn login_sessions_can_be_terminated_and_logged_out() {
     let host = SystemdHost::boot();
-    let mut session = KillOnDrop::spawn(
-        host.session_command("echo \"$XDG_SESSION_ID\" > /run/test-session; exec sleep 1000")
-            .stdout(std::process::Stdio::null()),
-    );
-    let id = wait_for(Duration::from_secs(20), || {
-        let out = host.sh("cat /run/test-session");
-        let id = stdout(&out).trim().to_string();
-        (!id.is_empty()).then_some(id)
-    })
-    .expect("the session started");
-    let show = host.sh_ok(&format!("loginctl show-session {id} -p State -p Scope -p Remote -p Class"));
-    assert!(show.contains(&format!("Scope=session-{id}.scope")), "{show}");
-    assert!(show.contains("State=active") || show.contains("State=online"), "{show}");
+    host.add_user("alice");
+    host.set_logind(&["KillUserProcesses=yes"]);
+    let session = host.open_session("alice");
+    let show = host.sh_ok(&format!("loginctl show-session {} -p Name -p State -p Class", session.id));
+    assert!(show.contains("Name=alice\n") && show.contains("Class=user\n"), "{show}");
+    assert!(session.cgroup.starts_with("/user.slice/user-"), "{}", session.cgroup);
 
-    host.sh_ok(&format!("loginctl terminate-session {id}"));
-    let status = session.wait_timeout(Duration::from_secs(20)).expect("the session's processes end");
-    assert!(!status.success(), "su ended by the session's end: {status}");
-    let gone = wait_for(Duration::from_secs(20), || {
-        (!host.sh(&format!("loginctl show-session {id}")).status.success()).then_some(())
+    // A root command run from her session (as with su or sudo) is in its
+    // scope; one run at a root shell elsewhere is not.
+    let mut inside = KillOnDrop::spawn(host.command_in_session(&session, "sleep").arg("1000"));
+    let mut outside = KillOnDrop::spawn(host.command("sleep").arg("1000"));
+    let in_scope = wait_for(Duration::from_secs(10), || {
+        let procs = host.sh(&format!("cat /sys/fs/cgroup{}/cgroup.procs | xargs -r ps -o comm= -p", session.cgroup));
+        stdout(&procs).lines().any(|l| l == "sleep").then_some(())
     });
-    assert!(gone.is_some(), "session {id} is gone after terminate-session");
+    assert!(in_scope.is_some(), "the command joined the session's scope");
+
+    host.sh_ok(&format!("loginctl terminate-session {}", session.id));
+    let status = inside.wait_timeout(Duration::from_secs(20)).expect("the session's processes end");
+    assert!(!status.success(), "killed with the session: {status}");
+    assert!(outside.try_wait().unwrap().is_none(), "a process outside the session survives");
+    let gone = wait_for(Duration::from_secs(20), || {
+        (!host.sh(&format!("loginctl show-session {}", session.id)).status.success()).then_some(())
+    });
+    assert!(gone.is_some(), "session {} is gone after terminate-session", session.id);
+
+    // Logout with KillUserProcesses=yes ends what was started in the session.
+    let session = host.open_session("alice");
+    let mut inside = KillOnDrop::spawn(host.command_in_session(&session, "sleep").arg("1000"));
+    std::thread::sleep(Duration::from_millis(300));
+    host.logout(&session);
+    let status = inside.wait_timeout(Duration::from_secs(20)).expect("logout ends the session's processes");
+    assert!(!status.success(), "killed at logout: {status}");
+    assert!(outside.try_wait().unwrap().is_none(), "a process outside the session survives");
 }
 
 #[test]

@@ -203,6 +203,15 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A login session in a systemd host (see `SystemdHost::open_session`).
+pub struct Session {
+    /// logind's session ID (`loginctl terminate-session ID`).
+    pub id: String,
+    /// Its scope in the host's cgroup tree, e.g. `/user.slice/user-1000.slice/session-3.scope`.
+    pub cgroup: String,
+    _su: super::KillOnDrop,
+}
+
 /// The nspawn process's state, shared with the thread that runs it.
 #[derive(Default)]
 struct Run {
@@ -521,8 +530,86 @@ impl SystemdHost {
     /// `script` in a login session of its own (`su -l root -c`, through
     /// pam_systemd: a `session-N.scope` of logind, as an admin's login gets).
     pub fn session_command(&self, script: &str) -> Command {
+        self.session_command_as("root", script)
+    }
+
+    /// `script` as `user` in a login session of its own.
+    pub fn session_command_as(&self, user: &str, script: &str) -> Command {
         let mut cmd = self.raw_command("su");
-        cmd.args(["-l", "root", "-c", script]);
+        cmd.args(["-l", user, "-c", script]);
+        cmd
+    }
+
+    /// Adds a user with a home directory (an admin who is not root).
+    pub fn add_user(&self, user: &str) {
+        self.sh_ok(&format!("useradd --create-home --shell /bin/bash {user}"));
+    }
+
+    /// Sets logind options (e.g. `KillUserProcesses=yes`) in a drop-in and
+    /// restarts logind, which reads them only when it starts.
+    pub fn set_logind(&self, settings: &[&str]) {
+        self.sh_ok(&format!(
+            "mkdir -p /etc/systemd/logind.conf.d && printf '[Login]\\n{}' > /etc/systemd/logind.conf.d/test.conf \
+             && systemctl restart systemd-logind",
+            settings.iter().map(|s| format!("{s}\\n")).collect::<String>()
+        ));
+    }
+
+    /// Opens a login session of `user` (as `su -l` does) that lasts until
+    /// it is ended (terminate-session, logout) or the `Session` is dropped.
+    pub fn open_session(&self, user: &str) -> Session {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let marker = format!("/run/nc-test-session-{n}");
+        assert!(user.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "user name {user:?}");
+        // On a terminal (script's pty), as an admin logs in: logind then
+        // makes it a `user` session, not a `background` one. The session ID
+        // reaches a root-owned file through script's output.
+        let script = format!("/var/lib/nc-test/session-{n}");
+        let on_host = self.root.join(script.trim_start_matches('/'));
+        fs::create_dir_all(on_host.parent().unwrap()).unwrap();
+        fs::write(
+            &on_host,
+            format!("#!/bin/sh\nexec su -l {user} -c 'echo \"$XDG_SESSION_ID\"; exec sleep infinity'\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&on_host, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let child = super::KillOnDrop::spawn(
+            self.raw_command("sh")
+                .args(["-c", "exec script -qec \"$1\" /dev/null > \"$2\"", "sh", &script, &marker])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let id = super::wait_for(Duration::from_secs(20), || {
+            let id =
+                String::from_utf8_lossy(&self.raw_command("cat").arg(&marker).output().ok()?.stdout).trim().to_string();
+            (!id.is_empty()).then_some(id)
+        })
+        .unwrap_or_else(|| panic!("systemd host {}: no login session for {user} within 20 s", self.name));
+        let cgroup = self
+            .sh_ok(&format!(
+                "systemctl show -p ControlGroup --value \"$(loginctl show-session {id} -p Scope --value)\""
+            ))
+            .trim()
+            .to_string();
+        assert!(cgroup.ends_with(&format!("/session-{id}.scope")), "session {id} lives in {cgroup}");
+        Session { id, cgroup, _su: child }
+    }
+
+    /// Logs `session` out: its shell ends, so su closes the PAM session
+    /// (what logind then does with the session's other processes depends
+    /// on KillUserProcesses=).
+    pub fn logout(&self, session: &Session) {
+        self.sh_ok(&format!("pkill -TERM -P \"$(loginctl show-session {} -p Leader --value)\"", session.id));
+    }
+
+    /// `program` as root inside `session` (its processes join the
+    /// session's scope, as a command run with su or sudo from that login
+    /// does), so that the session's end reaches it.
+    pub fn command_in_session(&self, session: &Session, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = self.raw_command("sh");
+        cmd.args(["-c", "echo $$ > \"/sys/fs/cgroup$0/cgroup.procs\" && exec \"$@\""])
+            .arg(&session.cgroup)
+            .arg(program);
         cmd
     }
 
