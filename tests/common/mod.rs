@@ -12,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod systemd_host;
 pub mod tmux;
 
 use std::ffi::OsStr;
