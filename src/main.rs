@@ -140,8 +140,12 @@ fn main() {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     init_logging(&cli);
+    let paths = Paths::from_env().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code())
+    });
     let ctx = Ctx {
-        paths: Paths::from_env(),
+        paths,
         quiet: cli.quiet,
         verbose: cli.verbose,
         interactive: std::io::stderr().is_terminal(),
