@@ -32,6 +32,7 @@ pub mod error;
 pub mod examples;
 pub mod faults;
 pub mod fsutil;
+pub mod hostkey;
 pub mod guest;
 pub mod hostlimits;
 pub mod info;
