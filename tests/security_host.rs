@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -39,57 +39,58 @@ fn http_get(addr: SocketAddr) -> std::io::Result<String> {
     Ok(body)
 }
 
-// Class 3: with --port, the host side has route_localnet=1. A guest that
-// routes 127.0.0.1 out through eth0 (and allows that on its own side)
-// reached the host's services bound to 127.0.0.1 (CVE-2020-8558's class).
+/// Perl, run by guest root: sends UDP datagrams to 127.0.0.1 (from source
+/// ARGV[1]) out of eth0 as raw Ethernet frames to MAC ARGV[0] (an
+/// AF_PACKET socket: CAP_NET_RAW, which nspawn gives its guests). The
+/// guest's own routing never lets 127.0.0.1 leave; the frame skips it.
+const RAW_UDP_TO_LOOPBACK: &str = r#"
+my ($dmac, $src, $port, $payload) = @ARGV;
+open(my $f, '<', '/sys/class/net/eth0/ifindex') or die; my $ifindex = <$f> + 0;
+open($f, '<', '/sys/class/net/eth0/address') or die; my $smac = <$f>; chomp $smac;
+my $mac = sub { pack('H12', join('', split(/:/, $_[0]))) };
+socket(my $s, 17, 3, 0) or die "socket: $!";
+my $udp = pack('nnnn', 40000, $port, 8 + length($payload), 0) . $payload;
+my $ip = pack('CCnnnCCnC4C4', 0x45, 0, 20 + length($udp), 1, 0x4000, 64, 17, 0,
+    split(/\./, $src), 127, 0, 0, 1);
+my $sum = 0; $sum += $_ for unpack('n10', $ip);
+$sum = ($sum & 0xffff) + ($sum >> 16) while $sum >> 16;
+substr($ip, 10, 2) = pack('n', ~$sum & 0xffff);
+my $frame = $mac->($dmac) . $mac->($smac) . pack('n', 0x0800) . $ip . $udp;
+my $to = pack('SniSCCa8', 17, 0x0800, $ifindex, 1, 0, 6, $mac->($dmac));
+for (1..5) { defined(send($s, $frame, 0, $to)) or die "send: $!"; select(undef, undef, undef, 0.2) }
+print "sent\n";
+"#;
+
+// Class 3: with --port, the host side has route_localnet=1, so the host
+// took packets to 127.0.0.1 arriving from the guest: guest root reached the
+// host's services bound to the loopback (CVE-2020-8558's class).
 #[test]
 fn a_guest_cannot_reach_host_services_on_the_loopback() {
     let env = Env::new();
     let name = env.name("lo");
     let forward = 21000 + u16::from(env.pool) * 10;
-    let secret_port = forward + 7;
     // A host service that trusts the loopback.
-    let listener = TcpListener::bind(("127.0.0.1", secret_port)).unwrap();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop = done.clone();
-    let server = std::thread::spawn(move || {
-        listener.set_nonblocking(true).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        let mut served = 0;
-        while std::time::Instant::now() < deadline {
-            match listener.accept() {
-                Ok((mut c, peer)) => {
-                    let _ = c.write_all(b"host-only-secret\n");
-                    served += 1;
-                    eprintln!("the loopback service answered {peer}");
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-            if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-        }
-        served
-    });
+    let service = std::net::UdpSocket::bind(("127.0.0.1", forward + 7)).unwrap();
+    service.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     env.create(&name, &["--port", &format!("tcp:{forward}:80")]);
     env.ok(["start", &name]);
-    let host = conf_value(&env, &name, "HOST_ADDRESS");
-
-    // The attack: deliver 127.0.0.1 through eth0 instead of lo.
-    let (code, out, err) = guest_sh(
-        &env,
-        &name,
-        &format!(
-            "echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet && \
-             echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && \
-             /usr/sbin/ip addr del 127.0.0.1/8 dev lo && \
-             /usr/sbin/ip route add 127.0.0.1/32 via {host} dev eth0 && \
-             timeout 10 socat -u TCP:127.0.0.1:{secret_port},connect-timeout=5 - ; \
-             echo attack-done"
-        ),
-    );
-    assert!(out.contains("attack-done"), "the guest could not even try ({code:?}): {out}{err}");
-    assert!(!out.contains("host-only-secret"), "the guest read a host service bound to 127.0.0.1: {out}");
+    let local = conf_value(&env, &name, "LOCAL_ADDRESS");
+    let host_if = nixos_container::net::names::host_ifname(&name);
+    let host_mac = std::fs::read_to_string(format!("/sys/class/net/{host_if}/address")).unwrap();
+    let port = (forward + 7).to_string();
+    // From the guest's own address, and with a loopback source.
+    for (src, payload) in [(local.as_str(), "from-the-guest"), ("127.0.0.1", "spoofed-loopback")] {
+        let out = env.run(["run", &name, "--", "perl", "-e", RAW_UDP_TO_LOOPBACK, host_mac.trim(), src, &port, payload]);
+        assert_eq!(stdout(&out), "sent\n", "the guest could not send: {}", stderr(&out));
+        let mut buf = [0u8; 64];
+        match service.recv_from(&mut buf) {
+            Ok((n, peer)) => panic!(
+                "a host service bound to 127.0.0.1 got {:?} from the guest ({peer})",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) => assert!(matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "{e}"),
+        }
+    }
 
     // The forward from the host's own loopback keeps working.
     env.ok([
@@ -105,10 +106,6 @@ fn a_guest_cannot_reach_host_services_on_the_loopback() {
     let body = wait_for(Duration::from_secs(20), || http_get(target).ok().filter(|b| b.contains("200 OK")))
         .unwrap_or_else(|| panic!("the forward from 127.0.0.1 broke: {:?}", http_get(target)));
     assert!(body.contains("through-the-forward"), "{body}");
-
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let served = server.join().unwrap();
-    assert_eq!(served, 0, "the loopback service was reached from the guest");
     env.ok(["stop", &name]);
     assert_eq!(network_leftovers(&name), Vec::<String>::new());
 }
@@ -205,33 +202,35 @@ fn destroy_opens_no_device_node_or_fifo_the_guest_made() {
     let name = env.name("dv");
     env.create(&name, &[]);
     env.ok(["start", &name]);
-    // Guest root makes them itself where nspawn lets it (CAP_MKNOD); the
-    // host makes the ones it cannot, as a guest with --capability could.
-    let (_, made, _) = guest_sh(
+    // One special file per locked directory: destroy cannot unlink it
+    // before it clears the directory's flag, and then it used to open the
+    // entry to clear its flags too. Guest root makes them itself where
+    // nspawn lets it (CAP_MKNOD); the host makes the ones it cannot, as a
+    // guest given more capabilities could.
+    let (_, made, err) = guest_sh(
         &env,
         &name,
-        "mkdir -p /trap /trap2 && mkfifo /trap/fifo && mkfifo /trap2/fifo && \
-         (mknod /trap/null c 1 3 && echo mknod-null-ok; mknod /trap2/loop b 7 200 && echo mknod-loop-ok; true) && \
-         for i in $(seq 1 2000); do : > /trap/f$i; done && : > /trap/immutable && \
-         chattr +i /trap/immutable && : > /trap2/appendonly && chattr +a /trap2/appendonly; echo made",
+        "mkdir -p /t1 /t2 /t3 /t4 && mkfifo /t1/fifo && mkfifo /t3/fifo && \
+         (mknod /t2/null c 1 3 && echo mknod-char-ok; mknod /t4/loop b 7 200 && echo mknod-block-ok; true) && \
+         mkdir -p /t5 && for i in $(seq 1 2000); do : > /t5/f$i; done && : > /t5/immutable && \
+         chattr +i /t5/immutable && : > /t5/appendonly && chattr +a /t5/appendonly && echo made",
     );
-    assert!(made.contains("made"), "{made}");
+    assert!(made.contains("made"), "{made}{err}");
+    eprintln!("guest mknod: {made}");
     let root = env.root(&name);
     for (p, kind, dev) in [
-        ("trap/null", nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::makedev(1, 3)),
-        ("trap2/loop", nix::sys::stat::SFlag::S_IFBLK, nix::sys::stat::makedev(7, 200)),
+        ("t2/null", nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::makedev(1, 3)),
+        ("t4/loop", nix::sys::stat::SFlag::S_IFBLK, nix::sys::stat::makedev(7, 200)),
     ] {
-        if !root.join(p).exists() {
+        if root.join(p).symlink_metadata().is_err() {
             eprintln!("guest root could not mknod {p}; made from the host");
             let mode = nix::sys::stat::Mode::from_bits_truncate(0o666);
             nix::sys::stat::mknod(&root.join(p), kind, mode, dev).unwrap();
         }
     }
-    // Locked directories: nothing in them can be unlinked before destroy
-    // clears their flags.
-    let (code, _, err) = guest_sh(&env, &name, "chattr +i /trap && chattr +a /trap2");
+    let (code, _, err) = guest_sh(&env, &name, "chattr +i /t1 /t2 /t5 && chattr +a /t3 /t4");
     assert_eq!(code, Some(0), "{err}");
-    let specials: Vec<_> = ["trap/fifo", "trap/null", "trap2/fifo", "trap2/loop"].iter().map(|p| root.join(p)).collect();
+    let specials: Vec<_> = ["t1/fifo", "t2/null", "t3/fifo", "t4/loop"].iter().map(|p| root.join(p)).collect();
     let opened = watch_opens(&specials);
     let out = env.run(["destroy", &name]);
     assert_eq!(out.status.code(), Some(0), "destroy failed: {}", stderr(&out));
@@ -334,9 +333,11 @@ fn a_container_named_locks_leaves_the_locks_alone() {
     env.create("locks", &["--system-path", &system]);
     env.ok(["start", "locks"]);
     env.ok(["stop", "locks"]);
+    assert!(lock_of("locks").is_some());
+    // Destroying it removes its run directory: that must not be the locks.
+    env.ok(["destroy", "locks"]);
     let after = lock_of(&other).map(|p| p.metadata().unwrap().ino());
     assert_eq!(after, Some(before), "the other container's lock file was removed");
-    assert!(lock_of("locks").is_some());
-    env.ok(["destroy", "locks"]);
+    assert!(lock_of(".global").is_some(), "the global lock file was removed");
     env.ok(["destroy", &other]);
 }
