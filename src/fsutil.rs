@@ -209,8 +209,7 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     let st = fstat(cur.as_fd()).context(|| format!("inspecting {}", path.display()))?;
     let dev = st.st_dev;
     let mut skipped = Vec::new();
-    let mut levels =
-        vec![Level { dev, ino: st.st_ino, name: name.to_os_string(), pending: Vec::new(), kept: false }];
+    let mut levels = vec![Level { dev, ino: st.st_ino, name: name.to_os_string(), pending: Vec::new(), kept: false }];
     levels[0].pending = scan(cur.as_fd(), &|| path.to_path_buf())?;
     loop {
         let here = levels.len() - 1;
@@ -223,9 +222,12 @@ pub fn remove_tree(path: &Path) -> Result<()> {
                     remove_entry(cur.as_fd(), &child, false, &|| path_of(path, &levels, Some(&child)))?;
                     continue;
                 }
-                Err(e) => return Err(e).context(|| format!("opening {}", path_of(path, &levels, Some(&child)).display())),
+                Err(e) => {
+                    return Err(e).context(|| format!("opening {}", path_of(path, &levels, Some(&child)).display()));
+                }
             };
-            let st = fstat(sub.as_fd()).context(|| format!("inspecting {}", path_of(path, &levels, Some(&child)).display()))?;
+            let st = fstat(sub.as_fd())
+                .context(|| format!("inspecting {}", path_of(path, &levels, Some(&child)).display()))?;
             if st.st_dev != dev || is_mount_root(sub.as_fd()) {
                 skipped.push(path_of(path, &levels, Some(&child)));
                 levels[here].kept = true;
@@ -464,9 +466,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), "key").unwrap();
         nix::unistd::mkfifo(&dir.path().join("p"), Mode::from_bits_truncate(0o644)).unwrap();
-        let path_fd = |n: &str| {
-            nix::fcntl::open(&dir.path().join(n), OFlag::O_PATH | OFlag::O_NOFOLLOW, Mode::empty()).unwrap()
-        };
+        let path_fd =
+            |n: &str| nix::fcntl::open(&dir.path().join(n), OFlag::O_PATH | OFlag::O_NOFOLLOW, Mode::empty()).unwrap();
         let f = reopen_regular(&path_fd("f")).unwrap().unwrap();
         assert_eq!(std::io::read_to_string(std::fs::File::from(f)).unwrap(), "key");
         // A fifo would block a reader forever; it is not even opened.

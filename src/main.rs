@@ -144,12 +144,7 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(e.exit_code())
     });
-    let ctx = Ctx {
-        paths,
-        quiet: cli.quiet,
-        verbose: cli.verbose,
-        interactive: std::io::stderr().is_terminal(),
-    };
+    let ctx = Ctx { paths, quiet: cli.quiet, verbose: cli.verbose, interactive: std::io::stderr().is_terminal() };
     let code = match dispatch(&ctx, &cli.command) {
         Ok(code) => code,
         Err(e) => {

@@ -80,7 +80,8 @@ fn a_guest_cannot_reach_host_services_on_the_loopback() {
     let port = (forward + 7).to_string();
     // From the guest's own address, and with a loopback source.
     for (src, payload) in [(local.as_str(), "from-the-guest"), ("127.0.0.1", "spoofed-loopback")] {
-        let out = env.run(["run", &name, "--", "perl", "-e", RAW_UDP_TO_LOOPBACK, host_mac.trim(), src, &port, payload]);
+        let out =
+            env.run(["run", &name, "--", "perl", "-e", RAW_UDP_TO_LOOPBACK, host_mac.trim(), src, &port, payload]);
         assert_eq!(stdout(&out), "sent\n", "the guest could not send: {}", stderr(&out));
         let mut buf = [0u8; 64];
         match service.recv_from(&mut buf) {
@@ -122,7 +123,16 @@ fn show_host_key_prints_one_checked_known_hosts_line() {
     let file = "/etc/ssh/ssh_host_ed25519_key.pub";
     let write = |content: &str| {
         // `$1` carries the content verbatim (any bytes but NUL).
-        let out = env.run(["run", &name, "--", "sh", "-c", &format!("mkdir -p /etc/ssh && printf '%s' \"$1\" > {file}"), "sh", content]);
+        let out = env.run([
+            "run",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            &format!("mkdir -p /etc/ssh && printf '%s' \"$1\" > {file}"),
+            "sh",
+            content,
+        ]);
         assert!(out.status.success(), "{}", stderr(&out));
     };
     let forged = [
@@ -144,9 +154,8 @@ fn show_host_key_prints_one_checked_known_hosts_line() {
     // A fifo (or a device) is not opened: show-host-key would hang on it.
     let (code, _, err) = guest_sh(&env, &name, &format!("rm -f {file} && mkfifo {file}"));
     assert_eq!(code, Some(0), "{err}");
-    let mut child = KillOnDrop::spawn(
-        env.command().args(["show-host-key", &name]).stdout(Stdio::piped()).stderr(Stdio::piped()),
-    );
+    let mut child =
+        KillOnDrop::spawn(env.command().args(["show-host-key", &name]).stdout(Stdio::piped()).stderr(Stdio::piped()));
     let status = child.wait_timeout(Duration::from_secs(20));
     assert!(status.is_some(), "show-host-key hangs on a fifo the guest put in place of its key");
     let out = child.wait_with_output().unwrap();
@@ -158,10 +167,7 @@ fn show_host_key_prints_one_checked_known_hosts_line() {
     write(&format!("{key} root@{name}\n"));
     let addr = conf_value(&env, &name, "LOCAL_ADDRESS");
     let addr6 = conf_value(&env, &name, "LOCAL_ADDRESS6");
-    assert_eq!(
-        env.ok(["show-host-key", &name]),
-        format!("{name}.containers,{addr},{addr6} {key} root@{name}\n")
-    );
+    assert_eq!(env.ok(["show-host-key", &name]), format!("{name}.containers,{addr},{addr6} {key} root@{name}\n"));
 }
 
 /// Watches `paths` for being opened; call the result for the ones that were.

@@ -25,7 +25,8 @@ pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
     for key in KEYS {
         let flags = nix::fcntl::OFlag::O_PATH;
         let Ok(found) = rootfs::open_in_root(&c.paths.root, key, flags) else { continue };
-        let bad = |reason: String| Error::other(format!("container '{}': /{key} is not a public key: {reason}", c.name));
+        let bad =
+            |reason: String| Error::other(format!("container '{}': /{key} is not a public key: {reason}", c.name));
         let file = fsutil::reopen_regular(&found)
             .map_err(|e| Error::other(format!("opening /{key} of container '{}': {e}", c.name)))?
             .ok_or_else(|| bad("not a regular file".into()))?;

@@ -37,7 +37,13 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
     if let Some(c) = name.chars().find(|c| !c.is_ascii_graphic() || "/:\"'\\$`#;".contains(*c)) {
         return Err(format!(
             "interface names cannot contain {}; use letters, digits, '-', '_' or '.'",
-            if c.is_control() || !c.is_ascii() { format!("{:?}", c) } else if c == ' ' { "a space".into() } else { format!("'{c}'") }
+            if c.is_control() || !c.is_ascii() {
+                format!("{:?}", c)
+            } else if c == ' ' {
+                "a space".into()
+            } else {
+                format!("'{c}'")
+            }
         ));
     }
     Ok(())
