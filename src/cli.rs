@@ -96,7 +96,7 @@ pub enum Command {
     /// Print the container's IP address
     #[command(after_long_help = crate::examples::help("show-ip"))]
     ShowIp(NameArg),
-    /// Print the container's SSH host key
+    /// Print the container's SSH host key as a known_hosts line
     #[command(after_long_help = crate::examples::help("show-host-key"))]
     ShowHostKey(NameArg),
     /// (internal) supervise a running container

@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::net::names;
 
 /// An address with an optional prefix length, as the conf writes it
 /// (`10.233.1.2` or `10.0.0.2/24`).
@@ -273,16 +274,19 @@ pub fn parse_pairs(text: &str) -> std::result::Result<Vec<(String, String)>, (us
         let Some((key, value)) = line.split_once('=') else {
             return Err((lineno, format!("expected KEY=VALUE, found '{}'", shorten(raw))));
         };
-        if key.is_empty()
-            || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || key.starts_with(|c: char| c.is_ascii_digit())
-        {
+        if !valid_key(key) {
             return Err((lineno, format!("'{}' is not a valid key", shorten(key))));
         }
         let value = unquote(value).map_err(|e| (lineno, e))?;
         pairs.push((key.to_string(), value));
     }
     Ok(pairs)
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.starts_with(|c: char| c.is_ascii_digit())
 }
 
 fn shorten(s: &str) -> String {
@@ -468,6 +472,18 @@ fn parse_bool(key: &str, value: &str) -> std::result::Result<bool, String> {
     }
 }
 
+/// A path key's value: empty, or an absolute path (nspawn and Nix would
+/// read a relative one from wherever the command happens to run).
+fn absolute_path(key: &str, value: &str) -> std::result::Result<Option<PathBuf>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if !value.starts_with('/') {
+        return Err(format!("{key}='{}': must be an absolute path", shorten(value)));
+    }
+    Ok(Some(PathBuf::from(value)))
+}
+
 fn words(value: &str) -> impl Iterator<Item = &str> {
     value.split_whitespace()
 }
@@ -480,6 +496,14 @@ impl Conf {
         let nonempty = |v: &str| (!v.is_empty()).then(|| v.to_string());
         for (key, value) in pairs {
             let v = value.as_str();
+            if !valid_key(&key) {
+                return Err(format!("'{}' is not a valid key", shorten(&key)));
+            }
+            // Every value reaches a command line, Nix, nft or a file read
+            // line by line; none of them has a use for control characters.
+            if let Some(c) = v.chars().find(|c| c.is_control()) {
+                return Err(format!("{key} contains the control character {c:?}; remove it"));
+            }
             match key.as_str() {
                 "PRIVATE_NETWORK" => conf.private_network = parse_bool(&key, v)?,
                 "AUTO_START" => conf.auto_start = parse_bool(&key, v)?,
@@ -500,7 +524,12 @@ impl Conf {
                     };
                     if key == "HOST_ADDRESS6" { conf.host_address6 = a } else { conf.local_address6 = a }
                 }
-                "HOST_BRIDGE" => conf.host_bridge = nonempty(v),
+                "HOST_BRIDGE" => {
+                    conf.host_bridge = nonempty(v);
+                    if let Some(b) = &conf.host_bridge {
+                        names::validate_ifname(b).map_err(|e| format!("HOST_BRIDGE='{}': {e}", shorten(b)))?;
+                    }
+                }
                 "HOST_PORT" => {
                     conf.host_port = v
                         .split(|c: char| c == ',' || c.is_whitespace())
@@ -510,7 +539,7 @@ impl Conf {
                 }
                 "FLAKE" => conf.flake = nonempty(v),
                 "NIXOS_PATH" => conf.nixos_path = nonempty(v),
-                "SYSTEM_PATH" => conf.system_path = nonempty(v).map(PathBuf::from),
+                "SYSTEM_PATH" => conf.system_path = absolute_path(&key, v)?,
                 "BINDS" | "BINDS_RO" => {
                     let ro = key == "BINDS_RO";
                     conf.binds.retain(|b| b.read_only != ro);
@@ -546,9 +575,16 @@ impl Conf {
                         .map(|d| validate_device_path(d).map_err(|e| format!("DEVICES entry '{}': {e}", shorten(d))))
                         .collect::<std::result::Result<_, _>>()?
                 }
-                "NETWORK_NAMESPACE_PATH" => conf.network_namespace_path = nonempty(v).map(PathBuf::from),
-                "INTERFACES" => conf.interfaces = words(v).map(str::to_string).collect(),
-                "MACVLANS" => conf.macvlans = words(v).map(str::to_string).collect(),
+                "NETWORK_NAMESPACE_PATH" => conf.network_namespace_path = absolute_path(&key, v)?,
+                "INTERFACES" | "MACVLANS" => {
+                    let list = words(v)
+                        .map(|i| {
+                            names::validate_ifname(i).map_err(|e| format!("{key} entry '{}': {e}", shorten(i)))?;
+                            Ok(i.to_string())
+                        })
+                        .collect::<std::result::Result<_, String>>()?;
+                    if key == "INTERFACES" { conf.interfaces = list } else { conf.macvlans = list }
+                }
                 "MEMORY_MAX" => {
                     conf.limits.memory_max = crate::limits::parse_memory(v).map_err(|e| format!("MEMORY_MAX: {e}"))?
                 }
@@ -614,9 +650,32 @@ impl Conf {
             .collect()
     }
 
-    /// Writes the conf atomically (temporary file, fsync, rename).
+    /// Writes the conf atomically (temporary file, fsync, rename). A conf
+    /// that would not read back as it is (a control character, a bad key
+    /// or interface name) is refused and the file left as it was.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.check_writable().map_err(|message| Error::ConfValue {
+            path: path.to_path_buf(),
+            message: format!("not written: {message}"),
+        })?;
         fsutil::write_atomic(path, self.render().as_bytes(), 0o644)
+    }
+
+    /// Whether `render` gives a file that `parse` reads back as this conf.
+    pub fn check_writable(&self) -> std::result::Result<(), String> {
+        let known = self.pairs().into_iter().map(|(k, v)| (k.to_string(), v));
+        for (key, value) in known.chain(self.extra.iter().cloned()) {
+            if !valid_key(&key) {
+                return Err(format!("'{}' is not a valid key", shorten(&key)));
+            }
+            if let Some(c) = value.chars().find(|c| c.is_control()) {
+                return Err(format!("{key} contains the control character {c:?}"));
+            }
+        }
+        if let Some(b) = &self.host_bridge {
+            names::validate_ifname(b).map_err(|e| format!("HOST_BRIDGE='{}': {e}", shorten(b)))?;
+        }
+        Ok(())
     }
 
     /// The file's text: the anchor's keys in the anchor's order, then ours,
@@ -779,8 +838,8 @@ COPY_RESOLV_CONF=1
         assert_eq!(again.extra, c.extra);
         // As sh reads it: quoted whitespace is part of the value.
         assert_eq!(
-            parse("X=\"a \"\nY='b\t'\n").unwrap().extra,
-            [("X".into(), "a ".into()), ("Y".into(), "b\t".into())]
+            parse("X=\"a \"\nY='b  '\n").unwrap().extra,
+            [("X".into(), "a ".into()), ("Y".into(), "b  ".into())]
         );
     }
 
@@ -851,6 +910,89 @@ COPY_RESOLV_CONF=1
         );
         // Limits apply live: a change needs no restart.
         assert!(!RESTART_KEYS.iter().any(|k| k.ends_with("_MAX") || *k == "CPU_QUOTA"));
+    }
+
+    #[test]
+    fn a_newline_in_a_value_is_refused_and_the_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.conf");
+        std::fs::write(&path, "PRIVATE_NETWORK=1\n").unwrap();
+        for conf in [
+            Conf { host_bridge: Some("br0\nHOST_PORT=1".into()), ..Conf::default() },
+            Conf { flake: Some("/f#web\rX".into()), ..Conf::default() },
+            Conf { extra: vec![("NOTE".into(), "a\x1b]0;pwned\x07".into())], ..Conf::default() },
+            Conf { extra: vec![("BAD KEY".into(), "x".into())], ..Conf::default() },
+            Conf { host_bridge: Some("a-bridge-name-too-long".into()), ..Conf::default() },
+        ] {
+            let err = conf.save(&path).unwrap_err().to_string();
+            assert!(err.contains("not written"), "{err}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "PRIVATE_NETWORK=1\n");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn the_reader_refuses_control_characters_and_bad_names() {
+        let err = parse("HOST_BRIDGE=\"br0\rX\"\n").unwrap_err().to_string();
+        assert!(err.contains("control character"), "{err}");
+        let err = parse("NOTE=\"a\x1b[2Jb\"\n").unwrap_err().to_string();
+        assert!(err.contains("NOTE contains the control character '\\u{1b}'"), "{err}");
+        assert!(!err.contains('\x1b'), "the message itself stays printable: {err:?}");
+        let err = parse("HOST_BRIDGE=\"br 0\"\n").unwrap_err().to_string();
+        assert!(err.contains("HOST_BRIDGE='br 0': interface names cannot contain a space"), "{err}");
+        assert!(parse("HOST_BRIDGE=abcdefghijklmnop\n").unwrap_err().to_string().contains("at most 15 bytes"));
+        assert!(parse("INTERFACES=\"eth1 ../x\"\n").unwrap_err().to_string().contains("INTERFACES entry '../x'"));
+        assert!(parse("MACVLANS=a:b\n").is_err());
+        let err = parse("SYSTEM_PATH=result\n").unwrap_err().to_string();
+        assert!(err.contains("SYSTEM_PATH='result': must be an absolute path"), "{err}");
+        assert!(parse("NETWORK_NAMESPACE_PATH=netns/x\n").is_err());
+        assert_eq!(parse("HOST_BRIDGE=br-lan.10\n").unwrap().host_bridge.as_deref(), Some("br-lan.10"));
+    }
+
+    /// A small deterministic generator (xorshift), for the round trip below.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+    }
+
+    #[test]
+    fn writer_and_reader_agree_on_any_value() {
+        // Characters that matter to sh, systemd, the line format and terminals.
+        let alphabet: Vec<char> = "aZ09 \t\n\r\x00\x1b\x7f\u{85}\u{2028}\"'\\$`#=;:,/.-_é€".chars().collect();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut written, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let len = (rng.next() % 12) as usize;
+            let value: String = (0..len).map(|_| rng.pick(&alphabet)).collect();
+            let conf = Conf {
+                private_network: true,
+                host_bridge: rng.next().is_multiple_of(4).then(|| value.clone()).filter(|v| !v.is_empty()),
+                extra: vec![("NOTE".into(), value.clone())],
+                ..Conf::default()
+            };
+            match conf.check_writable() {
+                Ok(()) => {
+                    written += 1;
+                    let text = conf.render();
+                    assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+                    assert_eq!(text.lines().count(), conf.pairs().len() + 1, "one line per key: {text:?}");
+                    assert_eq!(parse(&text).unwrap(), conf, "{text:?}");
+                }
+                Err(_) => {
+                    refused += 1;
+                    assert!(value.chars().any(|c| c.is_control()) || conf.host_bridge.is_some(), "{value:?}");
+                }
+            }
+        }
+        assert!(written > 1000 && refused > 1000, "both paths taken: {written} {refused}");
     }
 
     #[test]

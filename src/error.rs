@@ -41,7 +41,7 @@ pub enum Error {
     #[error("{path}: {message}")]
     ConfValue { path: PathBuf, message: String },
 
-    #[error("invalid {what} '{value}': {reason}")]
+    #[error("invalid {what} '{}': {reason}", printable(value))]
     InvalidValue { what: &'static str, value: String, reason: String },
 
     #[error("out of addresses: all {0} address pairs of the pool are in use")]
@@ -88,6 +88,12 @@ pub enum Error {
 
     #[error("{0}")]
     Other(String),
+}
+
+/// `s` with its control characters escaped (`\n`, `\u{1b}`): values
+/// that come from users or guests never drive the terminal.
+pub fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect()
 }
 
 impl Error {

@@ -90,7 +90,9 @@ pub fn of(command: &str) -> &'static [(&'static str, &'static str)] {
             ("nixos-container set-limits web --memory-max infinity", "Remove a limit"),
         ],
         "show-ip" => &[("ping -c1 \"$(nixos-container show-ip web)\"", "Its address, for scripts")],
-        "show-host-key" => &[("nixos-container show-host-key web >> ~/.ssh/known_hosts.d/web", "Its SSH host key")],
+        "show-host-key" => {
+            &[("nixos-container show-host-key web >> ~/.ssh/known_hosts", "Its SSH host key, as a known_hosts line")]
+        }
         _ => &[],
     }
 }

@@ -10,6 +10,7 @@
 //! - `nixos_config`, `profile`: the generated configuration.nix and the Nix
 //!   builds into the per-container profile;
 //! - `rootfs`, `fsutil`: the container root and careful file operations;
+//! - `hostkey`: the guest's SSH host key, checked, as a known_hosts line;
 //! - `lock`: per-container and global locks;
 //! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
 //! - `limits`: memory, CPU and process limits through the container's cgroup;
@@ -33,6 +34,7 @@ pub mod examples;
 pub mod faults;
 pub mod fsutil;
 pub mod guest;
+pub mod hostkey;
 pub mod hostlimits;
 pub mod info;
 pub mod lifecycle;

@@ -140,12 +140,11 @@ fn main() {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     init_logging(&cli);
-    let ctx = Ctx {
-        paths: Paths::from_env(),
-        quiet: cli.quiet,
-        verbose: cli.verbose,
-        interactive: std::io::stderr().is_terminal(),
-    };
+    let paths = Paths::from_env().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code())
+    });
+    let ctx = Ctx { paths, quiet: cli.quiet, verbose: cli.verbose, interactive: std::io::stderr().is_terminal() };
     let code = match dispatch(&ctx, &cli.command) {
         Ok(code) => code,
         Err(e) => {

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
+
 /// Host paths shared by all containers.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -34,28 +36,54 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("NIXOS_CONTAINER_HOSTS_FILE", "/etc/hosts"),
 ];
 
-fn from_env(var: &str) -> PathBuf {
+/// The directory of the locks, beside the containers' run directories:
+/// its name starts with '.', which container names never do, so no
+/// container's run directory can be it.
+const LOCK_DIR: &str = ".locks";
+
+/// A path variable's value, or its default when unset or empty. Only
+/// absolute paths: a relative one would name other files in every working
+/// directory (a destroy elsewhere would remove nothing and succeed).
+fn path_var(var: &'static str, value: Option<std::ffi::OsString>) -> Result<PathBuf> {
     let default = ENV_VARS
         .iter()
         .find(|(name, _)| *name == var)
         .map(|(_, default)| *default)
         .expect("every path variable has a default");
-    match std::env::var_os(var) {
+    let path = match value {
         Some(value) if !value.is_empty() => PathBuf::from(value),
-        _ => PathBuf::from(default),
+        _ => return Ok(PathBuf::from(default)),
+    };
+    let bad = |reason: &str| Error::InvalidValue {
+        what: "environment variable",
+        value: format!("{var}={}", path.display()),
+        reason: reason.to_string(),
+    };
+    if !path.is_absolute() {
+        return Err(bad("must be an absolute path (e.g. /srv/containers)"));
     }
+    if path.to_string_lossy().chars().any(|c| c.is_control()) {
+        return Err(bad("must not contain control characters"));
+    }
+    Ok(path)
 }
 
 impl Paths {
-    pub fn from_env() -> Self {
-        Paths {
-            conf_dir: from_env("NIXOS_CONTAINER_CONF_DIR"),
-            state_dir: from_env("NIXOS_CONTAINER_STATE_DIR"),
-            profiles_dir: from_env("NIXOS_CONTAINER_PROFILES_DIR"),
-            gcroots_dir: from_env("NIXOS_CONTAINER_GCROOTS_DIR"),
-            run_dir: from_env("NIXOS_CONTAINER_RUN_DIR"),
-            hosts_file: from_env("NIXOS_CONTAINER_HOSTS_FILE"),
-        }
+    /// The paths, moved by the environment variables where set.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(|var| std::env::var_os(var))
+    }
+
+    fn from_vars(get: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self> {
+        let var = |name: &'static str| path_var(name, get(name));
+        Ok(Paths {
+            conf_dir: var("NIXOS_CONTAINER_CONF_DIR")?,
+            state_dir: var("NIXOS_CONTAINER_STATE_DIR")?,
+            profiles_dir: var("NIXOS_CONTAINER_PROFILES_DIR")?,
+            gcroots_dir: var("NIXOS_CONTAINER_GCROOTS_DIR")?,
+            run_dir: var("NIXOS_CONTAINER_RUN_DIR")?,
+            hosts_file: var("NIXOS_CONTAINER_HOSTS_FILE")?,
+        })
     }
 
     /// All paths under one directory; for tests.
@@ -72,7 +100,7 @@ impl Paths {
 
     pub fn container(&self, name: &str) -> ContainerPaths {
         ContainerPaths {
-            lock: self.run_dir.join("locks").join(format!("{name}.lock")),
+            lock: self.run_dir.join(LOCK_DIR).join(format!("{name}.lock")),
             conf: self.conf_dir.join(format!("{name}.conf")),
             config_dir: self.conf_dir.join(name),
             root: self.state_dir.join(name),
@@ -84,12 +112,12 @@ impl Paths {
 
     /// Global lock around name and address allocation.
     pub fn global_lock(&self) -> PathBuf {
-        self.run_dir.join("locks").join(".global.lock")
+        self.run_dir.join(LOCK_DIR).join(".global.lock")
     }
 
     /// Serialises edits of the hosts file.
     pub fn hosts_lock(&self) -> PathBuf {
-        self.run_dir.join("locks").join(".hosts.lock")
+        self.run_dir.join(LOCK_DIR).join(".hosts.lock")
     }
 }
 
@@ -139,5 +167,51 @@ impl ContainerPaths {
     /// before the table is loaded, removed after it is deleted.
     pub fn nft_marker(&self) -> PathBuf {
         self.run.join("nft-table")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Paths> {
+        let vars: Vec<(String, OsString)> = vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        Paths::from_vars(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn unset_or_empty_variables_give_the_anchors_paths() {
+        let p = with(&[("NIXOS_CONTAINER_STATE_DIR", "")]).unwrap();
+        assert_eq!(p.state_dir, Path::new("/var/lib/nixos-containers"));
+        assert_eq!(p.conf_dir, Path::new("/etc/nixos-containers"));
+        let p = with(&[("NIXOS_CONTAINER_STATE_DIR", "/srv/c")]).unwrap();
+        assert_eq!(p.state_dir, Path::new("/srv/c"));
+    }
+
+    #[test]
+    fn relative_paths_are_refused_by_name() {
+        for var in ENV_VARS.iter().map(|(v, _)| *v) {
+            for bad in ["state", "./state", "../x", "~/c"] {
+                let err = with(&[(var, bad)]).unwrap_err();
+                assert!(matches!(err, Error::InvalidValue { .. }), "{var}={bad}");
+                let msg = err.to_string();
+                assert!(msg.contains(&format!("'{var}={bad}'")) && msg.contains("absolute path"), "{msg}");
+            }
+        }
+        let msg = with(&[("NIXOS_CONTAINER_RUN_DIR", "/run/x\ny")]).unwrap_err().to_string();
+        assert!(msg.contains("control characters") && !msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn no_container_name_meets_the_lock_directory() {
+        let p = Paths::under(Path::new("/r"));
+        assert_eq!(p.global_lock(), Path::new("/r/run/.locks/.global.lock"));
+        // `locks` is a valid name: its run directory is its own.
+        crate::name::validate("locks").unwrap();
+        let c = p.container("locks");
+        assert_eq!(c.run, Path::new("/r/run/locks"));
+        assert!(!p.global_lock().starts_with(&c.run) && !c.lock.starts_with(&c.run));
+        assert!(crate::name::validate(LOCK_DIR).is_err());
     }
 }

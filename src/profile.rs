@@ -85,6 +85,7 @@ pub const DEFAULT_NIXOS_PATH: &str = "<nixpkgs/nixos>";
 /// `--nixos-path` as it should be stored: `<...>` search paths unchanged,
 /// file paths made absolute so later updates find them from anywhere.
 pub fn normalize_nixos_path(arg: &str) -> Result<String> {
+    no_control_characters("NixOS path", arg)?;
     if arg.starts_with('<') && arg.ends_with('>') {
         return Ok(arg.to_string());
     }
@@ -103,6 +104,7 @@ pub fn normalize_nixos_path(arg: &str) -> Result<String> {
 /// `./...`, `.`) made absolute, so later updates find it from anywhere;
 /// other references (`path:`, `git+file:`, `github:` ...) unchanged.
 pub fn normalize_flake(arg: &str) -> Result<String> {
+    no_control_characters("flake", arg)?;
     let (reference, attr) = match arg.split_once('#') {
         Some((r, a)) => (r, Some(a)),
         None => (arg, None),
@@ -129,6 +131,18 @@ pub fn normalize_flake(arg: &str) -> Result<String> {
         out.push_str(a);
     }
     Ok(out)
+}
+
+/// Both values are kept in the conf, which has no room for them.
+fn no_control_characters(what: &'static str, arg: &str) -> Result<()> {
+    match arg.chars().find(|c| c.is_control()) {
+        Some(c) => Err(Error::InvalidValue {
+            what,
+            value: arg.to_string(),
+            reason: format!("it contains the control character {c:?}"),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn missing(program: &'static str) -> Error {

@@ -228,7 +228,10 @@ fn show_host_key_prints_the_guests_public_key() {
     env.create(&without, &[]);
     env.ok(["start", &with_key]);
     env.ok(["start", &without]);
-    assert_eq!(env.ok(["show-host-key", &with_key]), format!("{key}\n"));
+    // A known_hosts line: the container's host names, then the key.
+    let line = env.ok(["show-host-key", &with_key]);
+    assert!(line.starts_with(&format!("{with_key}.containers,")), "{line}");
+    assert!(line.ends_with(&format!(" {key}\n")), "{line}");
     let out = env.run(["show-host-key", &without]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("has no SSH host key"), "{}", stderr(&out));

@@ -418,7 +418,7 @@ fn update_waits_for_its_containers_lock_and_never_for_others() {
     env.create(&b, &["--config-file", s(&v1)]);
 
     // Another command (here: the test) holds a's lock.
-    let lock_file = std::fs::File::open(env.base.join(format!("run/locks/{a}.lock"))).unwrap();
+    let lock_file = std::fs::File::open(env.base.join(format!("run/.locks/{a}.lock"))).unwrap();
     let held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).unwrap();
     let mut waiting =
         KillOnDrop::spawn(env.command().args(["update", "-v", &a, "--config-file", s(&v2)]).stderr(Stdio::piped()));

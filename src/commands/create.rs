@@ -15,13 +15,12 @@ fn invalid(what: &'static str, value: &str, reason: String) -> Error {
 
 /// Turns the arguments into the conf to write, checking every value.
 fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
-    let mut conf = Conf {
-        private_network: true,
-        auto_start: args.auto_start,
-        nix_daemon: args.nix_daemon,
-        host_bridge: args.bridge.clone(),
-        ..Conf::default()
-    };
+    let mut conf =
+        Conf { private_network: true, auto_start: args.auto_start, nix_daemon: args.nix_daemon, ..Conf::default() };
+    if let Some(b) = &args.bridge {
+        crate::net::names::validate_ifname(b).map_err(|r| invalid("bridge", b, r))?;
+        conf.host_bridge = Some(b.clone());
+    }
     if let Some(h) = &args.host_address {
         conf.host_address = Some(parse_addr4(h).map_err(|r| invalid("host address", h, r))?);
     }

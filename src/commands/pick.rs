@@ -156,7 +156,8 @@ fn prompt_error(e: dialoguer::Error) -> Error {
 fn complete(current: &OsStr, which: Which) -> Vec<CompletionCandidate> {
     let Some(prefix) = current.to_str() else { return Vec::new() };
     // Completion must never fail loudly: no names is the answer to errors.
-    let Ok(found) = candidates(&Paths::from_env(), which) else { return Vec::new() };
+    let Ok(paths) = Paths::from_env() else { return Vec::new() };
+    let Ok(found) = candidates(&paths, which) else { return Vec::new() };
     found
         .into_iter()
         .filter(|c| c.name.starts_with(prefix))
@@ -207,7 +208,8 @@ pub fn container_in_command_line(words: &[String]) -> Option<String> {
 pub fn complete_guest_user(current: &OsStr) -> Vec<CompletionCandidate> {
     let Some(prefix) = current.to_str() else { return Vec::new() };
     let Some(name) = container_in_command_line(&crate::completion::words()) else { return Vec::new() };
-    let Ok(c) = Container::open(&Paths::from_env(), &name) else { return Vec::new() };
+    let Ok(paths) = Paths::from_env() else { return Vec::new() };
+    let Ok(c) = Container::open(&paths, &name) else { return Vec::new() };
     crate::rootfs::guest_users(&c.paths.root)
         .into_iter()
         .filter(|(user, _)| user.starts_with(prefix))

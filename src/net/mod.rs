@@ -215,6 +215,8 @@ fn build(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
         if !plan.ports.is_empty() {
             // Forwards from the host's own 127.0.0.1 leave through this
             // interface with a loopback source until they are masqueraded.
+            // The forwards' nft transaction guards it (`nft::guard`): the
+            // guest's own packets from or to 127.0.0.0/8 are dropped.
             nl.ipv4_conf(&plan.host_if, "route_localnet", "1")?;
         }
     }

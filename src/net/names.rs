@@ -19,6 +19,36 @@ const PREFIX: &str = "ve-";
 const SHORT_MAX: usize = IFNAME_MAX - PREFIX.len();
 const KEEP: usize = 5;
 
+/// Checks an interface name given by the user (a bridge, INTERFACES,
+/// MACVLANS) the way Linux does (`dev_valid_name`: 1 to 15 bytes, not `.`
+/// or `..`, no `/`, `:` or whitespace), and more narrowly: printable ASCII
+/// without quotes, `\\`, `$`, `` ` ``, `#` or `;`, since the name also
+/// reaches the conf, nft rules and messages.
+pub fn validate_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an interface name cannot be empty".into());
+    }
+    if name.len() > IFNAME_MAX {
+        return Err(format!("interface names have at most {IFNAME_MAX} bytes (IFNAMSIZ), this one has {}", name.len()));
+    }
+    if name == "." || name == ".." {
+        return Err("'.' and '..' are not interface names".into());
+    }
+    if let Some(c) = name.chars().find(|c| !c.is_ascii_graphic() || "/:\"'\\$`#;".contains(*c)) {
+        return Err(format!(
+            "interface names cannot contain {}; use letters, digits, '-', '_' or '.'",
+            if c.is_control() || !c.is_ascii() {
+                format!("{:?}", c)
+            } else if c == ' ' {
+                "a space".into()
+            } else {
+                format!("'{c}'")
+            }
+        ));
+    }
+    Ok(())
+}
+
 /// The host side of the container's veth pair.
 pub fn host_ifname(name: &str) -> String {
     if name.len() <= SHORT_MAX {
@@ -117,6 +147,31 @@ mod tests {
         let names: Vec<String> = (0..2000).map(|i| format!("{base}-{i}")).collect();
         let ifnames: HashSet<String> = names.iter().map(|n| host_ifname(n)).collect();
         assert_eq!(ifnames.len(), names.len());
+    }
+
+    #[test]
+    fn interface_names_follow_linux_and_stay_printable() {
+        for ok in ["br0", "virbr0", "br-lan.10", "a", "x_y", "123456789012345", "vlan@1"] {
+            assert_eq!(validate_ifname(ok), Ok(()), "{ok}");
+        }
+        let cases = [
+            ("", "empty"),
+            ("1234567890123456", "at most 15 bytes"),
+            (".", "'.'"),
+            ("..", "'.'"),
+            ("br0\nHOST_PORT=1", "'\\n'"),
+            ("br 0", "a space"),
+            ("br/0", "'/'"),
+            ("br:0", "':'"),
+            ("br\"0", "'\"'"),
+            ("br\x1b[0", "'\\u{1b}'"),
+            ("brü", "'ü'"),
+            ("br\t", "'\\t'"),
+        ];
+        for (bad, reason) in cases {
+            let err = validate_ifname(bad).unwrap_err();
+            assert!(err.contains(reason), "{bad:?}: {err}");
+        }
     }
 
     #[test]

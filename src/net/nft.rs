@@ -12,6 +12,16 @@
 //!
 //! IPv6 forwards have no loopback equivalent (`::1` is never routed off
 //! the host), so the output rules skip it.
+//!
+//! `route_localnet=1` would also let the guest reach the host's services on
+//! 127.0.0.0/8 (a packet to 127.0.0.1 sent through eth0, as in kube-proxy's
+//! CVE-2020-8558), and send packets that look local. So the same
+//! transaction loads a guard, `netdev nixos-container-NAME`: at the ingress
+//! of the host side of the veth (before routing, conntrack and any bridge)
+//! it drops every packet from the guest with a loopback source or
+//! destination. The replies to forwarded connections from the host's
+//! loopback are not affected: the guest sends them to the host side's
+//! address, and conntrack restores 127.0.0.1 only after this hook.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -26,7 +36,7 @@ use crate::error::{Error, IoContext, Result};
 /// table of the same container. None when there is nothing to forward.
 pub fn ruleset(plan: &Plan) -> Option<String> {
     let locals = plan.local_addresses();
-    if plan.ports.is_empty() || locals.is_empty() {
+    if plan.ports.is_empty() {
         return None;
     }
     let table = names::nft_table(&plan.name);
@@ -73,20 +83,36 @@ pub fn ruleset(plan: &Plan) -> Option<String> {
         s
     };
     Some(format!(
-        "# port forwards of nixos-container {name}\n{}table inet {table} {{\n{}{}{}}}\n",
+        "# port forwards of nixos-container {name}\n{}table inet {table} {{\n{}{}{}}}\n{}",
         removal(&plan.name),
         chain("prerouting", "prerouting", "dstnat", &pre),
         chain("output", "output", "-100", &out),
         chain("postrouting", "postrouting", "srcnat", &post),
+        guard(plan),
         name = plan.name,
     ))
 }
 
-/// Removes the table if it exists (creating an empty one first makes the
+/// Drops what the guest sends from or to the loopback, at the ingress of
+/// the host side of its veth (see the module's description).
+fn guard(plan: &Plan) -> String {
+    format!(
+        "table netdev {table} {{\n  chain guard {{\n    \
+         type filter hook ingress device \"{dev}\" priority -500; policy accept;\n    \
+         ip saddr 127.0.0.0/8 drop\n    ip daddr 127.0.0.0/8 drop\n    \
+         ip6 saddr ::1 drop\n    ip6 daddr ::1 drop\n  }}\n}}\n",
+        table = names::nft_table(&plan.name),
+        dev = plan.host_if,
+    )
+}
+
+/// Removes the tables if they exist (creating an empty one first makes the
 /// delete succeed either way, in one transaction).
 pub fn removal(name: &str) -> String {
     let table = names::nft_table(name);
-    format!("table inet {table} {{}}\ndelete table inet {table}\n")
+    format!(
+        "table inet {table} {{}}\ndelete table inet {table}\ntable netdev {table} {{}}\ndelete table netdev {table}\n"
+    )
 }
 
 fn run_nft(script: &str) -> Result<()> {
@@ -173,13 +199,48 @@ mod tests {
     }
 
     #[test]
+    fn the_guest_cannot_send_from_or_to_the_loopback() {
+        // Wherever there are forwards (and so route_localnet=1), also
+        // without an address to forward to and on a bridge.
+        let mut plans = vec![plan(&["8080:80"], false), plan(&["8080:80"], true)];
+        let mut no_addr = plan(&["8080:80"], false);
+        no_addr.pairs.clear();
+        plans.push(no_addr);
+        let mut bridged = plan(&["8080:80"], false);
+        bridged.bridge = Some("br0".into());
+        plans.push(bridged);
+        for p in plans {
+            let r = ruleset(&p).unwrap();
+            assert!(
+                r.ends_with(
+                    "table netdev nixos-container-web {
+  chain guard {
+    type filter hook ingress device \"ve-web\" priority -500; policy accept;
+    ip saddr 127.0.0.0/8 drop
+    ip daddr 127.0.0.0/8 drop
+    ip6 saddr ::1 drop
+    ip6 daddr ::1 drop
+  }
+}
+"
+                ),
+                "{r}"
+            );
+            assert!(r.starts_with(&format!("# port forwards of nixos-container web\n{}", removal("web"))), "{r}");
+        }
+    }
+
+    #[test]
     fn forwards_for_other_hosts_and_loopback() {
         let r = ruleset(&plan(&["tcp:8080:80", "udp:53"], false)).unwrap();
+        let guard = r.find("table netdev nixos-container-web {\n  chain guard").unwrap();
         assert_eq!(
-            r,
+            &r[..guard],
             "# port forwards of nixos-container web
 table inet nixos-container-web {}
 delete table inet nixos-container-web
+table netdev nixos-container-web {}
+delete table netdev nixos-container-web
 table inet nixos-container-web {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
@@ -225,6 +286,10 @@ table inet nixos-container-web {
 
     #[test]
     fn removal_is_idempotent_by_construction() {
-        assert_eq!(removal("web"), "table inet nixos-container-web {}\ndelete table inet nixos-container-web\n");
+        assert_eq!(
+            removal("web"),
+            "table inet nixos-container-web {}\ndelete table inet nixos-container-web\n\
+             table netdev nixos-container-web {}\ndelete table netdev nixos-container-web\n"
+        );
     }
 }

@@ -322,8 +322,10 @@ pub fn network_leftovers(name: &str) -> Vec<String> {
             }
         }
     }
-    if cmd_ok("nft", &["list", "table", "inet", &names::nft_table(name)]) {
-        left.push(format!("nft table inet {}", names::nft_table(name)));
+    for family in ["inet", "netdev"] {
+        if cmd_ok("nft", &["list", "table", family, &names::nft_table(name)]) {
+            left.push(format!("nft table {family} {}", names::nft_table(name)));
+        }
     }
     left
 }
