@@ -431,9 +431,71 @@ pub struct RunArgs {
     /// The user to run the command as (a name or uid; default: root)
     #[arg(long, value_name = "USER", add = ArgValueCompleter::new(complete_guest_user))]
     pub user: Option<String>,
-    /// The command and its arguments (after --)
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// The command and its arguments, after NAME (as with nixpkgs, a `--`
+    /// before them is optional; it keeps a command's own options apart)
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+impl Cli {
+    /// Parses the program's arguments (see `parse_from_args`).
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        Cli::parse_from_args(std::env::args_os().collect())
+    }
+
+    /// Parses `raw` (argv[0] first). `run NAME CMD...` and `run NAME -- CMD...`
+    /// both name the container first; `run -- CMD...` names none (chosen at
+    /// a terminal), which clap alone cannot tell from `run NAME`: the `--`
+    /// decides.
+    pub fn parse_from_args(raw: Vec<OsString>) -> Result<Cli, clap::Error> {
+        let mut cli = Cli::try_parse_from(&raw)?;
+        if let Command::Run(r) = &mut cli.command
+            && run_command_follows_dashes(&raw)
+            && let Some(first) = r.name.take()
+        {
+            r.command.insert(0, first.into());
+        }
+        Ok(cli)
+    }
+}
+
+/// Whether, in a `run` command line, `--` comes before the first positional
+/// argument (so there is no NAME). Options that take a separate value are
+/// read from the clap definition, so the scan follows it.
+fn run_command_follows_dashes(raw: &[OsString]) -> bool {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let Some(run) = cmd.find_subcommand("run") else { return false };
+    let takes_value = |a: &clap::Arg| !a.is_positional() && a.get_action().takes_values();
+    let value_longs: Vec<&str> = run.get_arguments().filter(|a| takes_value(a)).filter_map(|a| a.get_long()).collect();
+    let value_shorts: Vec<char> = run.get_arguments().filter(|a| takes_value(a)).filter_map(|a| a.get_short()).collect();
+    let mut tokens = raw.iter().skip(1).map(|t| t.to_string_lossy());
+    // Global flags (-v, -q) may come before the subcommand; none takes a value.
+    match tokens.by_ref().find(|t| !t.starts_with('-')) {
+        Some(sub) if sub == "run" || run.get_all_aliases().any(|a| a == sub) => {}
+        _ => return false,
+    }
+    while let Some(t) = tokens.next() {
+        if t == "--" {
+            return true;
+        }
+        if let Some(long) = t.strip_prefix("--") {
+            if !long.contains('=') && value_longs.contains(&long) {
+                tokens.next();
+            }
+        } else if let Some(shorts) = t.strip_prefix('-').filter(|s| !s.is_empty()) {
+            // In a cluster (-tv), a value-taking option takes the rest, or
+            // the next token when it comes last.
+            if let Some(i) = shorts.find(|c| value_shorts.contains(&c))
+                && i + 1 == shorts.len()
+            {
+                tokens.next();
+            }
+        } else {
+            return false;
+        }
+    }
+    false
 }
 
 #[derive(Debug, Args)]
@@ -528,6 +590,35 @@ mod tests {
         assert!(Cli::try_parse_from(["nixos-container", "run", "c", "-t", "-T", "--", "ls"]).is_err());
         assert!(Cli::try_parse_from(["nixos-container", "run", "c", "--env", "=x", "--", "ls"]).is_err());
         assert!(Cli::try_parse_from(["nixos-container", "run", "c", "--env", "novalue", "--", "ls"]).is_err());
+    }
+
+    fn run_of(args: &[&str]) -> (Option<String>, Vec<String>) {
+        let raw: Vec<OsString> = ["nixos-container"].iter().chain(args).map(OsString::from).collect();
+        match Cli::parse_from_args(raw).unwrap().command {
+            Command::Run(r) => (r.name, r.command.iter().map(|c| c.to_string_lossy().into_owned()).collect()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_takes_the_command_with_or_without_dashes() {
+        let named = |n: &str, c: &[&str]| (Some(n.to_string()), c.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        // As nixpkgs: no `--` needed; the command's own options stay its own.
+        assert_eq!(run_of(&["run", "c", "ls", "-l", "--user", "x"]), named("c", &["ls", "-l", "--user", "x"]));
+        assert_eq!(run_of(&["run", "c", "grep", "--", "-x"]), named("c", &["grep", "--", "-x"]));
+        assert_eq!(run_of(&["run", "c", "--", "ls", "-l"]), named("c", &["ls", "-l"]));
+        // Options before NAME, and between NAME and the command.
+        assert_eq!(run_of(&["-v", "run", "-t", "--user", "alice", "c", "id"]), named("c", &["id"]));
+        assert_eq!(run_of(&["run", "c", "--env", "A=1", "-T", "env"]), named("c", &["env"]));
+        assert_eq!(run_of(&["run", "--user=alice", "c", "id"]), named("c", &["id"]));
+        // Without NAME (chosen at a terminal): `--` comes first.
+        assert_eq!(run_of(&["run", "--", "true"]), (None, vec!["true".to_string()]));
+        assert_eq!(run_of(&["exec", "--", "true"]), (None, vec!["true".to_string()]));
+        assert_eq!(run_of(&["exec", "c", "true"]), named("c", &["true"]));
+        assert_eq!(run_of(&["run", "-t", "--user", "root", "--", "sh", "-i"]), (None, vec!["sh".into(), "-i".into()]));
+        assert_eq!(run_of(&["-q", "run", "--cwd", "/", "--", "ls", "-l"]), (None, vec!["ls".into(), "-l".into()]));
+        // An unknown option before the command is still refused.
+        assert!(Cli::parse_from_args(["nixos-container", "run", "c", "--bogus", "ls"].map(OsString::from).to_vec()).is_err());
     }
 
     #[test]

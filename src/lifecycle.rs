@@ -273,7 +273,7 @@ pub enum Outcome {
 /// container holds for its whole run. The conf is read once the lock is
 /// held, so it is the one the command acts on.
 pub fn open_locked(paths: &Paths, name: &str) -> Result<(Container, Lock)> {
-    name::validate(name)?;
+    name::validate_existing(name)?;
     let p = paths.container(name);
     if !p.conf.exists() {
         return Err(Error::NoSuchContainer(name.to_string()));
@@ -301,6 +301,7 @@ pub fn restart(paths: &Paths, name: &str, stop_timeout: Duration, start_timeout:
 /// `start` for a caller that holds the container's lock.
 pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     let name = &c.name;
+    name::check_startable(name)?;
     let cgroup = c.cgroup()?;
     match Record::of_live_supervisor(c) {
         // Its guest is gone and it is cleaning up: let it finish, then start anew.
@@ -480,6 +481,8 @@ pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
     cgroup.remove();
     let _ = std::fs::remove_file(c.paths.state_file());
     let _ = std::fs::remove_file(c.paths.run.join("notify"));
+    // Called once nspawn is gone: its lock file is nobody's any more.
+    let _ = std::fs::remove_file(c.paths.nspawn_image_lock());
 }
 
 /// Declarative containers belong to the host's NixOS configuration.
@@ -498,7 +501,6 @@ pub fn refuse_declarative(c: &Container) -> Result<()> {
 /// mounted into it), profile, GC roots, runtime state and conf, in that
 /// order: until the conf is gone, a failed destroy can be run again.
 pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
-    name::validate(name)?;
     let p = paths.container(name);
     let marker = creating_marker(&p);
     if !p.conf.exists() && marker.exists() {
@@ -511,8 +513,16 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
             return remove_container_files(&p);
         }
     }
-    let (c, _lock) = open_locked(paths, name)?;
+    name::validate_existing(name)?;
+    if !p.conf.exists() {
+        return Err(Error::NoSuchContainer(name.to_string()));
+    }
+    let _lock = Lock::exclusive(&p.lock, &format!("container '{name}'"))?;
+    let (c, unreadable) = Container::open_to_destroy(paths, name)?;
     refuse_declarative(&c)?;
+    if let Some(e) = unreadable {
+        tracing::warn!("{e}; destroying container '{name}' without reading its conf");
+    }
     let cgroup = c.cgroup()?;
     finish_off(&c, &cgroup)?;
     crash_point("destroy-stopped");

@@ -31,7 +31,7 @@ fn source_from_args(args: &UpdateArgs) -> Result<NewSource> {
 }
 
 pub fn run(ctx: &Ctx, args: &UpdateArgs) -> Result<i32> {
-    crate::name::validate(&args.name)?;
+    crate::name::validate_existing(&args.name)?;
     require_root()?;
     let opts = ApplyOptions { restart: args.restart, stop_timeout: STOP_TIMEOUT, start_timeout: START_TIMEOUT };
     let updated = if args.rollback || args.switch_generation.is_some() {
