@@ -270,6 +270,9 @@ pub struct CreateArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub nix: NixArgs,
 }
 
 /// A limit as given: `Some(n)`, or `None` for "no limit" (`infinity`).
@@ -327,6 +330,50 @@ pub struct SetLimitsArgs {
     pub limits: LimitArgs,
 }
 
+/// Nix flags passed through to the build, as nixpkgs' nixos-container
+/// does (for this build only; not remembered).
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Nix options")]
+pub struct NixArgs {
+    /// Set a Nix option for the build: --option NAME VALUE (repeatable)
+    #[arg(long = "option", value_names = ["NAME", "VALUE"], num_args = 2, action = clap::ArgAction::Append)]
+    pub option: Vec<String>,
+    /// Allow impure evaluation of a flake
+    #[arg(long)]
+    pub impure: bool,
+    /// Update this input of the flake (repeatable)
+    #[arg(long, value_name = "INPUT")]
+    pub update_input: Vec<String>,
+    /// Override an input of the flake: --override-input INPUT FLAKEREF (repeatable)
+    #[arg(long, value_names = ["INPUT", "FLAKEREF"], num_args = 2, action = clap::ArgAction::Append)]
+    pub override_input: Vec<String>,
+    /// Do not write the flake's lock file
+    #[arg(long)]
+    pub no_write_lock_file: bool,
+    /// Recreate the flake's lock file from scratch
+    #[arg(long)]
+    pub recreate_lock_file: bool,
+    /// Commit changes to the flake's lock file
+    #[arg(long)]
+    pub commit_lock_file: bool,
+}
+
+impl NixArgs {
+    /// The flags for the library.
+    pub fn flags(&self) -> crate::profile::NixFlags {
+        let pairs = |v: &[String]| v.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or_default())).collect();
+        crate::profile::NixFlags {
+            options: pairs(&self.option),
+            impure: self.impure,
+            update_input: self.update_input.clone(),
+            override_input: pairs(&self.override_input),
+            no_write_lock_file: self.no_write_lock_file,
+            recreate_lock_file: self.recreate_lock_file,
+            commit_lock_file: self.commit_lock_file,
+        }
+    }
+}
+
 /// Without a source option, update rebuilds from what create stored: the
 /// flake (with its attr), else the container's configuration.nix.
 #[derive(Debug, Args)]
@@ -367,6 +414,9 @@ pub struct UpdateArgs {
     /// since it started, instead of only saying that it needs a restart
     #[arg(long)]
     pub restart: bool,
+
+    #[command(flatten)]
+    pub nix: NixArgs,
 }
 
 #[derive(Debug, Args)]
@@ -540,6 +590,29 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("inf").is_err());
         assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn nix_flags_are_taken_on_create_and_update() {
+        let args = [
+            "--option", "cores", "2", "--option", "sandbox", "false", "--impure", "--update-input", "nixpkgs",
+            "--override-input", "nixpkgs", "/src/np", "--no-write-lock-file", "--recreate-lock-file",
+            "--commit-lock-file",
+        ];
+        for cmd in ["create", "update"] {
+            let cli = Cli::try_parse_from([&["nixos-container", cmd, "c", "--flake", "/f"], &args[..]].concat()).unwrap();
+            let nix = match cli.command {
+                Command::Create(a) => a.nix,
+                Command::Update(a) => a.nix,
+                other => panic!("{other:?}"),
+            };
+            let f = nix.flags();
+            assert_eq!(f.options, [("cores".to_string(), "2".to_string()), ("sandbox".into(), "false".into())]);
+            assert_eq!(f.override_input, [("nixpkgs".to_string(), "/src/np".to_string())]);
+            assert_eq!(f.update_input, ["nixpkgs"]);
+            assert!(f.impure && f.no_write_lock_file && f.recreate_lock_file && f.commit_lock_file);
+        }
+        assert!(Cli::try_parse_from(["nixos-container", "create", "c", "--option", "cores"]).is_err());
     }
 
     #[test]

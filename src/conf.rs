@@ -222,6 +222,9 @@ pub struct Conf {
     pub macvlans: Vec<String>,
     /// MEMORY_MAX, CPU_QUOTA, PIDS_MAX (see `limits`).
     pub limits: crate::limits::Limits,
+    /// `system.stateVersion` of the configuration.nix create writes: the
+    /// NixOS release the container was created with, kept for updates.
+    pub state_version: Option<String>,
     pub extra: Vec<(String, String)>,
 }
 
@@ -594,6 +597,12 @@ impl Conf {
                 "PIDS_MAX" => {
                     conf.limits.pids_max = crate::limits::parse_pids(v).map_err(|e| format!("PIDS_MAX: {e}"))?
                 }
+                "STATE_VERSION" => {
+                    conf.state_version = nonempty(v);
+                    if !conf.state_version.as_deref().is_none_or(crate::profile::is_release) {
+                        return Err(format!("STATE_VERSION='{}': not a NixOS release (e.g. 20.09)", shorten(v)));
+                    }
+                }
                 _ => {
                     if !PASSTHROUGH_KEYS.contains(&key.as_str()) {
                         warnings.push(format!("unknown key {key} ignored"));
@@ -729,6 +738,7 @@ impl Conf {
             ("NETWORK_NAMESPACE_PATH", path(&self.network_namespace_path)),
             ("INTERFACES", joined(&self.interfaces)),
             ("MACVLANS", joined(&self.macvlans)),
+            ("STATE_VERSION", self.state_version.clone()),
         ];
         for (key, value) in optional {
             if let Some(v) = value {
@@ -855,6 +865,14 @@ COPY_RESOLV_CONF=1
         assert!(err.contains(":1: unterminated double quote"), "{err}");
         let err = parse("HOST_PORT=tcp:99999\n").unwrap_err().to_string();
         assert!(err.contains("not a port number"), "{err}");
+    }
+
+    #[test]
+    fn the_state_version_round_trips_and_is_checked() {
+        let c = parse("PRIVATE_NETWORK=1\nSTATE_VERSION=20.09\n").unwrap();
+        assert_eq!(c.state_version.as_deref(), Some("20.09"));
+        assert_eq!(parse(&c.render()).unwrap(), c);
+        assert!(parse("STATE_VERSION='1\"; x = \"'\n").unwrap_err().to_string().contains("not a NixOS release"));
     }
 
     #[test]

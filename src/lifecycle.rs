@@ -19,7 +19,7 @@ use crate::name;
 use crate::net;
 use crate::nixos_config::{self, UserConfig};
 use crate::paths::{ContainerPaths, Paths};
-use crate::profile::{self, BuildOutput, SystemSource};
+use crate::profile::{self, BuildOutput, NixFlags, SystemSource};
 use crate::rootfs;
 use crate::supervisor::{self, Phase, Record};
 use nix::sys::signal::{Signal, kill};
@@ -44,6 +44,8 @@ pub struct CreateRequest {
     /// private network without a bridge.
     pub conf: Conf,
     pub output: BuildOutput,
+    /// Nix flags for the build (not stored).
+    pub nix: NixFlags,
 }
 
 #[derive(Debug)]
@@ -194,8 +196,13 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
     drop(global);
     crash_point("create-reserved");
 
-    match build_new(&name, &p, &req.source, req.output) {
-        Ok(()) => {}
+    match build_new(&name, &p, &req.source, req.output, &req.nix) {
+        Ok(state_version) => {
+            if state_version.is_some() {
+                req.conf.state_version = state_version;
+                req.conf.save(&marker)?;
+            }
+        }
         Err(e) => {
             if let Err(cleanup) = remove_container_files(&p) {
                 tracing::error!("cleaning up after the failed create: {cleanup}");
@@ -233,21 +240,47 @@ fn add_host_name(paths: &Paths, name: &str, conf: &Conf) {
     }
 }
 
-fn build_new(name: &str, p: &ContainerPaths, source: &Source, output: BuildOutput) -> Result<()> {
+/// Builds a new container's system; returns the release written as its
+/// `system.stateVersion`, for a configuration.nix.
+fn build_new(
+    name: &str,
+    p: &ContainerPaths,
+    source: &Source,
+    output: BuildOutput,
+    nix: &NixFlags,
+) -> Result<Option<String>> {
     fsutil::create_dir(&p.root, 0o755)?;
     profile::prepare_dirs(p)?;
+    if let (Some(flag), false) = (nix.flake_only(), matches!(source, Source::Flake(_))) {
+        return Err(profile::flake_only_error(flag));
+    }
+    let mut release = None;
     let build = match source {
         Source::Config { nixos_path, user } => {
+            let r = profile::nixos_release(nixos_path, nix);
             let dir = nixos_config::ConfigDir::open_host(&p.config_dir, true)?;
-            dir.replace(name, user)?;
+            dir.replace(name, user, r.as_ref().ok().map(String::as_str))?;
             nixos_config::copy_to_guest(&dir, &p.root);
+            release = Some((nixos_path, r));
             SystemSource::NixosConfig { nixos_path: nixos_path.clone(), config: dir.config_path() }
         }
         Source::SystemPath(path) => SystemSource::Path(path.clone()),
         Source::Flake(f) => SystemSource::flake(f),
     };
-    profile::build(&p.system_profile(), &build, output)?;
-    Ok(())
+    profile::build(&p.system_profile(), &build, output, nix)?;
+    Ok(release.and_then(|(nixos_path, r)| known_release(nixos_path, r)))
+}
+
+/// The release for a stateVersion, or a warning why there is none (only
+/// once the build worked: a NixOS that does not evaluate says so there).
+pub fn known_release(nixos_path: &str, release: Result<String>) -> Option<String> {
+    match release {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("system.stateVersion is not set: the release of {nixos_path} is unknown: {e}");
+            None
+        }
+    }
 }
 
 /// Removes everything of a container but its lock.

@@ -86,3 +86,123 @@ fn terminate_and_destroy_leave_no_nspawn_lock() {
     assert!(!lck.exists(), "destroy left {}", lck.display());
     assert_eq!(env.leftovers(&name), Vec::<String>::new());
 }
+
+fn conf_text(env: &Env, name: &str) -> String {
+    std::fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap()
+}
+
+fn configuration_nix(env: &Env, name: &str) -> String {
+    std::fs::read_to_string(env.root(name).join("etc/nixos/configuration.nix")).unwrap()
+}
+
+/// A copy of the stand-in NixOS that says it is release `release`.
+fn stand_in_of_release(env: &Env, release: &str) -> std::path::PathBuf {
+    let dir = env.base.join(format!("nixos-{release}"));
+    assert!(cmd_ok("cp", &["-r", nixos_path().to_str().unwrap(), dir.to_str().unwrap()]));
+    let version = dir.join("modules/misc/version.nix");
+    let text = std::fs::read_to_string(&version).unwrap();
+    assert!(text.contains("default = \"25.05\";"));
+    std::fs::write(&version, text.replace("default = \"25.05\";", &format!("default = \"{release}\";"))).unwrap();
+    dir
+}
+
+#[test]
+fn a_config_with_a_comment_builds_and_the_state_version_stays_frozen() {
+    let env = Env::new();
+    let name = env.name("sv");
+    env.create(&name, &["--config", "environment.etc.flavour.text = \"one\"; # a trailing comment"]);
+    let flavour = || std::fs::read_to_string(env.profile_dir(&name).join("system/etc/flavour")).unwrap();
+    assert_eq!(flavour(), "one");
+    // The stand-in's release, as nixos-generate-config would write it.
+    let line = "  system.stateVersion = lib.mkDefault \"25.05\";\n";
+    assert!(configuration_nix(&env, &name).contains(line), "{}", configuration_nix(&env, &name));
+    assert!(conf_text(&env, &name).contains("\nSTATE_VERSION=25.05\n"), "{}", conf_text(&env, &name));
+
+    // Built with a newer NixOS, the container keeps the release it was created with.
+    let newer = stand_in_of_release(&env, "26.11");
+    env.ok([
+        "update",
+        &name,
+        "--nixos-path",
+        newer.to_str().unwrap(),
+        "--option",
+        "cores",
+        "1",
+        "--config",
+        "environment.etc.flavour.text = \"two\"; # another comment",
+    ]);
+    assert_eq!(flavour(), "two");
+    assert!(configuration_nix(&env, &name).contains(line), "{}", configuration_nix(&env, &name));
+    assert!(conf_text(&env, &name).contains("\nSTATE_VERSION=25.05\n"));
+
+    // A new container built with it gets its release.
+    let other = env.name("sv2");
+    env.ok(["create", &other, "--nixos-path", newer.to_str().unwrap(), "--bind-ro", "/usr"]);
+    assert!(configuration_nix(&env, &other).contains("system.stateVersion = lib.mkDefault \"26.11\";"));
+}
+
+#[test]
+fn nix_flags_pass_through_to_the_build() {
+    let env = Env::new();
+    let name = env.name("nf");
+    let flake = env.base.join("flake");
+    std::fs::create_dir_all(&flake).unwrap();
+    std::fs::copy(repo().join("guest/container-login.nix"), flake.join("guest.nix")).unwrap();
+    std::fs::write(
+        flake.join("flake.nix"),
+        format!(
+            r#"{{
+  inputs.nixpkgs.url = "path:{}";
+  outputs = {{ self, nixpkgs }}: {{
+    nixosConfigurations.container = nixpkgs.lib.nixosSystem {{
+      system = "x86_64-linux";
+      modules = [ ./guest.nix {{ boot.isContainer = true; }} ];
+    }};
+  }};
+}}
+"#,
+            nixos_path().display()
+        ),
+    )
+    .unwrap();
+    let flake_arg = flake.to_str().unwrap();
+    let out = env.run([
+        "create",
+        &name,
+        "--flake",
+        flake_arg,
+        "--no-write-lock-file",
+        "--impure",
+        "--option",
+        "cores",
+        "1",
+        "--option",
+        "max-jobs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!flake.join("flake.lock").exists(), "--no-write-lock-file reached nix build");
+
+    // --override-input: the container's nixpkgs replaced by another release.
+    let newer = stand_in_of_release(&env, "26.11");
+    let out = env.run([
+        "update",
+        &name,
+        "--override-input",
+        "nixpkgs",
+        &format!("path:{}", newer.display()),
+        "--no-write-lock-file",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let release = std::fs::read_to_string(env.profile_dir(&name).join("system/etc/os-release")).unwrap();
+    assert!(release.contains("VERSION_ID=\"26.11\""), "{release}");
+    assert!(!flake.join("flake.lock").exists());
+
+    // Flake-only flags on a build that is not from a flake.
+    let out = env.run(["create", &env.name("nf2"), "--config", "", "--update-input", "nixpkgs"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: --update-input applies to flake builds only (--flake, or a container created from one)\n"
+    );
+}

@@ -99,7 +99,14 @@ pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
     let output = ctx.build_output();
     let created = lifecycle::create(
         &ctx.paths,
-        CreateRequest { name: args.name.clone(), ensure_unique_name: args.ensure_unique_name, source, conf, output },
+        CreateRequest {
+            name: args.name.clone(),
+            ensure_unique_name: args.ensure_unique_name,
+            source,
+            conf,
+            output,
+            nix: args.nix.flags(),
+        },
     )?;
     if let (Some(h), Some(l)) = (created.conf.host_address, created.conf.local_address) {
         ctx.note(&format!("host IP is {}, container IP is {}", h.addr, l.addr));

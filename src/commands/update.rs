@@ -38,7 +38,7 @@ pub fn run(ctx: &Ctx, args: &UpdateArgs) -> Result<i32> {
         update::switch_generation(&ctx.paths, &args.name, args.switch_generation, opts)?
     } else {
         let source = source_from_args(args)?;
-        update::update(&ctx.paths, &args.name, source, ctx.build_output(), opts)?
+        update::update(&ctx.paths, &args.name, source, ctx.build_output(), &args.nix.flags(), opts)?
     };
     report(ctx, &args.name, &updated);
     Ok(0)
