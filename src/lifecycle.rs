@@ -99,13 +99,14 @@ const TAKEN_KEYS: [&str; 5] = ["HOST_ADDRESS", "LOCAL_ADDRESS", "HOST_ADDRESS6",
 /// The lines of a conf that set one of `TAKEN_KEYS`. Every create reads
 /// every other conf, so nothing else of them is parsed (and a broken line
 /// elsewhere in a conf no longer hides its addresses).
-fn taken_lines(text: &str) -> impl Iterator<Item = &str> {
-    let wanted = |raw: &&str| {
-        let line = raw.trim();
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
-        line.split_once('=').is_some_and(|(key, _)| TAKEN_KEYS.contains(&key))
+fn taken_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let wanted = |raw: &&[u8]| {
+        let line = raw.trim_ascii();
+        let line = line.strip_prefix(b"export ").map(<[u8]>::trim_ascii_start).unwrap_or(line);
+        let key = line.iter().position(|c| *c == b'=').map(|eq| &line[..eq]);
+        key.is_some_and(|key| TAKEN_KEYS.iter().any(|k| k.as_bytes() == key))
     };
-    text.lines().filter(wanted)
+    text.split(|c| *c == b'\n').filter(wanted)
 }
 
 /// Names, addresses and host ports of every other container (created or
@@ -126,7 +127,8 @@ fn taken_by_others(paths: &Paths, except: &str) -> Result<net::Taken> {
         if other == except {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+        // Bytes: a value that is not UTF-8 elsewhere must not hide these.
+        let Ok(text) = std::fs::read(e.path()) else { continue };
         // A broken conf must not stop others from being created; its
         // values are read line by line as far as they parse, and a later
         // line wins, as in a shell.

@@ -206,3 +206,52 @@ fn nix_flags_pass_through_to_the_build() {
         "error: --update-input applies to flake builds only (--flake, or a container created from one)\n"
     );
 }
+/// A byte that is not UTF-8 (a damaged file, or a Latin-1 path) in a conf.
+#[test]
+fn a_conf_that_is_not_utf8_or_does_not_parse_can_still_be_destroyed() {
+    let env = Env::new();
+    let name = env.name("bin");
+    env.create(&name, &["--system-path", &build_system(&[])]);
+    let conf = env.conf_dir().join(format!("{name}.conf"));
+    let mut text = std::fs::read(&conf).unwrap();
+    text.extend_from_slice(b"# caf\xe9\nNOTE=\"caf\xe9\"\n");
+    std::fs::write(&conf, &text).unwrap();
+    // Read as bytes: nothing fails, the byte is kept when the conf is rewritten.
+    assert_eq!(env.ok(["status", &name]), "down\n");
+    assert!(env.ok(["list"]).contains(&name));
+    env.ok(["update", &name, "--system-path", &build_system(&[])]);
+    let needle = b"NOTE=\"caf\xe9\"\n";
+    assert!(std::fs::read(&conf).unwrap().windows(needle.len()).any(|w| w == needle));
+
+    // A conf that does not parse at all: destroy still removes the container.
+    std::fs::write(&conf, b"PRIVATE_NETWORK=1\n\xff\xfe garbage\n").unwrap();
+    let out = env.run(["status", &name]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = env.run(["destroy", &name]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{name}.conf:2")) && err.contains("without reading its conf"), "{err}");
+    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+}
+
+/// A Latin-1 directory name is a valid Linux path: bound into a guest.
+#[test]
+fn a_bind_whose_path_is_not_utf8_is_mounted() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let name = env.name("l1");
+    env.create(&name, &["--system-path", &build_system(&[])]);
+    let dir = env.base.join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("menu"), "espresso\n").unwrap();
+    let conf = env.conf_dir().join(format!("{name}.conf"));
+    let mut text = std::fs::read(&conf).unwrap();
+    text.extend_from_slice(b"BINDS=\"");
+    text.extend_from_slice(dir.as_os_str().as_bytes());
+    text.extend_from_slice(b":/data\"\n");
+    std::fs::write(&conf, &text).unwrap();
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["run", &name, "cat", "/data/menu"]), "espresso\n");
+    env.ok(["destroy", &name]);
+    assert_eq!(std::fs::read_to_string(dir.join("menu")).unwrap(), "espresso\n", "bound data survives destroy");
+}
