@@ -228,8 +228,8 @@ pub struct CreateArgs {
     #[arg(long, value_name = "ADDR", requires = "local_address")]
     pub host_address: Option<String>,
 
-    /// The container's IPv4 address (with --host-address)
-    #[arg(long, value_name = "ADDR", requires = "host_address")]
+    /// The container's IPv4 address (with --host-address; with --bridge alone is enough)
+    #[arg(long, value_name = "ADDR")]
     pub local_address: Option<String>,
 
     /// The host side's IPv6 address (with --local-address6; default: a pair from fd6e:6978:6f73::/48)

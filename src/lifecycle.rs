@@ -363,6 +363,9 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     tracing::info!("preparing the root {}", c.paths.root.display());
     rootfs::prepare(&c.paths)?;
+    if c.conf.copy_resolv_conf {
+        rootfs::copy_resolv_conf(&c.paths.root)?;
+    }
     let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker())?;
     crash_point("start-prepared");
     if let Err(e) = supervisor::launch(c, timeout, netns.as_deref()) {

@@ -255,3 +255,129 @@ fn a_bind_whose_path_is_not_utf8_is_mounted() {
     env.ok(["destroy", &name]);
     assert_eq!(std::fs::read_to_string(dir.join("menu")).unwrap(), "espresso\n", "bound data survives destroy");
 }
+
+/// Network objects a test makes for itself; removed on drop.
+#[derive(Default)]
+struct Made {
+    netns: Vec<String>,
+    links: Vec<String>,
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for l in &self.links {
+            let _ = std::process::Command::new("ip").args(["link", "del", l]).status();
+        }
+        for n in &self.netns {
+            let _ = std::process::Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn a_bridged_container_needs_no_host_address() {
+    let env = Env::new();
+    let mut made = Made::default();
+    let bridge = format!("ncbr{}", env.pool);
+    sh(&["ip", "link", "add", &bridge, "type", "bridge"]);
+    made.links.push(bridge.clone());
+    let gw = format!("10.{}.253.1", env.pool);
+    let local = format!("10.{}.253.7", env.pool);
+    sh(&["ip", "addr", "add", &format!("{gw}/24"), "dev", &bridge]);
+    sh(&["ip", "link", "set", &bridge, "up"]);
+    let name = env.name("br");
+    let sys = build_system(&[]);
+    env.create(&name, &["--system-path", &sys, "--bridge", &bridge, "--local-address", &format!("{local}/24")]);
+    let conf = conf_text(&env, &name);
+    assert!(conf.contains("\nHOST_ADDRESS=\n") && conf.contains(&format!("\nLOCAL_ADDRESS={local}/24\n")), "{conf}");
+    env.ok(["start", &name]);
+    sh(&["ping", "-c", "1", "-W", "5", &local]);
+    env.ok(["stop", &name]);
+    // Routed, the host side still needs its address.
+    let out = env.run(["create", &env.name("nb"), "--system-path", &sys, "--local-address", "10.9.9.2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--local-address needs --host-address"), "{}", stderr(&out));
+}
+
+/// What nixpkgs' declarative module writes: an IPv6-only pair in
+/// HOST_ADDRESS/LOCAL_ADDRESS, LOCAL_MAC_ADDRESS, COPY_RESOLV_CONF.
+#[test]
+fn ipv6_addresses_a_mac_address_and_the_hosts_resolv_conf_from_the_conf() {
+    let env = Env::new();
+    let name = env.name("v6");
+    env.create(&name, &["--system-path", &build_system(&[])]);
+    let conf = env.conf_dir().join(format!("{name}.conf"));
+    let (host6, local6) = (format!("fd6e:6978:{:x}:77::1", env.pool), format!("fd6e:6978:{:x}:77::2", env.pool));
+    let text: String = conf_text(&env, &name)
+        .lines()
+        .filter(|l| !l.contains("ADDRESS"))
+        .map(|l| format!("{l}\n"))
+        .chain([
+            format!("HOST_ADDRESS={host6}\nLOCAL_ADDRESS={local6}\n"),
+            "LOCAL_MAC_ADDRESS=02:6e:63:00:00:07\nCOPY_RESOLV_CONF=1\n".into(),
+        ])
+        .collect();
+    std::fs::write(&conf, &text).unwrap();
+    let out = env.run(["status", &name]);
+    assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("down\n", ""), "no warning about the keys");
+    assert_eq!(env.ok(["show-ip", &name]), format!("{local6}\n"));
+    // The guest's own resolv.conf is a link out of its root: replaced, not followed.
+    let decoy = env.base.join("decoy");
+    std::fs::write(&decoy, "decoy\n").unwrap();
+    std::fs::create_dir_all(env.root(&name).join("etc")).unwrap();
+    std::os::unix::fs::symlink(&decoy, env.root(&name).join("etc/resolv.conf")).unwrap();
+
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["run", &name, "cat", "/sys/class/net/eth0/address"]), "02:6e:63:00:00:07\n");
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(env.ok(["run", &name, "cat", "/etc/resolv.conf"]), host_resolv);
+    assert_eq!(std::fs::read_to_string(&decoy).unwrap(), "decoy\n");
+    sh(&["ping", "-6", "-c", "1", "-W", "5", &local6]);
+    env.ok(["stop", &name]);
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), text, "the conf is not rewritten");
+}
+
+/// A host whose IPv6 is disabled, made by running start and stop in a
+/// network namespace of the test's with IPv6 disabled there: the automatic
+/// IPv6 pair must not keep the container from starting.
+#[test]
+fn a_host_with_ipv6_disabled_still_starts_containers() {
+    let env = Env::new();
+    let mut made = Made::default();
+    let ns = format!("nc-noipv6-{}", env.pool);
+    sh(&["ip", "netns", "add", &ns]);
+    made.netns.push(ns.clone());
+    for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
+        sh(&["ip", "netns", "exec", &ns, "sysctl", "-q", "-w", key]);
+    }
+    sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+    let name = env.name("no6");
+    env.create(&name, &["--system-path", &build_system(&[])]);
+    assert!(conf_text(&env, &name).contains("LOCAL_ADDRESS6="), "the host has IPv6: a pair is assigned");
+    let local = env.ok(["show-ip", &name]).trim().to_string();
+    // nsenter, not `ip netns exec`, which would remount /sys under nspawn.
+    let in_ns = |args: &[&str]| {
+        std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .arg("--")
+            .arg(BIN)
+            .args(args)
+            .envs(env.vars())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = in_ns(&["start", &name]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    assert!(stderr(&out).contains("IPv6 is disabled on this host"), "{}", stderr(&out));
+    sh(&["ip", "netns", "exec", &ns, "ping", "-c", "1", "-W", "5", &local]);
+    let out = in_ns(&["stop", &name]);
+    assert!(out.status.success(), "stop: {}", stderr(&out));
+    assert_eq!(network_leftovers(&name), Vec::<String>::new());
+}

@@ -26,6 +26,13 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
     }
     if let Some(l) = &args.local_address {
         conf.local_address = Some(parse_addr4(l).map_err(|r| invalid("local address", l, r))?);
+        // Routed, the host side needs its address; on a bridge the
+        // container's default route is optional (via --host-address, if given).
+        if args.host_address.is_none() && args.bridge.is_none() {
+            return Err(Error::Usage(
+                "--local-address needs --host-address (or --bridge, where the host side has no address)".into(),
+            ));
+        }
     }
     if let Some(h) = &args.host_address6 {
         conf.host_address6 = Some(parse_addr6(h).map_err(|r| invalid("host address6", h, r))?);
