@@ -15,10 +15,17 @@ Exit status: 0 success, 1 failure, 2 usage error, 3 no such container,
 4 container not running; `run` and `root-login` exit with the status of the
 command or shell they ran.
 
+Confs are read from \"/etc/nixos-containers\", roots kept in
+/var/lib/nixos-containers, as nixpkgs does for stateVersion 22.05 and later.
 Paths can be moved with NIXOS_CONTAINER_CONF_DIR, NIXOS_CONTAINER_STATE_DIR,
 NIXOS_CONTAINER_PROFILES_DIR, NIXOS_CONTAINER_GCROOTS_DIR,
 NIXOS_CONTAINER_RUN_DIR and NIXOS_CONTAINER_HOSTS_FILE; address pools with
 NIXOS_CONTAINER_IPV4_POOL (A.B.0.0/16) and NIXOS_CONTAINER_IPV6_POOL (a /48).";
+
+/// extra-container picks its layout by grepping the nixos-container program
+/// for this string, quotes included (it means nixpkgs' 22.05 layout, which
+/// is ours); AFTER_HELP carries it, so it is in the binary.
+pub const EXTRA_CONTAINER_MARKER: &str = "\"/etc/nixos-containers\"";
 
 /// Create, run, update and destroy lightweight NixOS containers.
 #[derive(Debug, Parser)]
@@ -582,6 +589,13 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_help_carries_what_extra_container_looks_for() {
+        assert!(AFTER_HELP.contains(EXTRA_CONTAINER_MARKER));
+        let conf_default = crate::paths::ENV_VARS.iter().find(|(k, _)| *k == "NIXOS_CONTAINER_CONF_DIR").unwrap().1;
+        assert_eq!(format!("\"{conf_default}\""), EXTRA_CONTAINER_MARKER);
     }
 
     #[test]

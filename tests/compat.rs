@@ -381,3 +381,12 @@ fn a_host_with_ipv6_disabled_still_starts_containers() {
     assert!(out.status.success(), "stop: {}", stderr(&out));
     assert_eq!(network_leftovers(&name), Vec::<String>::new());
 }
+
+/// extra-container (erikarvstedt/extra-container) chooses where to put its
+/// confs with `grep -q '"/etc/nixos-containers"' "$(type -p nixos-container)"`;
+/// without a match it uses /etc/containers, which this tool does not read.
+#[test]
+fn extra_container_recognises_the_layout_in_the_binary() {
+    let status = std::process::Command::new("grep").args(["-q", "\"/etc/nixos-containers\"", BIN]).status().unwrap();
+    assert!(status.success(), "the binary lacks the string extra-container greps for");
+}
