@@ -390,3 +390,39 @@ fn extra_container_recognises_the_layout_in_the_binary() {
     let status = std::process::Command::new("grep").args(["-q", "\"/etc/nixos-containers\"", BIN]).status().unwrap();
     assert!(status.success(), "the binary lacks the string extra-container greps for");
 }
+
+fn quickstart(env: &Env, name: &str, extra_env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new("bash")
+        .arg(repo().join("scripts/quickstart"))
+        .envs(env.vars())
+        .env("NIXOS_CONTAINER_BIN", BIN)
+        .env("NIXOS_CONTAINER_QUICKSTART_NAME", name)
+        .envs(extra_env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_quick_start_says_what_it_does_and_removes_what_a_failure_left() {
+    let env = Env::new();
+    let name = env.name("qs");
+    // A start that dies half-way: the container it created goes again.
+    let out = quickstart(&env, &name, &[("NIXOS_CONTAINER_CRASH_AT", "start-locked")]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("==> creating a container") && err.contains("==> starting"), "{err}");
+    assert!(err.contains(&format!("removing container '{name}'")), "{err}");
+    assert!(!err.contains("+ name="), "{err}");
+    assert_eq!(env.ok(["list"]), "", "the failed quick start's container is gone");
+    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+
+    // The next one succeeds under the same name, not NAME-0.
+    let out = quickstart(&env, &name, &[]);
+    let (out_text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{out_text}{err}");
+    assert!(out_text.contains(&format!("hello from {name}, systemd is running")), "{out_text}");
+    assert!(out_text.contains(&format!("Container '{name}' is created and stopped")), "{out_text}");
+    assert!(!err.contains("+ name="), "{err}");
+    assert_eq!(env.ok(["list"]), format!("{name}\n"));
+}
