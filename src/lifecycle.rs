@@ -360,6 +360,7 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
         )));
     }
     crate::nspawn::require_installed()?;
+    rootfs::require_host_root_mounted()?;
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     tracing::info!("preparing the root {}", c.paths.root.display());
     rootfs::prepare(&c.paths)?;

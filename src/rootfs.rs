@@ -169,6 +169,27 @@ pub fn copy_resolv_conf(root: &Path) -> Result<()> {
     replace_file(root, "etc", "resolv.conf", &data, 0o644)
 }
 
+/// systemd-nspawn (and the supervisor's mount namespace) need the host's
+/// `/` to be a mount point; inside a plain chroot it is not, and both fail
+/// with a bare "Invalid argument". Said clearly before anything is set up.
+pub fn require_host_root_mounted() -> Result<()> {
+    match std::fs::read_to_string("/proc/self/mountinfo") {
+        Ok(info) if !root_is_mounted(&info) => Err(crate::error::Error::other(
+            "the host's / is not a mount point (inside a chroot?), and systemd-nspawn needs it to be one: \
+             enter the new root with pivot_root instead (unshare -m; mount --bind ROOT ROOT; cd ROOT; \
+             pivot_root . mnt), or bind-mount ROOT onto itself before chroot",
+        )),
+        // Without /proc nspawn will say what it misses.
+        _ => Ok(()),
+    }
+}
+
+/// Whether mountinfo (which lists only what is visible from this
+/// process's root) has a mount at `/`.
+fn root_is_mounted(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|l| l.split(' ').nth(4) == Some("/"))
+}
+
 /// Whether `rel` exists inside the root (without following symlinks out of it).
 pub fn exists(root: &Path, rel: &str) -> bool {
     open_in_root(root, rel, OFlag::O_PATH).is_ok()
@@ -230,6 +251,17 @@ pub fn prepare(paths: &ContainerPaths) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_root_that_is_not_a_mount_point_is_recognised() {
+        let host = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                    23 22 0:5 / /proc rw shared:2 - proc proc rw\n";
+        assert!(root_is_mounted(host));
+        // In a chroot, only the mounts below its root show, none at /.
+        let chroot = "30 22 0:5 / /proc rw shared:2 - proc proc rw\n31 22 0:6 / /usr ro - ext4 /dev/sda1 rw\n";
+        assert!(!root_is_mounted(chroot));
+        assert!(require_host_root_mounted().is_ok(), "this host's / is a mount point");
+    }
 
     #[test]
     fn replace_file_never_follows_the_guests_links() {

@@ -426,3 +426,40 @@ fn the_quick_start_says_what_it_does_and_removes_what_a_failure_left() {
     assert!(!err.contains("+ name="), "{err}");
     assert_eq!(env.ok(["list"]), format!("{name}\n"));
 }
+
+/// `start` inside a plain chroot (its root not a mount point), as on a
+/// freshly debootstrapped root entered with chroot: a clear error, not a
+/// bare "Invalid argument".
+#[test]
+fn start_inside_a_chroot_says_why_it_cannot() {
+    let env = Env::new();
+    let name = env.name("ch");
+    env.create(&name, &["--system-path", &build_system(&[])]);
+    let root = env.base.join("chroot");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::copy(BIN, root.join("nixos-container")).unwrap();
+    let vars: Vec<String> = env.vars().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // In a mount namespace of its own: every mount here goes with it.
+    let script = r#"set -e
+R=$1; shift
+for d in usr nix proc sys dev etc tmp run; do mkdir -p "$R/$d"; done
+for d in bin lib lib64 sbin; do [ -e "$R/$d" ] || ln -s "usr/$d" "$R/$d"; done
+mount --rbind /usr "$R/usr"; mount --rbind /nix "$R/nix"; mount -t proc proc "$R/proc"
+mount --rbind /sys "$R/sys"; mount --rbind /dev "$R/dev"; mount --bind /etc "$R/etc"
+mount --rbind /tmp "$R/tmp"; mount --rbind /run "$R/run"
+exec chroot "$R" /usr/bin/env "$@"
+"#;
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&root)
+        .args(&vars)
+        .args(["PATH=/usr/sbin:/usr/bin", "/nixos-container", "start", &name])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the host's / is not a mount point (inside a chroot?)"), "{}", stderr(&out));
+    assert!(processes_of(&name).is_empty());
+    assert_eq!(network_leftovers(&name), Vec::<String>::new());
+    assert_eq!(env.ok(["status", &name]), "down\n");
+}
