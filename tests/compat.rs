@@ -463,3 +463,45 @@ exec chroot "$R" /usr/bin/env "$@"
     assert_eq!(network_leftovers(&name), Vec::<String>::new());
     assert_eq!(env.ok(["status", &name]), "down\n");
 }
+
+/// `echo CMD | nixos-container root-login NAME`, as scripts and nixpkgs'
+/// tests use it: CMD runs, and the session ends at the end of the input;
+/// SIGTERM ends a session whose input stays open.
+#[test]
+fn root_login_with_piped_input_ends_with_it_and_on_sigterm() {
+    use std::io::Write;
+    let env = Env::new();
+    let name = env.name("rl");
+    env.create(&name, &["--system-path", &build_system(&[])]);
+    env.ok(["start", &name]);
+    for i in 0..8 {
+        let mut child = KillOnDrop::spawn(
+            env.command()
+                .args(["root-login", &name])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped()),
+        );
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(format!("echo round-$(( {i} + 1 ))\n").as_bytes()).unwrap();
+        drop(input);
+        let status = child.wait_timeout(std::time::Duration::from_secs(20));
+        assert!(status.is_some(), "round {i}: root-login did not end at the end of its input");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "round {i}: {}", stderr(&out));
+        assert!(stdout(&out).contains(&format!("round-{}\n", i + 1)), "round {i}: {}", stdout(&out));
+    }
+
+    let mut child = KillOnDrop::spawn(
+        env.command()
+            .args(["root-login", &name])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped()),
+    );
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"echo ready\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait_timeout(std::time::Duration::from_secs(10)).is_some(), "SIGTERM did not end root-login");
+    drop(input);
+}
