@@ -505,3 +505,54 @@ fn root_login_with_piped_input_ends_with_it_and_on_sigterm() {
     assert!(child.wait_timeout(std::time::Duration::from_secs(10)).is_some(), "SIGTERM did not end root-login");
     drop(input);
 }
+
+/// A target a container is still reaching (as multi-user.target while the
+/// guest boots) when an update adds a unit it wants: the unit starts. The
+/// cause of `rollback_returns_to_the_old_generation` failing once: its
+/// update ran while the guest was still booting (start returns when the
+/// root shell answers), and the new extra.service was never started.
+#[test]
+fn an_update_starts_units_wanted_by_a_target_still_being_reached() {
+    let env = Env::new();
+    let name = env.name("act");
+    let config = |extra: bool| {
+        let mut nix = String::from(
+            r#"{ pkgs, ... }: {
+  systemd.targets.app = { description = "a target reached slowly"; };
+  systemd.services.slow = {
+    wantedBy = [ "app.target" ];
+    before = [ "app.target" ];
+    serviceConfig = { Type = "oneshot"; ExecStart = "${pkgs.busybox}/bin/busybox sleep 300"; };
+  };
+"#,
+        );
+        if extra {
+            nix.push_str(
+                r#"  environment.etc."extra/file".text = "extra\n";
+  systemd.services.extra = {
+    wantedBy = [ "app.target" ];
+    serviceConfig.ExecStart = "${pkgs.busybox}/bin/busybox httpd -f -p 127.0.0.1:8081 -h /etc/extra";
+  };
+"#,
+            );
+        }
+        nix.push_str("}\n");
+        let path = env.base.join(if extra { "v2.nix" } else { "v1.nix" });
+        std::fs::write(&path, nix).unwrap();
+        path
+    };
+    let (v1, v2) = (config(false), config(true));
+    env.create(&name, &["--config-file", v1.to_str().unwrap()]);
+    env.ok(["start", &name]);
+    env.ok(["run", &name, "systemctl", "start", "--no-block", "app.target"]);
+    // A target being reached is inactive, with a start job waiting.
+    let waiting = wait_for(std::time::Duration::from_secs(10), || {
+        let out = env.run(["run", &name, "systemctl", "list-jobs", "--no-legend"]);
+        stdout(&out).lines().any(|l| l.split_whitespace().skip(1).take(2).eq(["app.target", "start"])).then_some(())
+    });
+    assert!(waiting.is_some(), "app.target is being reached");
+    let out = env.run(["update", &name, "--config-file", v2.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state = stdout(&env.run(["run", &name, "systemctl", "is-active", "extra.service"]));
+    assert_eq!(state.trim(), "active", "{}", stderr(&out));
+}
