@@ -556,3 +556,23 @@ fn an_update_starts_units_wanted_by_a_target_still_being_reached() {
     let state = stdout(&env.run(["run", &name, "systemctl", "is-active", "extra.service"]));
     assert_eq!(state.trim(), "active", "{}", stderr(&out));
 }
+
+/// `create --host-address fd..::1 --local-address fd..::2`, as nixpkgs
+/// passes them on: an IPv6-only container, its addresses where nixpkgs
+/// writes them.
+#[test]
+fn create_takes_ipv6_in_the_address_flags() {
+    let env = Env::new();
+    let name = env.name("c6");
+    let (h, l) = (format!("fd6e:6978:{:x}:66::1", env.pool), format!("fd6e:6978:{:x}:66::2", env.pool));
+    env.create(&name, &["--system-path", &build_system(&[]), "--host-address", &h, "--local-address", &l]);
+    let conf = conf_text(&env, &name);
+    assert!(conf.contains(&format!("\nHOST_ADDRESS={h}\nLOCAL_ADDRESS={l}\n")), "{conf}");
+    assert!(!conf.contains("ADDRESS6") && !conf.contains("=10."), "IPv6 only: {conf}");
+    assert_eq!(env.ok(["show-ip", &name]), format!("{l}\n"));
+    env.ok(["start", &name]);
+    sh(&["ping", "-6", "-c", "1", "-W", "5", &l]);
+    env.ok(["stop", &name]);
+    let out = env.run(["create", &env.name("c7"), "--host-address", &h, "--local-address", "10.1.2.3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

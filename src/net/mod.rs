@@ -472,7 +472,8 @@ pub fn assign(conf: &mut Conf, taken: &Taken, nl: &mut dyn Netlink, pools: (Pool
         return Ok(());
     }
     let mut free = |a: IpAddr| Ok(nl.in_use(a)?.is_none());
-    if conf.host_address.is_none() && conf.local_address.is_none() {
+    // IPv6 given where nixpkgs takes it (--host-address): an IPv6-only container.
+    if conf.host_address.is_none() && conf.local_address.is_none() && !conf.ipv6_in_address_keys {
         let (h, l) = pools.0.allocate_where(&taken.addrs, &mut free)?;
         conf.host_address = Some(Addr4 { addr: h, prefix: None });
         conf.local_address = Some(Addr4 { addr: l, prefix: None });
