@@ -132,7 +132,7 @@ fn usage_errors_are_two_lines() {
         &env.run(["create", "web", "--host-address", "10.1.1.1"]),
         2,
         "error: the following required arguments were not provided: --local-address <ADDR>\n\
-         usage: nixos-container create --host-address <ADDR> --local-address <ADDR> <NAME> (see --help)\n",
+         usage: nixos-container create --local-address <ADDR> --host-address <ADDR> <NAME> (see --help)\n",
     );
     expect(
         &env.run(["stop", "--timeout", "soon", "web"]),
