@@ -391,6 +391,22 @@ fn extra_container_recognises_the_layout_in_the_binary() {
     assert!(status.success(), "the binary lacks the string extra-container greps for");
 }
 
+/// extra-container's destroy replaces the container's conf (a link into
+/// the store) with an empty file, then runs `nixos-container destroy NAME`.
+#[test]
+fn extra_containers_destroy_removes_a_container_whose_conf_it_emptied() {
+    let env = Env::new();
+    let name = env.name("xc");
+    env.create(&name, &["--system-path", &build_system(&[])]);
+    env.ok(["start", &name]);
+    let conf = env.conf_dir().join(format!("{name}.conf"));
+    std::fs::remove_file(&conf).unwrap();
+    std::fs::write(&conf, "").unwrap();
+    let out = env.run(["destroy", &name]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+}
+
 fn quickstart(env: &Env, name: &str, extra_env: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new("bash")
         .arg(repo().join("scripts/quickstart"))
