@@ -15,10 +15,17 @@ Exit status: 0 success, 1 failure, 2 usage error, 3 no such container,
 4 container not running; `run` and `root-login` exit with the status of the
 command or shell they ran.
 
+Confs are read from \"/etc/nixos-containers\", roots kept in
+/var/lib/nixos-containers, as nixpkgs does for stateVersion 22.05 and later.
 Paths can be moved with NIXOS_CONTAINER_CONF_DIR, NIXOS_CONTAINER_STATE_DIR,
 NIXOS_CONTAINER_PROFILES_DIR, NIXOS_CONTAINER_GCROOTS_DIR,
 NIXOS_CONTAINER_RUN_DIR and NIXOS_CONTAINER_HOSTS_FILE; address pools with
 NIXOS_CONTAINER_IPV4_POOL (A.B.0.0/16) and NIXOS_CONTAINER_IPV6_POOL (a /48).";
+
+/// extra-container picks its layout by grepping the nixos-container program
+/// for this string, quotes included (it means nixpkgs' 22.05 layout, which
+/// is ours); AFTER_HELP carries it, so it is in the binary.
+pub const EXTRA_CONTAINER_MARKER: &str = "\"/etc/nixos-containers\"";
 
 /// Create, run, update and destroy lightweight NixOS containers.
 #[derive(Debug, Parser)]
@@ -228,8 +235,8 @@ pub struct CreateArgs {
     #[arg(long, value_name = "ADDR", requires = "local_address")]
     pub host_address: Option<String>,
 
-    /// The container's IPv4 address (with --host-address)
-    #[arg(long, value_name = "ADDR", requires = "host_address")]
+    /// The container's IPv4 address (with --host-address; with --bridge alone is enough)
+    #[arg(long, value_name = "ADDR")]
     pub local_address: Option<String>,
 
     /// The host side's IPv6 address (with --local-address6; default: a pair from fd6e:6978:6f73::/48)
@@ -270,6 +277,9 @@ pub struct CreateArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub nix: NixArgs,
 }
 
 /// A limit as given: `Some(n)`, or `None` for "no limit" (`infinity`).
@@ -327,6 +337,50 @@ pub struct SetLimitsArgs {
     pub limits: LimitArgs,
 }
 
+/// Nix flags passed through to the build, as nixpkgs' nixos-container
+/// does (for this build only; not remembered).
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Nix options")]
+pub struct NixArgs {
+    /// Set a Nix option for the build: --option NAME VALUE (repeatable)
+    #[arg(long = "option", value_names = ["NAME", "VALUE"], num_args = 2, action = clap::ArgAction::Append)]
+    pub option: Vec<String>,
+    /// Allow impure evaluation of a flake
+    #[arg(long)]
+    pub impure: bool,
+    /// Update this input of the flake (repeatable)
+    #[arg(long, value_name = "INPUT")]
+    pub update_input: Vec<String>,
+    /// Override an input of the flake: --override-input INPUT FLAKEREF (repeatable)
+    #[arg(long, value_names = ["INPUT", "FLAKEREF"], num_args = 2, action = clap::ArgAction::Append)]
+    pub override_input: Vec<String>,
+    /// Do not write the flake's lock file
+    #[arg(long)]
+    pub no_write_lock_file: bool,
+    /// Recreate the flake's lock file from scratch
+    #[arg(long)]
+    pub recreate_lock_file: bool,
+    /// Commit changes to the flake's lock file
+    #[arg(long)]
+    pub commit_lock_file: bool,
+}
+
+impl NixArgs {
+    /// The flags for the library.
+    pub fn flags(&self) -> crate::profile::NixFlags {
+        let pairs = |v: &[String]| v.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or_default())).collect();
+        crate::profile::NixFlags {
+            options: pairs(&self.option),
+            impure: self.impure,
+            update_input: self.update_input.clone(),
+            override_input: pairs(&self.override_input),
+            no_write_lock_file: self.no_write_lock_file,
+            recreate_lock_file: self.recreate_lock_file,
+            commit_lock_file: self.commit_lock_file,
+        }
+    }
+}
+
 /// Without a source option, update rebuilds from what create stored: the
 /// flake (with its attr), else the container's configuration.nix.
 #[derive(Debug, Args)]
@@ -367,6 +421,9 @@ pub struct UpdateArgs {
     /// since it started, instead of only saying that it needs a restart
     #[arg(long)]
     pub restart: bool,
+
+    #[command(flatten)]
+    pub nix: NixArgs,
 }
 
 #[derive(Debug, Args)]
@@ -431,9 +488,71 @@ pub struct RunArgs {
     /// The user to run the command as (a name or uid; default: root)
     #[arg(long, value_name = "USER", add = ArgValueCompleter::new(complete_guest_user))]
     pub user: Option<String>,
-    /// The command and its arguments (after --)
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// The command and its arguments, after NAME (as with nixpkgs, a `--`
+    /// before them is optional; it keeps a command's own options apart)
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+impl Cli {
+    /// Parses the program's arguments (see `parse_from_args`).
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        Cli::parse_from_args(std::env::args_os().collect())
+    }
+
+    /// Parses `raw` (argv[0] first). `run NAME CMD...` and `run NAME -- CMD...`
+    /// both name the container first; `run -- CMD...` names none (chosen at
+    /// a terminal), which clap alone cannot tell from `run NAME`: the `--`
+    /// decides.
+    pub fn parse_from_args(raw: Vec<OsString>) -> Result<Cli, clap::Error> {
+        let mut cli = Cli::try_parse_from(&raw)?;
+        if let Command::Run(r) = &mut cli.command
+            && run_command_follows_dashes(&raw)
+            && let Some(first) = r.name.take()
+        {
+            r.command.insert(0, first.into());
+        }
+        Ok(cli)
+    }
+}
+
+/// Whether, in a `run` command line, `--` comes before the first positional
+/// argument (so there is no NAME). Options that take a separate value are
+/// read from the clap definition, so the scan follows it.
+fn run_command_follows_dashes(raw: &[OsString]) -> bool {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let Some(run) = cmd.find_subcommand("run") else { return false };
+    let takes_value = |a: &clap::Arg| !a.is_positional() && a.get_action().takes_values();
+    let value_longs: Vec<&str> = run.get_arguments().filter(|a| takes_value(a)).filter_map(|a| a.get_long()).collect();
+    let value_shorts: Vec<char> = run.get_arguments().filter(|a| takes_value(a)).filter_map(|a| a.get_short()).collect();
+    let mut tokens = raw.iter().skip(1).map(|t| t.to_string_lossy());
+    // Global flags (-v, -q) may come before the subcommand; none takes a value.
+    match tokens.by_ref().find(|t| !t.starts_with('-')) {
+        Some(sub) if sub == "run" || run.get_all_aliases().any(|a| a == sub) => {}
+        _ => return false,
+    }
+    while let Some(t) = tokens.next() {
+        if t == "--" {
+            return true;
+        }
+        if let Some(long) = t.strip_prefix("--") {
+            if !long.contains('=') && value_longs.contains(&long) {
+                tokens.next();
+            }
+        } else if let Some(shorts) = t.strip_prefix('-').filter(|s| !s.is_empty()) {
+            // In a cluster (-tv), a value-taking option takes the rest, or
+            // the next token when it comes last.
+            if let Some(i) = shorts.find(|c| value_shorts.contains(&c))
+                && i + 1 == shorts.len()
+            {
+                tokens.next();
+            }
+        } else {
+            return false;
+        }
+    }
+    false
 }
 
 #[derive(Debug, Args)]
@@ -473,11 +592,41 @@ mod tests {
     }
 
     #[test]
+    fn the_help_carries_what_extra_container_looks_for() {
+        assert!(AFTER_HELP.contains(EXTRA_CONTAINER_MARKER));
+        let conf_default = crate::paths::ENV_VARS.iter().find(|(k, _)| *k == "NIXOS_CONTAINER_CONF_DIR").unwrap().1;
+        assert_eq!(format!("\"{conf_default}\""), EXTRA_CONTAINER_MARKER);
+    }
+
+    #[test]
     fn seconds() {
         assert_eq!(parse_seconds("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("inf").is_err());
         assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn nix_flags_are_taken_on_create_and_update() {
+        let args = [
+            "--option", "cores", "2", "--option", "sandbox", "false", "--impure", "--update-input", "nixpkgs",
+            "--override-input", "nixpkgs", "/src/np", "--no-write-lock-file", "--recreate-lock-file",
+            "--commit-lock-file",
+        ];
+        for cmd in ["create", "update"] {
+            let cli = Cli::try_parse_from([&["nixos-container", cmd, "c", "--flake", "/f"], &args[..]].concat()).unwrap();
+            let nix = match cli.command {
+                Command::Create(a) => a.nix,
+                Command::Update(a) => a.nix,
+                other => panic!("{other:?}"),
+            };
+            let f = nix.flags();
+            assert_eq!(f.options, [("cores".to_string(), "2".to_string()), ("sandbox".into(), "false".into())]);
+            assert_eq!(f.override_input, [("nixpkgs".to_string(), "/src/np".to_string())]);
+            assert_eq!(f.update_input, ["nixpkgs"]);
+            assert!(f.impure && f.no_write_lock_file && f.recreate_lock_file && f.commit_lock_file);
+        }
+        assert!(Cli::try_parse_from(["nixos-container", "create", "c", "--option", "cores"]).is_err());
     }
 
     #[test]
@@ -528,6 +677,35 @@ mod tests {
         assert!(Cli::try_parse_from(["nixos-container", "run", "c", "-t", "-T", "--", "ls"]).is_err());
         assert!(Cli::try_parse_from(["nixos-container", "run", "c", "--env", "=x", "--", "ls"]).is_err());
         assert!(Cli::try_parse_from(["nixos-container", "run", "c", "--env", "novalue", "--", "ls"]).is_err());
+    }
+
+    fn run_of(args: &[&str]) -> (Option<String>, Vec<String>) {
+        let raw: Vec<OsString> = ["nixos-container"].iter().chain(args).map(OsString::from).collect();
+        match Cli::parse_from_args(raw).unwrap().command {
+            Command::Run(r) => (r.name, r.command.iter().map(|c| c.to_string_lossy().into_owned()).collect()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_takes_the_command_with_or_without_dashes() {
+        let named = |n: &str, c: &[&str]| (Some(n.to_string()), c.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        // As nixpkgs: no `--` needed; the command's own options stay its own.
+        assert_eq!(run_of(&["run", "c", "ls", "-l", "--user", "x"]), named("c", &["ls", "-l", "--user", "x"]));
+        assert_eq!(run_of(&["run", "c", "grep", "--", "-x"]), named("c", &["grep", "--", "-x"]));
+        assert_eq!(run_of(&["run", "c", "--", "ls", "-l"]), named("c", &["ls", "-l"]));
+        // Options before NAME, and between NAME and the command.
+        assert_eq!(run_of(&["-v", "run", "-t", "--user", "alice", "c", "id"]), named("c", &["id"]));
+        assert_eq!(run_of(&["run", "c", "--env", "A=1", "-T", "env"]), named("c", &["env"]));
+        assert_eq!(run_of(&["run", "--user=alice", "c", "id"]), named("c", &["id"]));
+        // Without NAME (chosen at a terminal): `--` comes first.
+        assert_eq!(run_of(&["run", "--", "true"]), (None, vec!["true".to_string()]));
+        assert_eq!(run_of(&["exec", "--", "true"]), (None, vec!["true".to_string()]));
+        assert_eq!(run_of(&["exec", "c", "true"]), named("c", &["true"]));
+        assert_eq!(run_of(&["run", "-t", "--user", "root", "--", "sh", "-i"]), (None, vec!["sh".into(), "-i".into()]));
+        assert_eq!(run_of(&["-q", "run", "--cwd", "/", "--", "ls", "-l"]), (None, vec!["ls".into(), "-l".into()]));
+        // An unknown option before the command is still refused.
+        assert!(Cli::parse_from_args(["nixos-container", "run", "c", "--bogus", "ls"].map(OsString::from).to_vec()).is_err());
     }
 
     #[test]

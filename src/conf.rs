@@ -6,8 +6,9 @@
 //! rewrite the file, so nothing a user or another tool wrote is lost.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::ffi::{OsStr, OsString};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -133,28 +134,39 @@ impl Bind {
     /// Parses `SRC[:DST[:OPTIONS]]`. Both paths must be absolute; the source
     /// may start with `+` (relative to the container root) as in nspawn.
     pub fn parse(spec: &str, read_only: bool) -> std::result::Result<Bind, String> {
-        if spec.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Bind::parse_bytes(spec.as_bytes(), read_only)
+    }
+
+    /// `parse` for a spec read from a conf: Linux paths are bytes, and need
+    /// not be UTF-8 (a Latin-1 file name, say).
+    pub fn parse_bytes(spec: &[u8], read_only: bool) -> std::result::Result<Bind, String> {
+        if spec.iter().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()) {
             return Err("bind paths must not contain whitespace".into());
         }
         // nspawn reads backslashes as escapes (`\:`); keep them out.
-        if spec.contains('\\') {
+        if spec.contains(&b'\\') {
             return Err("bind paths must not contain '\\'".into());
         }
-        let mut parts = spec.splitn(3, ':');
+        let mut parts = spec.splitn(3, |c| *c == b':');
         let source = parts.next().unwrap_or_default();
         let target = parts.next().filter(|t| !t.is_empty()).unwrap_or(source);
-        let options = parts.next().map(str::to_string);
-        let absolute = |p: &str| p.starts_with('/') || p.starts_with("+/");
-        if !absolute(source) {
-            return Err(format!("source '{source}' must be an absolute path"));
+        let options = parts
+            .next()
+            .map(|o| String::from_utf8(o.to_vec()).map_err(|_| "bind options must be UTF-8".to_string()))
+            .transpose()?;
+        let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        if !(source.starts_with(b"/") || source.starts_with(b"+/")) {
+            return Err(format!("source '{}' must be an absolute path", show(source)));
         }
-        if !target.starts_with('/') {
-            return Err(format!("target '{target}' must be an absolute path"));
+        if !target.starts_with(b"/") {
+            return Err(format!("target '{}' must be an absolute path", show(target)));
         }
-        if target.split('/').any(|c| c == "..") || source.split('/').any(|c| c == "..") {
+        let dotdot = |p: &[u8]| p.split(|c| *c == b'/').any(|c| c == b"..");
+        if dotdot(target) || dotdot(source) {
             return Err("bind paths must not contain '..'".into());
         }
-        Ok(Bind { source: PathBuf::from(source), target: PathBuf::from(target), options, read_only })
+        let path = |p: &[u8]| PathBuf::from(OsStr::from_bytes(p));
+        Ok(Bind { source: path(source), target: path(target), options, read_only })
     }
 
     /// Checks the OPTIONS of a bind against those systemd-nspawn knows, so
@@ -170,16 +182,19 @@ impl Bind {
     }
 
     /// The nspawn flag for this bind.
-    pub fn nspawn_flag(&self) -> String {
-        let flag = if self.read_only { "--bind-ro" } else { "--bind" };
-        format!("{flag}={}", self.spec())
+    pub fn nspawn_flag(&self) -> OsString {
+        let mut flag = OsString::from(if self.read_only { "--bind-ro=" } else { "--bind=" });
+        flag.push(self.spec());
+        flag
     }
 
-    fn spec(&self) -> String {
-        let mut s = format!("{}:{}", self.source.display(), self.target.display());
+    fn spec(&self) -> OsString {
+        let mut s = self.source.as_os_str().to_os_string();
+        s.push(":");
+        s.push(&self.target);
         if let Some(o) = &self.options {
-            s.push(':');
-            s.push_str(o);
+            s.push(":");
+            s.push(o);
         }
         s
     }
@@ -222,7 +237,20 @@ pub struct Conf {
     pub macvlans: Vec<String>,
     /// MEMORY_MAX, CPU_QUOTA, PIDS_MAX (see `limits`).
     pub limits: crate::limits::Limits,
-    pub extra: Vec<(String, String)>,
+    /// `system.stateVersion` of the configuration.nix create writes: the
+    /// NixOS release the container was created with, kept for updates.
+    pub state_version: Option<String>,
+    /// The MAC address of the container's side of the veth pair (nixpkgs'
+    /// declarative `localMacAddress`).
+    pub local_mac_address: Option<String>,
+    /// Copy the host's /etc/resolv.conf into the container at start.
+    pub copy_resolv_conf: bool,
+    /// HOST_ADDRESS/LOCAL_ADDRESS held the IPv6 addresses (as nixpkgs
+    /// writes them for an IPv6-only container): written back there.
+    pub ipv6_in_address_keys: bool,
+    /// Keys we do not know, with their values as read (bytes: not
+    /// necessarily UTF-8).
+    pub extra: Vec<(String, OsString)>,
 }
 
 /// Splits `REF#ATTR`; the attribute defaults to `container` as in the anchor.
@@ -256,29 +284,83 @@ pub const RESTART_KEYS: &[&str] = &[
     "CAPABILITIES",
     "SYSTEM_CALL_FILTER",
     "DEVICES",
+    "LOCAL_MAC_ADDRESS",
+    "COPY_RESOLV_CONF",
 ];
 
-/// Keys nixpkgs writes that we accept and keep but do not act on.
-const PASSTHROUGH_KEYS: &[&str] = &["COPY_RESOLV_CONF"];
+/// The keys this tool reads (others are kept as they are).
+const KNOWN_KEYS: &[&str] = &[
+    "PRIVATE_NETWORK",
+    "HOST_ADDRESS",
+    "LOCAL_ADDRESS",
+    "HOST_ADDRESS6",
+    "LOCAL_ADDRESS6",
+    "HOST_BRIDGE",
+    "HOST_PORT",
+    "AUTO_START",
+    "FLAKE",
+    "NIXOS_PATH",
+    "SYSTEM_PATH",
+    "BINDS",
+    "BINDS_RO",
+    "EXTRA_NSPAWN_FLAGS",
+    "PRIVATE_USERS",
+    "CAPABILITIES",
+    "SYSTEM_CALL_FILTER",
+    "DEVICES",
+    "NETWORK_NAMESPACE_PATH",
+    "INTERFACES",
+    "MACVLANS",
+    "LOCAL_MAC_ADDRESS",
+    "COPY_RESOLV_CONF",
+    "STATE_VERSION",
+    "NIX_DAEMON",
+    "MEMORY_MAX",
+    "CPU_QUOTA",
+    "PIDS_MAX",
+];
 
-/// Parses `KEY=VALUE` lines into pairs. Errors name the line.
-pub fn parse_pairs(text: &str) -> std::result::Result<Vec<(String, String)>, (usize, String)> {
+/// A unicast MAC address, `xx:xx:xx:xx:xx:xx`.
+pub fn validate_mac(mac: &str) -> std::result::Result<[u8; 6], String> {
+    let bad = || "not a MAC address (e.g. 02:00:00:00:00:01)".to_string();
+    let parts: Vec<&str> = mac.split(':').collect();
+    if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 6];
+    for (o, p) in out.iter_mut().zip(&parts) {
+        *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if out[0] & 1 == 1 {
+        return Err("a multicast address cannot name an interface".into());
+    }
+    if out == [0; 6] {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Parses `KEY=VALUE` lines into pairs. Errors name the line. The text is
+/// bytes: values (paths above all) need not be UTF-8; keys are ASCII.
+pub fn parse_pairs(text: &[u8]) -> std::result::Result<Vec<(String, OsString)>, (usize, String)> {
     let mut pairs = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    for (i, raw) in text.split(|c| *c == b'\n').enumerate() {
         let lineno = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+        let line = raw.trim_ascii();
+        if line.is_empty() || line.starts_with(b"#") || line.starts_with(b";") {
             continue;
         }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            return Err((lineno, format!("expected KEY=VALUE, found '{}'", shorten(raw))));
+        let line = line.strip_prefix(b"export ").map(<[u8]>::trim_ascii_start).unwrap_or(line);
+        let Some(eq) = line.iter().position(|c| *c == b'=') else {
+            return Err((lineno, format!("expected KEY=VALUE, found '{}'", shorten(&String::from_utf8_lossy(raw)))));
         };
-        if !valid_key(key) {
-            return Err((lineno, format!("'{}' is not a valid key", shorten(key))));
+        let (key, value) = (&line[..eq], &line[eq + 1..]);
+        let key = String::from_utf8_lossy(key);
+        if !valid_key(&key) {
+            return Err((lineno, format!("'{}' is not a valid key", shorten(&key))));
         }
         let value = unquote(value).map_err(|e| (lineno, e))?;
-        pairs.push((key.to_string(), value));
+        pairs.push((key.into_owned(), OsString::from_vec(value)));
     }
     Ok(pairs)
 }
@@ -297,35 +379,32 @@ fn shorten(s: &str) -> String {
 /// Shell-like value syntax: bare words, "double" and 'single' quotes, which
 /// may be concatenated. Whitespace outside quotes is kept between words (the
 /// anchor writes space-separated lists unquoted only when they are empty).
-fn unquote(value: &str) -> std::result::Result<String, String> {
-    let mut out = String::new();
-    let mut chars = value.chars().peekable();
-    while let Some(c) = chars.next() {
+fn unquote(value: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut bytes = value.iter().copied();
+    while let Some(c) = bytes.next() {
         match c {
-            '"' => loop {
-                match chars.next() {
+            b'"' => loop {
+                match bytes.next() {
                     None => return Err("unterminated double quote".into()),
-                    Some('"') => break,
-                    Some('\\') => match chars.next() {
-                        Some(e @ ('"' | '\\' | '$' | '`')) => out.push(e),
-                        Some('\n') => {}
-                        Some(e) => {
-                            out.push('\\');
-                            out.push(e);
-                        }
+                    Some(b'"') => break,
+                    Some(b'\\') => match bytes.next() {
+                        Some(e @ (b'"' | b'\\' | b'$' | b'`')) => out.push(e),
+                        Some(b'\n') => {}
+                        Some(e) => out.extend([b'\\', e]),
                         None => return Err("unterminated double quote".into()),
                     },
                     Some(c) => out.push(c),
                 }
             },
-            '\'' => loop {
-                match chars.next() {
+            b'\'' => loop {
+                match bytes.next() {
                     None => return Err("unterminated single quote".into()),
-                    Some('\'') => break,
+                    Some(b'\'') => break,
                     Some(c) => out.push(c),
                 }
             },
-            '\\' => match chars.next() {
+            b'\\' => match bytes.next() {
                 Some(e) => out.push(e),
                 None => return Err("trailing backslash".into()),
             },
@@ -337,19 +416,19 @@ fn unquote(value: &str) -> std::result::Result<String, String> {
 }
 
 /// Quotes a value so that both sh and systemd read it back unchanged.
-fn quote(value: &str) -> String {
-    let plain = value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:,@+%#=".contains(c));
-    if plain && !value.starts_with('#') {
-        return value.to_string();
+fn quote(value: &[u8]) -> Vec<u8> {
+    let plain = value.iter().all(|c| c.is_ascii_alphanumeric() || b"-_./:,@+%#=".contains(c));
+    if plain && !value.starts_with(b"#") {
+        return value.to_vec();
     }
-    let mut s = String::from("\"");
-    for c in value.chars() {
-        if matches!(c, '"' | '\\' | '$' | '`') {
-            s.push('\\');
+    let mut s = vec![b'"'];
+    for c in value {
+        if matches!(c, b'"' | b'\\' | b'$' | b'`') {
+            s.push(b'\\');
         }
-        s.push(c);
+        s.push(*c);
     }
-    s.push('"');
+    s.push(b'"');
     s
 }
 
@@ -474,14 +553,27 @@ fn parse_bool(key: &str, value: &str) -> std::result::Result<bool, String> {
 
 /// A path key's value: empty, or an absolute path (nspawn and Nix would
 /// read a relative one from wherever the command happens to run).
-fn absolute_path(key: &str, value: &str) -> std::result::Result<Option<PathBuf>, String> {
+fn absolute_path(key: &str, value: &OsStr) -> std::result::Result<Option<PathBuf>, String> {
     if value.is_empty() {
         return Ok(None);
     }
-    if !value.starts_with('/') {
-        return Err(format!("{key}='{}': must be an absolute path", shorten(value)));
+    if !value.as_bytes().starts_with(b"/") {
+        return Err(format!("{key}='{}': must be an absolute path", shorten(&value.to_string_lossy())));
     }
     Ok(Some(PathBuf::from(value)))
+}
+
+/// A value without control characters: Unicode's in text, ASCII's in a
+/// value that is not UTF-8 (a path's bytes).
+fn control_free(key: &str, value: &OsStr) -> std::result::Result<(), String> {
+    let found = match value.to_str() {
+        Some(v) => v.chars().find(|c| c.is_control()),
+        None => value.as_bytes().iter().find(|b| b.is_ascii_control()).map(|b| char::from(*b)),
+    };
+    match found {
+        Some(c) => Err(format!("{key} contains the control character {c:?}; remove it")),
+        None => Ok(()),
+    }
 }
 
 fn words(value: &str) -> impl Iterator<Item = &str> {
@@ -490,31 +582,44 @@ fn words(value: &str) -> impl Iterator<Item = &str> {
 
 impl Conf {
     /// Interprets parsed pairs. Later keys win, as in a shell.
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> std::result::Result<(Conf, Vec<String>), String> {
+    pub fn from_pairs(pairs: Vec<(String, OsString)>) -> std::result::Result<(Conf, Vec<String>), String> {
         let mut conf = Conf::default();
         let mut warnings = Vec::new();
         let nonempty = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        // IPv6 addresses nixpkgs writes into HOST_ADDRESS/LOCAL_ADDRESS.
+        let (mut host6_in_v4_key, mut local6_in_v4_key) = (None, None);
         for (key, value) in pairs {
-            let v = value.as_str();
             if !valid_key(&key) {
                 return Err(format!("'{}' is not a valid key", shorten(&key)));
             }
             // Every value reaches a command line, Nix, nft or a file read
             // line by line; none of them has a use for control characters.
-            if let Some(c) = v.chars().find(|c| c.is_control()) {
-                return Err(format!("{key} contains the control character {c:?}; remove it"));
-            }
+            control_free(&key, &value)?;
+            // Paths are bytes; every other value we read is text.
+            let bytes_key = matches!(key.as_str(), "BINDS" | "BINDS_RO" | "SYSTEM_PATH" | "NETWORK_NAMESPACE_PATH");
+            let v = match value.to_str() {
+                Some(v) => v,
+                None if bytes_key || !KNOWN_KEYS.contains(&key.as_str()) => "",
+                None => return Err(format!("{key} is not UTF-8 text ('{}')", shorten(&value.to_string_lossy()))),
+            };
             match key.as_str() {
                 "PRIVATE_NETWORK" => conf.private_network = parse_bool(&key, v)?,
                 "AUTO_START" => conf.auto_start = parse_bool(&key, v)?,
                 "NIX_DAEMON" => conf.nix_daemon = parse_bool(&key, v)?,
                 "HOST_ADDRESS" | "LOCAL_ADDRESS" => {
-                    let a = if v.is_empty() {
-                        None
+                    let (mut a4, mut a6) = (None, None);
+                    if !v.is_empty() {
+                        match parse_addr4(v) {
+                            Ok(a) => a4 = Some(a),
+                            // nixpkgs puts an IPv6-only container's addresses here.
+                            Err(e) => a6 = Some(parse_addr6(v).map_err(|_| format!("{key}='{}': {e}", shorten(v)))?),
+                        }
+                    }
+                    if key == "HOST_ADDRESS" {
+                        (conf.host_address, host6_in_v4_key) = (a4, a6);
                     } else {
-                        Some(parse_addr4(v).map_err(|e| format!("{key}='{}': {e}", shorten(v)))?)
-                    };
-                    if key == "HOST_ADDRESS" { conf.host_address = a } else { conf.local_address = a }
+                        (conf.local_address, local6_in_v4_key) = (a4, a6);
+                    }
                 }
                 "HOST_ADDRESS6" | "LOCAL_ADDRESS6" => {
                     let a = if v.is_empty() {
@@ -539,13 +644,14 @@ impl Conf {
                 }
                 "FLAKE" => conf.flake = nonempty(v),
                 "NIXOS_PATH" => conf.nixos_path = nonempty(v),
-                "SYSTEM_PATH" => conf.system_path = absolute_path(&key, v)?,
+                "SYSTEM_PATH" => conf.system_path = absolute_path(&key, &value)?,
                 "BINDS" | "BINDS_RO" => {
                     let ro = key == "BINDS_RO";
                     conf.binds.retain(|b| b.read_only != ro);
-                    for spec in words(v) {
-                        conf.binds
-                            .push(Bind::parse(spec, ro).map_err(|e| format!("{key} entry '{}': {e}", shorten(spec)))?);
+                    for spec in value.as_bytes().split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()) {
+                        conf.binds.push(Bind::parse_bytes(spec, ro).map_err(|e| {
+                            format!("{key} entry '{}': {e}", shorten(&String::from_utf8_lossy(spec)))
+                        })?);
                     }
                 }
                 "EXTRA_NSPAWN_FLAGS" => conf.extra_nspawn_flags = words(v).map(str::to_string).collect(),
@@ -575,7 +681,7 @@ impl Conf {
                         .map(|d| validate_device_path(d).map_err(|e| format!("DEVICES entry '{}': {e}", shorten(d))))
                         .collect::<std::result::Result<_, _>>()?
                 }
-                "NETWORK_NAMESPACE_PATH" => conf.network_namespace_path = absolute_path(&key, v)?,
+                "NETWORK_NAMESPACE_PATH" => conf.network_namespace_path = absolute_path(&key, &value)?,
                 "INTERFACES" | "MACVLANS" => {
                     let list = words(v)
                         .map(|i| {
@@ -594,14 +700,43 @@ impl Conf {
                 "PIDS_MAX" => {
                     conf.limits.pids_max = crate::limits::parse_pids(v).map_err(|e| format!("PIDS_MAX: {e}"))?
                 }
-                _ => {
-                    if !PASSTHROUGH_KEYS.contains(&key.as_str()) {
-                        warnings.push(format!("unknown key {key} ignored"));
+                "STATE_VERSION" => {
+                    conf.state_version = nonempty(v);
+                    if !conf.state_version.as_deref().is_none_or(crate::profile::is_release) {
+                        return Err(format!("STATE_VERSION='{}': not a NixOS release (e.g. 20.09)", shorten(v)));
                     }
+                }
+                "COPY_RESOLV_CONF" => conf.copy_resolv_conf = parse_bool(&key, v)?,
+                "LOCAL_MAC_ADDRESS" => {
+                    conf.local_mac_address = nonempty(v);
+                    if let Some(m) = &conf.local_mac_address {
+                        validate_mac(m).map_err(|e| format!("LOCAL_MAC_ADDRESS='{}': {e}", shorten(m)))?;
+                    }
+                }
+                _ => {
+                    warnings.push(format!("unknown key {key} ignored"));
                     conf.extra.retain(|(k, _)| *k != key);
                     conf.extra.push((key, value));
                 }
             }
+        }
+        let ipv6_in = |key: &str, in_v4_key: Option<Addr6>, own: &mut Option<Addr6>| match (in_v4_key, *own) {
+            (Some(a), Some(b)) if a != b => Err(format!("{key} holds {a} and {key}6 holds {b}: give the IPv6 address once")),
+            (Some(a), _) => {
+                *own = Some(a);
+                Ok(true)
+            }
+            (None, _) => Ok(false),
+        };
+        let host6 = ipv6_in("HOST_ADDRESS", host6_in_v4_key, &mut conf.host_address6)?;
+        let local6 = ipv6_in("LOCAL_ADDRESS", local6_in_v4_key, &mut conf.local_address6)?;
+        if host6 || local6 {
+            if conf.host_address.is_some() || conf.local_address.is_some() {
+                return Err("HOST_ADDRESS and LOCAL_ADDRESS hold one IPv4 and one IPv6 address: give both of one kind \
+                            (IPv6 may also go into HOST_ADDRESS6 and LOCAL_ADDRESS6)"
+                    .into());
+            }
+            conf.ipv6_in_address_keys = true;
         }
         // BINDS before BINDS_RO, as written (the two keys have no order
         // between them; nspawn mounts in this order).
@@ -613,7 +748,7 @@ impl Conf {
     }
 
     /// Parses the text of a conf file; `path` only names the file in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<(Conf, Vec<String>)> {
+    pub fn parse(text: &[u8], path: &Path) -> Result<(Conf, Vec<String>)> {
         let pairs = parse_pairs(text).map_err(|(line, message)| Error::ConfSyntax {
             path: path.to_path_buf(),
             line,
@@ -623,7 +758,7 @@ impl Conf {
     }
 
     pub fn load(path: &Path) -> Result<Conf> {
-        let text = std::fs::read_to_string(path).context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read(path).context(|| format!("reading {}", path.display()))?;
         let (conf, warnings) = Conf::parse(&text, path)?;
         for w in warnings {
             tracing::warn!("{}: {w}", path.display());
@@ -644,7 +779,7 @@ impl Conf {
         RESTART_KEYS
             .iter()
             .map(|k| {
-                let v = pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+                let v = pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.to_string_lossy().into_owned());
                 (k.to_string(), v.unwrap_or_default())
             })
             .collect()
@@ -658,7 +793,7 @@ impl Conf {
             path: path.to_path_buf(),
             message: format!("not written: {message}"),
         })?;
-        fsutil::write_atomic(path, self.render().as_bytes(), 0o644)
+        fsutil::write_atomic(path, &self.render(), 0o644)
     }
 
     /// Whether `render` gives a file that `parse` reads back as this conf.
@@ -668,9 +803,7 @@ impl Conf {
             if !valid_key(&key) {
                 return Err(format!("'{}' is not a valid key", shorten(&key)));
             }
-            if let Some(c) = value.chars().find(|c| c.is_control()) {
-                return Err(format!("{key} contains the control character {c:?}"));
-            }
+            control_free(&key, &value)?;
         }
         if let Some(b) = &self.host_bridge {
             names::validate_ifname(b).map_err(|e| format!("HOST_BRIDGE='{}': {e}", shorten(b)))?;
@@ -680,55 +813,68 @@ impl Conf {
 
     /// The file's text: the anchor's keys in the anchor's order, then ours,
     /// then unknown keys as they were.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
         let known = self.pairs().into_iter().map(|(k, v)| (k.to_string(), v));
         for (key, value) in known.chain(self.extra.iter().cloned()) {
-            let _ = writeln!(out, "{key}={}", quote(&value));
+            out.extend_from_slice(key.as_bytes());
+            out.push(b'=');
+            out.extend(quote(value.as_bytes()));
+            out.push(b'\n');
         }
         out
     }
 
     /// The known keys with their values, in the file's order; optional keys
     /// only when set.
-    fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut out: Vec<(&'static str, String)> = Vec::new();
-        let mut put = |key: &'static str, value: String| out.push((key, value));
-        let addr4 = |a: &Option<Addr4>| a.map(|a| a.to_string()).unwrap_or_default();
-        let addr6 = |a: &Option<Addr6>| a.map(|a| a.to_string()).unwrap_or_default();
-        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
-        let joined = |l: &[String]| (!l.is_empty()).then(|| l.join(" "));
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+    fn pairs(&self) -> Vec<(&'static str, OsString)> {
+        let mut out: Vec<(&'static str, OsString)> = Vec::new();
+        let mut put = |key: &'static str, value: OsString| out.push((key, value));
+        let addr4 = |a: &Option<Addr4>| OsString::from(a.map(|a| a.to_string()).unwrap_or_default());
+        let addr6 = |a: &Option<Addr6>| OsString::from(a.map(|a| a.to_string()).unwrap_or_default());
+        let flag = |b: bool| OsString::from(if b { "1" } else { "0" });
+        let joined = |l: &[String]| (!l.is_empty()).then(|| OsString::from(l.join(" ")));
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.as_os_str().to_os_string());
+        let text = |t: &Option<String>| t.as_ref().map(OsString::from);
         put("PRIVATE_NETWORK", flag(self.private_network));
-        put("HOST_ADDRESS", addr4(&self.host_address));
-        put("LOCAL_ADDRESS", addr4(&self.local_address));
-        if self.host_address6.is_some() || self.local_address6.is_some() {
-            put("HOST_ADDRESS6", addr6(&self.host_address6));
-            put("LOCAL_ADDRESS6", addr6(&self.local_address6));
+        if self.ipv6_in_address_keys {
+            // Where nixpkgs put them, for an IPv6-only container.
+            put("HOST_ADDRESS", addr6(&self.host_address6));
+            put("LOCAL_ADDRESS", addr6(&self.local_address6));
+        } else {
+            put("HOST_ADDRESS", addr4(&self.host_address));
+            put("LOCAL_ADDRESS", addr4(&self.local_address));
+            if self.host_address6.is_some() || self.local_address6.is_some() {
+                put("HOST_ADDRESS6", addr6(&self.host_address6));
+                put("LOCAL_ADDRESS6", addr6(&self.local_address6));
+            }
         }
-        put("HOST_BRIDGE", self.host_bridge.clone().unwrap_or_default());
-        put("HOST_PORT", self.host_port.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","));
+        put("HOST_BRIDGE", self.host_bridge.clone().unwrap_or_default().into());
+        put("HOST_PORT", self.host_port.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",").into());
         put("AUTO_START", flag(self.auto_start));
         let binds = |ro: bool| {
-            let specs: Vec<String> = self.binds.iter().filter(|b| b.read_only == ro).map(Bind::spec).collect();
-            joined(&specs)
+            let specs: Vec<OsString> = self.binds.iter().filter(|b| b.read_only == ro).map(Bind::spec).collect();
+            (!specs.is_empty()).then(|| specs.join(OsStr::new(" ")))
         };
         let devices: Vec<String> = self.devices.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         let optional = [
-            ("FLAKE", self.flake.clone()),
-            ("NIXOS_PATH", self.nixos_path.clone()),
+            ("FLAKE", text(&self.flake)),
+            ("NIXOS_PATH", text(&self.nixos_path)),
             ("SYSTEM_PATH", path(&self.system_path)),
             ("BINDS", binds(false)),
             ("BINDS_RO", binds(true)),
             ("EXTRA_NSPAWN_FLAGS", joined(&self.extra_nspawn_flags)),
-            ("PRIVATE_USERS", self.private_users.clone()),
-            ("NIX_DAEMON", self.nix_daemon.then(|| "1".to_string())),
+            ("PRIVATE_USERS", text(&self.private_users)),
+            ("NIX_DAEMON", self.nix_daemon.then(|| flag(true))),
             ("CAPABILITIES", joined(&self.capabilities)),
             ("SYSTEM_CALL_FILTER", joined(&self.system_call_filter)),
             ("DEVICES", joined(&devices)),
             ("NETWORK_NAMESPACE_PATH", path(&self.network_namespace_path)),
             ("INTERFACES", joined(&self.interfaces)),
             ("MACVLANS", joined(&self.macvlans)),
+            ("LOCAL_MAC_ADDRESS", text(&self.local_mac_address)),
+            ("COPY_RESOLV_CONF", self.copy_resolv_conf.then(|| flag(true))),
+            ("STATE_VERSION", text(&self.state_version)),
         ];
         for (key, value) in optional {
             if let Some(v) = value {
@@ -736,7 +882,7 @@ impl Conf {
             }
         }
         for (key, value) in self.limits.conf_pairs() {
-            put(key, value);
+            put(key, value.into());
         }
         out
     }
@@ -746,8 +892,12 @@ impl Conf {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Conf> {
+    fn parse_bytes(text: &[u8]) -> Result<Conf> {
         Conf::parse(text, Path::new("/etc/nixos-containers/t.conf")).map(|(c, _)| c)
+    }
+
+    fn parse(text: &str) -> Result<Conf> {
+        Conf::parse(text.as_bytes(), Path::new("/etc/nixos-containers/t.conf")).map(|(c, _)| c)
     }
 
     #[test]
@@ -760,7 +910,7 @@ mod tests {
         assert_eq!(c.host_bridge, None);
         assert!(c.host_port.is_empty());
         assert!(!c.auto_start);
-        assert_eq!(c.render(), text);
+        assert_eq!(c.render(), text.as_bytes());
     }
 
     #[test]
@@ -793,7 +943,8 @@ COPY_RESOLV_CONF=1
         assert_eq!(c.macvlans, ["mv1", "mv2"]);
         assert_eq!(c.extra_nspawn_flags, ["--bind=/data:/data", "--capability=CAP_NET_ADMIN"]);
         assert_eq!(c.private_users.as_deref(), Some("no"));
-        assert_eq!(c.extra, vec![("COPY_RESOLV_CONF".to_string(), "1".to_string())]);
+        assert!(c.copy_resolv_conf);
+        assert!(c.extra.is_empty());
         assert!(c.auto_start);
     }
 
@@ -803,9 +954,9 @@ COPY_RESOLV_CONF=1
         c.binds.push(Bind::parse("/srv/data:/data", false).unwrap());
         c.binds.push(Bind::parse("/etc/ssl", true).unwrap());
         c.flake = Some("/src/flake#web".into());
-        let again = parse(&c.render()).unwrap();
+        let again = parse_bytes(&c.render()).unwrap();
         assert_eq!(again, c);
-        assert!(c.render().contains("MY_NOTE=\"keep me\"\n"));
+        assert!(String::from_utf8(c.render()).unwrap().contains("MY_NOTE=\"keep me\"\n"));
     }
 
     #[test]
@@ -814,7 +965,7 @@ COPY_RESOLV_CONF=1
                     PRIVATE_NETWORK=1\nLOCAL_ADDRESS=10.233.1.2\nHOST_ADDRESS=10.233.1.1\nBINDS=/srv:/data\n\
                     HOST_PORT=8080:80\nCAPABILITIES=CAP_NET_ADMIN\n";
         assert_eq!(
-            parse(text).unwrap().render(),
+            String::from_utf8(parse(text).unwrap().render()).unwrap(),
             "PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nHOST_BRIDGE=\nHOST_PORT=tcp:8080:80\n\
              AUTO_START=1\nFLAKE=/f#web\nBINDS=/srv:/data\nBINDS_RO=/etc/ssl:/etc/ssl\nCAPABILITIES=CAP_NET_ADMIN\n\
              MACVLANS=eth1\nMY_NOTE=x\n"
@@ -825,7 +976,7 @@ COPY_RESOLV_CONF=1
     fn binds_round_trip_whatever_the_key_order() {
         // Found by the fuzzer: BINDS_RO written before BINDS.
         let c = parse("BINDS_RO=/a\nBINDS=/b\n").unwrap();
-        assert_eq!(parse(&c.render()).unwrap(), c);
+        assert_eq!(parse_bytes(&c.render()).unwrap(), c);
         assert!(!c.binds[0].read_only && c.binds[1].read_only);
     }
 
@@ -834,12 +985,12 @@ COPY_RESOLV_CONF=1
         let mut c = Conf::default();
         c.extra.push(("X".into(), "a \"b\" $c `d` \\e 'f'".into()));
         c.extra.push(("TRAILING".into(), "space ".into()));
-        let again = parse(&c.render()).unwrap();
+        let again = parse_bytes(&c.render()).unwrap();
         assert_eq!(again.extra, c.extra);
         // As sh reads it: quoted whitespace is part of the value.
         assert_eq!(
             parse("X=\"a \"\nY='b  '\n").unwrap().extra,
-            [("X".into(), "a ".into()), ("Y".into(), "b  ".into())]
+            [("X".into(), OsString::from("a ")), ("Y".into(), OsString::from("b  "))]
         );
     }
 
@@ -858,8 +1009,58 @@ COPY_RESOLV_CONF=1
     }
 
     #[test]
+    fn the_state_version_round_trips_and_is_checked() {
+        let c = parse("PRIVATE_NETWORK=1\nSTATE_VERSION=20.09\n").unwrap();
+        assert_eq!(c.state_version.as_deref(), Some("20.09"));
+        assert_eq!(parse_bytes(&c.render()).unwrap(), c);
+        assert!(parse("STATE_VERSION='1\"; x = \"'\n").unwrap_err().to_string().contains("not a NixOS release"));
+    }
+
+    #[test]
+    fn values_are_bytes_and_need_not_be_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let text = b"PRIVATE_NETWORK=1\nBINDS=\"/srv/caf\xe9:/data /a\"\nNOTE=\"caf\xe9 \xff\"\n# comment \xfe\n";
+        let c = parse_bytes(text).unwrap();
+        assert_eq!(c.binds[0].source.as_os_str().as_bytes(), b"/srv/caf\xe9");
+        assert_eq!(c.extra[0].1.as_bytes(), b"caf\xe9 \xff");
+        assert_eq!(parse_bytes(&c.render()).unwrap(), c);
+        // Text values must be text, and say which key is not.
+        let err = parse_bytes(b"HOST_BRIDGE=br\xe9\n").unwrap_err().to_string();
+        assert!(err.contains("HOST_BRIDGE is not UTF-8 text"), "{err}");
+    }
+
+    #[test]
+    fn ipv6_in_the_address_keys_as_nixpkgs_writes_it() {
+        let text = "PRIVATE_NETWORK=1\nHOST_ADDRESS=fc00::1\nLOCAL_ADDRESS=fc00::2/64\nHOST_BRIDGE=\nHOST_PORT=\nAUTO_START=0\n";
+        let c = parse(text).unwrap();
+        assert_eq!((c.host_address, c.local_address), (None, None));
+        assert_eq!(c.host_address6.unwrap().to_string(), "fc00::1");
+        assert_eq!(c.local_address6.unwrap().to_string(), "fc00::2/64");
+        assert_eq!(c.render(), text.as_bytes());
+        // The same address in both places is fine; two are not, nor a mix.
+        assert!(parse("HOST_ADDRESS=fc00::1\nHOST_ADDRESS6=fc00::1\nLOCAL_ADDRESS=fc00::2\n").is_ok());
+        assert!(parse("HOST_ADDRESS=fc00::1\nHOST_ADDRESS6=fc00::9\n").unwrap_err().to_string().contains("once"));
+        assert!(parse("HOST_ADDRESS=fc00::1\nLOCAL_ADDRESS=10.0.0.2\n").unwrap_err().to_string().contains("one IPv4"));
+        assert!(parse("HOST_ADDRESS=nonsense\n").unwrap_err().to_string().contains("not an IP address"));
+    }
+
+    #[test]
+    fn mac_address_and_resolv_conf_keys() {
+        let c = parse("LOCAL_MAC_ADDRESS=02:aa:bb:cc:dd:ee\nCOPY_RESOLV_CONF=1\n").unwrap();
+        assert_eq!(c.local_mac_address.as_deref(), Some("02:aa:bb:cc:dd:ee"));
+        assert!(c.copy_resolv_conf && c.extra.is_empty());
+        assert_eq!(parse_bytes(&c.render()).unwrap(), c);
+        assert_eq!(validate_mac("02:aa:bb:cc:dd:ee").unwrap(), [2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
+        for bad in ["01:00:00:00:00:01", "00:00:00:00:00:00", "2:aa:bb:cc:dd:ee", "zz:aa:bb:cc:dd:ee", "02:aa:bb:cc:dd"] {
+            assert!(validate_mac(bad).is_err(), "{bad}");
+        }
+        let (_, warnings) = Conf::parse(b"LOCAL_MAC_ADDRESS=02:00:00:00:00:01\nCOPY_RESOLV_CONF=0\n", Path::new("x")).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
     fn unknown_keys_warn() {
-        let (_, warnings) = Conf::parse("AUTOSTART=1\n", Path::new("x")).unwrap();
+        let (_, warnings) = Conf::parse(b"AUTOSTART=1\n", Path::new("x")).unwrap();
         assert_eq!(warnings, ["unknown key AUTOSTART ignored"]);
     }
 
@@ -869,7 +1070,7 @@ COPY_RESOLV_CONF=1
         assert_eq!(c.capabilities, ["CAP_NET_ADMIN", "CAP_SYS_TIME"]);
         assert_eq!(c.system_call_filter, ["@clock", "~chroot"]);
         assert_eq!(c.devices, [PathBuf::from("/dev/fuse")]);
-        assert_eq!(parse(&c.render()).unwrap(), c);
+        assert_eq!(parse_bytes(&c.render()).unwrap(), c);
         assert!(parse("CAPABILITIES=CAP_FLY\n").unwrap_err().to_string().contains("not a Linux capability"));
         assert!(parse("SYSTEM_CALL_FILTER='rm -rf'\n").is_err());
         assert!(parse("DEVICES=/etc/passwd\n").unwrap_err().to_string().contains("under /dev"));
@@ -903,8 +1104,9 @@ COPY_RESOLV_CONF=1
         assert_eq!(c.limits.memory_max, Some(512 << 20));
         assert_eq!(c.limits.cpu_quota, Some(150));
         assert_eq!(c.limits.pids_max, Some(100));
-        assert!(c.render().ends_with("MEMORY_MAX=512M\nCPU_QUOTA=150%\nPIDS_MAX=100\n"), "{}", c.render());
-        assert_eq!(parse(&c.render()).unwrap(), c);
+        let text = String::from_utf8(c.render()).unwrap();
+        assert!(text.ends_with("MEMORY_MAX=512M\nCPU_QUOTA=150%\nPIDS_MAX=100\n"), "{text}");
+        assert_eq!(parse(&text).unwrap(), c);
         assert!(
             parse("MEMORY_MAX=lots\n").unwrap_err().to_string().contains("MEMORY_MAX: 'lots' is not a memory size")
         );
@@ -975,13 +1177,13 @@ COPY_RESOLV_CONF=1
             let conf = Conf {
                 private_network: true,
                 host_bridge: rng.next().is_multiple_of(4).then(|| value.clone()).filter(|v| !v.is_empty()),
-                extra: vec![("NOTE".into(), value.clone())],
+                extra: vec![("NOTE".into(), value.clone().into())],
                 ..Conf::default()
             };
             match conf.check_writable() {
                 Ok(()) => {
                     written += 1;
-                    let text = conf.render();
+                    let text = String::from_utf8(conf.render()).unwrap();
                     assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
                     assert_eq!(text.lines().count(), conf.pairs().len() + 1, "one line per key: {text:?}");
                     assert_eq!(parse(&text).unwrap(), conf, "{text:?}");

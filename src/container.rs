@@ -86,13 +86,28 @@ impl Container {
     /// Opens an existing container; fails with `NoSuchContainer` when its
     /// conf file is missing.
     pub fn open(paths: &Paths, name: &str) -> Result<Container> {
-        name::validate(name)?;
+        name::validate_existing(name)?;
         let cpaths = paths.container(name);
         if !cpaths.conf.exists() {
             return Err(Error::NoSuchContainer(name.to_string()));
         }
         let conf = Conf::load(&cpaths.conf)?;
         Ok(Container { name: name.to_string(), paths: cpaths, conf })
+    }
+
+    /// Opens an existing container to remove it: a conf that cannot be read
+    /// or parsed (a damaged file) must not keep a container from being
+    /// destroyed, since destroying needs nothing from it. The conf's error
+    /// comes back beside a container with an empty conf.
+    pub fn open_to_destroy(paths: &Paths, name: &str) -> Result<(Container, Option<Error>)> {
+        match Container::open(paths, name) {
+            Ok(c) => Ok((c, None)),
+            Err(e @ (Error::NoSuchContainer(_) | Error::InvalidName { .. })) => Err(e),
+            Err(e) => {
+                let c = Container { name: name.to_string(), paths: paths.container(name), conf: Conf::default() };
+                Ok((c, Some(e)))
+            }
+        }
     }
 
     /// Names of all containers, sorted.
@@ -108,7 +123,7 @@ impl Container {
                 let file = e.file_name();
                 let file = file.to_str()?;
                 let name = file.strip_suffix(".conf")?;
-                name::validate(name).ok().map(str::to_string)
+                name::validate_existing(name).ok().map(str::to_string)
             })
             .collect();
         names.sort();
@@ -266,10 +281,11 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let paths = Paths::under(base.path());
         std::fs::create_dir_all(&paths.conf_dir).unwrap();
-        for f in ["b.conf", "a.conf", "bad_name.conf", "notes.txt", "c.conf.creating"] {
+        for f in ["b.conf", "a.conf", "nix_pkgs.conf", "bad name.conf", ".x.conf", "notes.txt", "c.conf.creating"] {
             std::fs::write(paths.conf_dir.join(f), "").unwrap();
         }
-        assert_eq!(Container::list(&paths).unwrap(), ["a", "b"]);
+        // nixpkgs' create allowed '_': such containers are listed.
+        assert_eq!(Container::list(&paths).unwrap(), ["a", "b", "nix_pkgs"]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::name;
 use crate::net;
 use crate::nixos_config::{self, UserConfig};
 use crate::paths::{ContainerPaths, Paths};
-use crate::profile::{self, BuildOutput, SystemSource};
+use crate::profile::{self, BuildOutput, NixFlags, SystemSource};
 use crate::rootfs;
 use crate::supervisor::{self, Phase, Record};
 use nix::sys::signal::{Signal, kill};
@@ -44,6 +44,8 @@ pub struct CreateRequest {
     /// private network without a bridge.
     pub conf: Conf,
     pub output: BuildOutput,
+    /// Nix flags for the build (not stored).
+    pub nix: NixFlags,
 }
 
 #[derive(Debug)]
@@ -97,13 +99,14 @@ const TAKEN_KEYS: [&str; 5] = ["HOST_ADDRESS", "LOCAL_ADDRESS", "HOST_ADDRESS6",
 /// The lines of a conf that set one of `TAKEN_KEYS`. Every create reads
 /// every other conf, so nothing else of them is parsed (and a broken line
 /// elsewhere in a conf no longer hides its addresses).
-fn taken_lines(text: &str) -> impl Iterator<Item = &str> {
-    let wanted = |raw: &&str| {
-        let line = raw.trim();
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
-        line.split_once('=').is_some_and(|(key, _)| TAKEN_KEYS.contains(&key))
+fn taken_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let wanted = |raw: &&[u8]| {
+        let line = raw.trim_ascii();
+        let line = line.strip_prefix(b"export ").map(<[u8]>::trim_ascii_start).unwrap_or(line);
+        let key = line.iter().position(|c| *c == b'=').map(|eq| &line[..eq]);
+        key.is_some_and(|key| TAKEN_KEYS.iter().any(|k| k.as_bytes() == key))
     };
-    text.lines().filter(wanted)
+    text.split(|c| *c == b'\n').filter(wanted)
 }
 
 /// Names, addresses and host ports of every other container (created or
@@ -124,7 +127,8 @@ fn taken_by_others(paths: &Paths, except: &str) -> Result<net::Taken> {
         if other == except {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+        // Bytes: a value that is not UTF-8 elsewhere must not hide these.
+        let Ok(text) = std::fs::read(e.path()) else { continue };
         // A broken conf must not stop others from being created; its
         // values are read line by line as far as they parse, and a later
         // line wins, as in a shell.
@@ -194,8 +198,13 @@ pub fn create(paths: &Paths, mut req: CreateRequest) -> Result<Created> {
     drop(global);
     crash_point("create-reserved");
 
-    match build_new(&name, &p, &req.source, req.output) {
-        Ok(()) => {}
+    match build_new(&name, &p, &req.source, req.output, &req.nix) {
+        Ok(state_version) => {
+            if state_version.is_some() {
+                req.conf.state_version = state_version;
+                req.conf.save(&marker)?;
+            }
+        }
         Err(e) => {
             if let Err(cleanup) = remove_container_files(&p) {
                 tracing::error!("cleaning up after the failed create: {cleanup}");
@@ -233,21 +242,47 @@ fn add_host_name(paths: &Paths, name: &str, conf: &Conf) {
     }
 }
 
-fn build_new(name: &str, p: &ContainerPaths, source: &Source, output: BuildOutput) -> Result<()> {
+/// Builds a new container's system; returns the release written as its
+/// `system.stateVersion`, for a configuration.nix.
+fn build_new(
+    name: &str,
+    p: &ContainerPaths,
+    source: &Source,
+    output: BuildOutput,
+    nix: &NixFlags,
+) -> Result<Option<String>> {
     fsutil::create_dir(&p.root, 0o755)?;
     profile::prepare_dirs(p)?;
+    if let (Some(flag), false) = (nix.flake_only(), matches!(source, Source::Flake(_))) {
+        return Err(profile::flake_only_error(flag));
+    }
+    let mut release = None;
     let build = match source {
         Source::Config { nixos_path, user } => {
+            let r = profile::nixos_release(nixos_path, nix);
             let dir = nixos_config::ConfigDir::open_host(&p.config_dir, true)?;
-            dir.replace(name, user)?;
+            dir.replace(name, user, r.as_ref().ok().map(String::as_str))?;
             nixos_config::copy_to_guest(&dir, &p.root);
+            release = Some((nixos_path, r));
             SystemSource::NixosConfig { nixos_path: nixos_path.clone(), config: dir.config_path() }
         }
         Source::SystemPath(path) => SystemSource::Path(path.clone()),
         Source::Flake(f) => SystemSource::flake(f),
     };
-    profile::build(&p.system_profile(), &build, output)?;
-    Ok(())
+    profile::build(&p.system_profile(), &build, output, nix)?;
+    Ok(release.and_then(|(nixos_path, r)| known_release(nixos_path, r)))
+}
+
+/// The release for a stateVersion, or a warning why there is none (only
+/// once the build worked: a NixOS that does not evaluate says so there).
+pub fn known_release(nixos_path: &str, release: Result<String>) -> Option<String> {
+    match release {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("system.stateVersion is not set: the release of {nixos_path} is unknown: {e}");
+            None
+        }
+    }
 }
 
 /// Removes everything of a container but its lock.
@@ -273,7 +308,7 @@ pub enum Outcome {
 /// container holds for its whole run. The conf is read once the lock is
 /// held, so it is the one the command acts on.
 pub fn open_locked(paths: &Paths, name: &str) -> Result<(Container, Lock)> {
-    name::validate(name)?;
+    name::validate_existing(name)?;
     let p = paths.container(name);
     if !p.conf.exists() {
         return Err(Error::NoSuchContainer(name.to_string()));
@@ -301,6 +336,7 @@ pub fn restart(paths: &Paths, name: &str, stop_timeout: Duration, start_timeout:
 /// `start` for a caller that holds the container's lock.
 pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     let name = &c.name;
+    name::check_startable(name)?;
     let cgroup = c.cgroup()?;
     match Record::of_live_supervisor(c) {
         // Its guest is gone and it is cleaning up: let it finish, then start anew.
@@ -324,9 +360,13 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
         )));
     }
     crate::nspawn::require_installed()?;
+    rootfs::require_host_root_mounted()?;
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     tracing::info!("preparing the root {}", c.paths.root.display());
     rootfs::prepare(&c.paths)?;
+    if c.conf.copy_resolv_conf {
+        rootfs::copy_resolv_conf(&c.paths.root)?;
+    }
     let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker())?;
     crash_point("start-prepared");
     if let Err(e) = supervisor::launch(c, timeout, netns.as_deref()) {
@@ -480,6 +520,8 @@ pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
     cgroup.remove();
     let _ = std::fs::remove_file(c.paths.state_file());
     let _ = std::fs::remove_file(c.paths.run.join("notify"));
+    // Called once nspawn is gone: its lock file is nobody's any more.
+    let _ = std::fs::remove_file(c.paths.nspawn_image_lock());
 }
 
 /// Declarative containers belong to the host's NixOS configuration.
@@ -498,7 +540,6 @@ pub fn refuse_declarative(c: &Container) -> Result<()> {
 /// mounted into it), profile, GC roots, runtime state and conf, in that
 /// order: until the conf is gone, a failed destroy can be run again.
 pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
-    name::validate(name)?;
     let p = paths.container(name);
     let marker = creating_marker(&p);
     if !p.conf.exists() && marker.exists() {
@@ -511,8 +552,16 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
             return remove_container_files(&p);
         }
     }
-    let (c, _lock) = open_locked(paths, name)?;
+    name::validate_existing(name)?;
+    if !p.conf.exists() {
+        return Err(Error::NoSuchContainer(name.to_string()));
+    }
+    let _lock = Lock::exclusive(&p.lock, &format!("container '{name}'"))?;
+    let (c, unreadable) = Container::open_to_destroy(paths, name)?;
     refuse_declarative(&c)?;
+    if let Some(e) = unreadable {
+        tracing::warn!("{e}; destroying container '{name}' without reading its conf");
+    }
     let cgroup = c.cgroup()?;
     finish_off(&c, &cgroup)?;
     crash_point("destroy-stopped");

@@ -1,7 +1,5 @@
 use std::io::IsTerminal;
 
-use clap::Parser;
-
 use nixos_container::cli::{Cli, Command};
 use nixos_container::commands::{self, Ctx};
 use nixos_container::error::{Error, exit};
@@ -120,7 +118,7 @@ fn main() {
     nixos_container::completion::answer_if_asked();
     install_panic_hook();
 
-    let cli = Cli::try_parse().unwrap_or_else(|e| usage_error(e));
+    let cli = Cli::parse_args().unwrap_or_else(|e| usage_error(e));
     // Writing into a closed pipe (`list | head`) ends the program quietly,
     // as for other Unix tools, instead of failing on EPIPE. Not for the
     // commands that talk to a guest over a socket: a guest closing its end

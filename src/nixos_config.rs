@@ -69,19 +69,34 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// The text of configuration.nix for container `name`.
-pub fn render(name: &str, user: &UserConfig) -> String {
-    let extra = match user {
-        UserConfig::Inline(s) => format!(" {{ {s} }}"),
-        UserConfig::File { .. } => format!(" ./{USER_FILE}"),
-        UserConfig::None => String::new(),
+/// The text of configuration.nix for container `name`. `state_version` is
+/// the NixOS release the container was created with (as
+/// nixos-generate-config writes it), kept across updates; a definition in
+/// the user's configuration wins over it.
+pub fn render(name: &str, user: &UserConfig, state_version: Option<&str>) -> String {
+    let imports = match user {
+        // On lines of its own, so that a trailing `# comment` cannot
+        // swallow the brackets that close it.
+        UserConfig::Inline(s) => format!("imports = [\n    ./{GUEST_MODULE_FILE}\n    {{\n{s}\n    }}\n  ];"),
+        UserConfig::File { .. } => format!("imports = [ ./{GUEST_MODULE_FILE} ./{USER_FILE} ];"),
+        UserConfig::None => format!("imports = [ ./{GUEST_MODULE_FILE} ];"),
     };
+    let state_version = state_version
+        .map(|v| {
+            format!(
+                "  # The NixOS release this container was created with; read the\n  \
+                 # description of system.stateVersion before changing it.\n  \
+                 system.stateVersion = lib.mkDefault \"{v}\";\n"
+            )
+        })
+        .unwrap_or_default();
     format!(
         "{{ config, lib, pkgs, ... }}:\n\n\
          {{ boot.isContainer = true;\n  \
          networking.hostName = lib.mkDefault \"{name}\";\n  \
-         networking.useDHCP = false;\n  \
-         imports = [ ./{GUEST_MODULE_FILE}{extra} ];\n\
+         networking.useDHCP = false;\n\
+         {state_version}  \
+         {imports}\n\
          }}\n"
     )
 }
@@ -192,12 +207,12 @@ impl ConfigDir {
     /// Writes configuration.nix for `user`, the guest module and the copy
     /// of a `--config-file` beside it (removing an old copy when there is
     /// none now); returns what they held before, for `restore`.
-    pub fn replace(&self, name: &str, user: &UserConfig) -> Result<Vec<Previous>> {
+    pub fn replace(&self, name: &str, user: &UserConfig, state_version: Option<&str>) -> Result<Vec<Previous>> {
         let user_file = match user {
             UserConfig::File { content, .. } => Some(content.clone()),
             _ => None,
         };
-        let wanted = [user_file, Some(GUEST_MODULE.as_bytes().to_vec()), Some(render(name, user).into_bytes())];
+        let wanted = [user_file, Some(GUEST_MODULE.as_bytes().to_vec()), Some(render(name, user, state_version).into_bytes())];
         self.put(&wanted)
     }
 
@@ -265,7 +280,7 @@ mod tests {
 
     #[test]
     fn config_file_form() {
-        let text = render("foo", &UserConfig::File { path: "/srv/foo.nix".into(), content: b"{ }".to_vec() });
+        let text = render("foo", &UserConfig::File { path: "/srv/foo.nix".into(), content: b"{ }".to_vec() }, None);
         assert_eq!(
             text,
             "{ config, lib, pkgs, ... }:\n\n{ boot.isContainer = true;\n  networking.hostName = lib.mkDefault \"foo\";\n  networking.useDHCP = false;\n  imports = [ ./nixos-container-guest.nix ./config-file.nix ];\n}\n"
@@ -273,11 +288,23 @@ mod tests {
     }
 
     #[test]
-    fn inline_config_is_its_own_module() {
-        let text = render("foo", &UserConfig::Inline("services.x.enable = true;".into()));
-        assert!(text.contains("imports = [ ./nixos-container-guest.nix { services.x.enable = true; } ];"));
-        let text = render("foo", &UserConfig::None);
-        assert!(text.contains("imports = [ ./nixos-container-guest.nix ];"));
+    fn inline_config_is_its_own_module_on_its_own_lines() {
+        let text = render("foo", &UserConfig::Inline("services.x.enable = true; # on\n# comment".into()), None);
+        assert!(
+            text.ends_with(
+                "  imports = [\n    ./nixos-container-guest.nix\n    {\nservices.x.enable = true; # on\n# comment\n    }\n  ];\n}\n"
+            ),
+            "{text}"
+        );
+        let text = render("foo", &UserConfig::None, None);
+        assert!(text.contains("  imports = [ ./nixos-container-guest.nix ];\n}\n"), "{text}");
+    }
+
+    #[test]
+    fn the_state_version_is_written_when_known() {
+        let text = render("foo", &UserConfig::None, Some("20.09"));
+        assert!(text.contains("\n  system.stateVersion = lib.mkDefault \"20.09\";\n  imports = [ ./"), "{text}");
+        assert!(!render("foo", &UserConfig::None, None).contains("stateVersion"));
     }
 
     #[test]
@@ -285,15 +312,15 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let root = base.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        ConfigDir::open_in_root(&root, true).unwrap().replace("c1", &UserConfig::Inline("a = 1;".into())).unwrap();
+        ConfigDir::open_in_root(&root, true).unwrap().replace("c1", &UserConfig::Inline("a = 1;".into()), None).unwrap();
         let config = root.join("etc/nixos/configuration.nix");
         let old = std::fs::read(&config).unwrap();
         let etc = ConfigDir::open_in_root(&root, false).unwrap();
         assert!(etc.has_config());
         assert_eq!(etc.config_path(), config);
-        let previous = etc.replace("c1", &UserConfig::Inline("b = 2;".into())).unwrap();
+        let previous = etc.replace("c1", &UserConfig::Inline("b = 2;".into()), None).unwrap();
         assert_eq!(previous.len(), 1, "the guest module was already current");
-        assert!(std::fs::read_to_string(&config).unwrap().contains("{ b = 2; }"));
+        assert!(std::fs::read_to_string(&config).unwrap().contains("{\nb = 2;\n    }"));
         etc.restore(previous);
         assert_eq!(std::fs::read(&config).unwrap(), old);
         let leftovers: Vec<_> =
@@ -316,7 +343,7 @@ mod tests {
             Err(_) => {}
             Ok(etc) => {
                 assert!(etc.config_path().starts_with(&root), "{}", etc.config_path().display());
-                etc.replace("c1", &UserConfig::None).unwrap();
+                etc.replace("c1", &UserConfig::None, None).unwrap();
             }
         }
         assert_eq!(std::fs::read_to_string(outside.join("configuration.nix")).unwrap(), "host file");
@@ -329,7 +356,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.join("configuration.nix"), &link).unwrap();
         let etc = ConfigDir::open_in_root(&root2, false).unwrap();
         assert!(!etc.has_config());
-        etc.replace("c2", &UserConfig::None).unwrap();
+        etc.replace("c2", &UserConfig::None, None).unwrap();
         assert!(link.symlink_metadata().unwrap().is_file());
         assert_eq!(std::fs::read_to_string(outside.join("configuration.nix")).unwrap(), "host file");
     }
@@ -339,7 +366,7 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let host = ConfigDir::open_host(&base.path().join("conf/c1"), true).unwrap();
         let user = UserConfig::File { path: "/srv/web.nix".into(), content: b"{ a = 1; }".to_vec() };
-        host.replace("c1", &user).unwrap();
+        host.replace("c1", &user, None).unwrap();
         assert_eq!(std::fs::read(base.path().join("conf/c1/config-file.nix")).unwrap(), b"{ a = 1; }");
         let root = base.path().join("root");
         std::fs::create_dir(&root).unwrap();
@@ -352,7 +379,7 @@ mod tests {
             );
         }
         // Inline now: the copy of the old file goes, in both.
-        host.replace("c1", &UserConfig::Inline("b = 2;".into())).unwrap();
+        host.replace("c1", &UserConfig::Inline("b = 2;".into()), None).unwrap();
         copy_to_guest(&host, &root);
         assert!(!base.path().join("conf/c1/config-file.nix").exists());
         assert!(!root.join("etc/nixos/config-file.nix").exists());

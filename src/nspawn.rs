@@ -8,9 +8,10 @@
 //! --register=no` keep nspawn away from systemd and machined, which the host
 //! may not run; the supervisor puts nspawn into the container's cgroup.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::conf::Conf;
+use crate::conf::{Bind, Conf};
 use crate::error::{Error, Result};
 use crate::paths::ContainerPaths;
 
@@ -58,7 +59,7 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
-pub fn command_line(l: &Launch<'_>) -> Vec<String> {
+pub fn command_line(l: &Launch<'_>) -> Vec<OsString> {
     let private_users = l.conf.private_users.as_deref().filter(|u| *u != "no");
     // In a user namespace, the host's Nix paths are mapped to the guest's
     // root (idmapped mounts) instead of showing up as nobody's.
@@ -115,16 +116,22 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
     for d in &l.conf.devices {
         argv.push(format!("--bind={}", d.display()));
     }
-    argv.extend(l.conf.binds.iter().map(|b| b.nspawn_flag()));
-    argv.extend(l.conf.extra_nspawn_flags.iter().cloned());
-    argv.push(init_path(l.conf).to_string_lossy().into_owned());
+    let mut argv: Vec<OsString> = argv.into_iter().map(OsString::from).collect();
+    // A bind's paths need not be UTF-8 (a Latin-1 file name): passed as bytes.
+    argv.extend(l.conf.binds.iter().map(Bind::nspawn_flag));
+    argv.extend(l.conf.extra_nspawn_flags.iter().map(OsString::from));
+    argv.push(init_path(l.conf).into_os_string());
     argv
+}
+
+/// The command line as one line of text, for logs.
+pub fn display(argv: &[OsString]) -> String {
+    argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::Bind;
     use crate::paths::Paths;
 
     #[test]
@@ -142,7 +149,7 @@ mod tests {
             host_has: &no_daemon,
         });
         assert_eq!(
-            argv.join(" "),
+            display(&argv),
             "systemd-nspawn --keep-unit --register=no --machine=web --directory=/x/state/web \
              --notify-ready=yes --kill-signal=SIGRTMIN+3 --console=read-only --link-journal=no \
              --bind-ro=/nix/store:/nix/store --bind-ro=/nix/var/nix/db:/nix/var/nix/db \
@@ -178,7 +185,18 @@ mod tests {
         }
         let no = Conf { private_users: Some("no".into()), ..Conf::default() };
         let argv = command_line(&Launch { name: "web", paths: &paths, conf: &no, netns: None, host_has: &all });
-        assert!(!argv.iter().any(|a| a.contains("idmap") || a.starts_with("--private-users")));
+        assert!(!display(&argv).contains("idmap") && !display(&argv).contains("--private-users"));
+    }
+
+    #[test]
+    fn bind_paths_that_are_not_utf8_reach_nspawn_unchanged() {
+        use std::os::unix::ffi::OsStrExt;
+        let paths = Paths::under(Path::new("/x")).container("web");
+        let mut conf = Conf::default();
+        conf.binds.push(Bind::parse_bytes(b"/srv/caf\xe9:/data", true).unwrap());
+        let all = |_: &Path| true;
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, netns: None, host_has: &all });
+        assert!(argv.iter().any(|a| a.as_bytes() == b"--bind-ro=/srv/caf\xe9:/data"), "{argv:?}");
     }
 
     #[test]
@@ -188,7 +206,7 @@ mod tests {
         let socket = |conf: &Conf| {
             command_line(&Launch { name: "web", paths: &paths, conf, netns: None, host_has: &all })
                 .iter()
-                .any(|a| a.contains("daemon-socket"))
+                .any(|a| a.to_string_lossy().contains("daemon-socket"))
         };
         assert!(!socket(&Conf::default()), "guest root is host root: no socket by default");
         assert!(socket(&Conf { nix_daemon: true, ..Conf::default() }));

@@ -163,6 +163,13 @@ impl ContainerPaths {
         self.run.join("state.json")
     }
 
+    /// systemd-nspawn's lock on the root directory, `STATE/.#NAME.lck`
+    /// beside it; left behind when nspawn is killed (terminate, destroy).
+    pub fn nspawn_image_lock(&self) -> PathBuf {
+        let name = self.root.file_name().unwrap_or_default().to_string_lossy();
+        self.root.with_file_name(format!(".#{name}.lck"))
+    }
+
     /// Present while the container may have an nftables table: written
     /// before the table is loaded, removed after it is deleted.
     pub fn nft_marker(&self) -> PathBuf {

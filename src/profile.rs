@@ -82,6 +82,62 @@ pub enum BuildOutput {
 
 pub const DEFAULT_NIXOS_PATH: &str = "<nixpkgs/nixos>";
 
+/// Nix flags passed through to the build, as nixpkgs' nixos-container does.
+/// They are given for one build and not stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NixFlags {
+    /// `--option NAME VALUE`, for every kind of build.
+    pub options: Vec<(String, String)>,
+    /// `--impure`: for flakes (a `nix-env` evaluation is impure anyway).
+    pub impure: bool,
+    /// The flake-only flags: `--update-input`, `--override-input`,
+    /// `--no-write-lock-file`, `--recreate-lock-file`, `--commit-lock-file`.
+    pub update_input: Vec<String>,
+    pub override_input: Vec<(String, String)>,
+    pub no_write_lock_file: bool,
+    pub recreate_lock_file: bool,
+    pub commit_lock_file: bool,
+}
+
+impl NixFlags {
+    fn options(&self) -> Vec<String> {
+        self.options.iter().flat_map(|(n, v)| ["--option".to_string(), n.clone(), v.clone()]).collect()
+    }
+
+    fn for_flake(&self) -> Vec<String> {
+        let mut out = self.options();
+        let mut flag = |on: bool, f: &str| {
+            if on {
+                out.push(f.to_string());
+            }
+        };
+        flag(self.impure, "--impure");
+        flag(self.no_write_lock_file, "--no-write-lock-file");
+        flag(self.recreate_lock_file, "--recreate-lock-file");
+        flag(self.commit_lock_file, "--commit-lock-file");
+        for i in &self.update_input {
+            out.extend(["--update-input".to_string(), i.clone()]);
+        }
+        for (i, f) in &self.override_input {
+            out.extend(["--override-input".to_string(), i.clone(), f.clone()]);
+        }
+        out
+    }
+
+    /// The first flag given that only a flake build can use.
+    pub fn flake_only(&self) -> Option<&'static str> {
+        [
+            (!self.update_input.is_empty(), "--update-input"),
+            (!self.override_input.is_empty(), "--override-input"),
+            (self.no_write_lock_file, "--no-write-lock-file"),
+            (self.recreate_lock_file, "--recreate-lock-file"),
+            (self.commit_lock_file, "--commit-lock-file"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+}
+
 /// `--nixos-path` as it should be stored: `<...>` search paths unchanged,
 /// file paths made absolute so later updates find them from anywhere.
 pub fn normalize_nixos_path(arg: &str) -> Result<String> {
@@ -157,11 +213,12 @@ fn missing(program: &'static str) -> Error {
 /// in Nix's sandbox whatever nix.conf says (a nix.conf with
 /// `sandbox = false` is overridden; a host where Nix cannot sandbox cannot
 /// build containers, see SECURITY.md).
-pub fn command(profile: &Path, source: &SystemSource) -> Vec<String> {
-    let mut argv = unsandboxed_command(profile, source);
+pub fn command(profile: &Path, source: &SystemSource, flags: &NixFlags) -> Vec<String> {
+    let mut argv = unsandboxed_command(profile, source, flags);
     // After the anchor's own words (what -v shows starts as the anchor's
-    // command); before a flake's installable, which stays last.
-    let at = if matches!(source, SystemSource::Flake { .. }) { argv.len() - 1 } else { argv.len() };
+    // command) and after the user's --option flags, which cannot turn it
+    // off; before a flake's `-- INSTALLABLE`, which stays last.
+    let at = if matches!(source, SystemSource::Flake { .. }) { argv.len() - 2 } else { argv.len() };
     argv.splice(at..at, SANDBOX.iter().map(|s| s.to_string()));
     argv
 }
@@ -169,9 +226,9 @@ pub fn command(profile: &Path, source: &SystemSource) -> Vec<String> {
 /// The options that keep a build in Nix's sandbox.
 pub const SANDBOX: [&str; 3] = ["--option", "sandbox", "true"];
 
-fn unsandboxed_command(profile: &Path, source: &SystemSource) -> Vec<String> {
+fn unsandboxed_command(profile: &Path, source: &SystemSource, flags: &NixFlags) -> Vec<String> {
     let p = profile.to_string_lossy().into_owned();
-    match source {
+    let mut argv = match source {
         SystemSource::NixosConfig { nixos_path, config } => vec![
             "nix-env".into(),
             "-p".into(),
@@ -187,48 +244,59 @@ fn unsandboxed_command(profile: &Path, source: &SystemSource) -> Vec<String> {
         SystemSource::Path(path) => {
             vec!["nix-env".into(), "-p".into(), p, "--set".into(), path.to_string_lossy().into_owned()]
         }
-        SystemSource::Flake { reference, attr } => vec![
-            "nix".into(),
-            "--extra-experimental-features".into(),
-            "nix-command flakes".into(),
-            "build".into(),
-            "--no-link".into(),
-            // Nix 2.8 has no --print-out-paths yet.
-            "--json".into(),
-            format!("{reference}#nixosConfigurations.\"{attr}\".config.system.build.toplevel"),
-        ],
-    }
+        SystemSource::Flake { reference, attr } => {
+            let mut argv: Vec<String> = vec![
+                "nix".into(),
+                "--extra-experimental-features".into(),
+                "nix-command flakes".into(),
+                "build".into(),
+                "--no-link".into(),
+                // Nix 2.8 has no --print-out-paths yet.
+                "--json".into(),
+            ];
+            argv.extend(flags.for_flake());
+            // After `--`, a reference starting with '-' is not an option.
+            argv.push("--".into());
+            argv.push(format!("{reference}#nixosConfigurations.\"{attr}\".config.system.build.toplevel"));
+            return argv;
+        }
+    };
+    argv.extend(flags.options());
+    argv
 }
 
 /// Builds the system and makes it the profile's new generation. Returns the
 /// system's store path. A build that fails, or whose result is not a NixOS
 /// system, leaves the profile's current generation selected.
-pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Result<PathBuf> {
+pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput, flags: &NixFlags) -> Result<PathBuf> {
+    if let (Some(flag), false) = (flags.flake_only(), matches!(source, SystemSource::Flake { .. })) {
+        return Err(flake_only_error(flag));
+    }
     if let Some(dir) = profile.parent() {
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     }
     clear_stray_lock(profile)?;
     match source {
         SystemSource::Flake { .. } => {
-            let argv = &command(profile, source);
+            let argv = &command(profile, source, flags);
             let out = run(argv, output)?;
             let path = built_out_path(&out)
                 .ok_or_else(|| Error::Build(format!("nix build printed no store path (got '{}')", out.trim())))?;
             check_system(Path::new(&path))?;
             let set = SystemSource::Path(PathBuf::from(&path));
-            run(&command(profile, &set), output)?;
+            run(&command(profile, &set, &NixFlags::default()), output)?;
             Ok(PathBuf::from(path))
         }
         SystemSource::Path(path) => {
             check_system(path)?;
-            run(&command(profile, source), output)?;
+            run(&command(profile, source, flags), output)?;
             current_system(profile)
         }
         SystemSource::NixosConfig { .. } => {
             // nix-env builds and selects in one step (the anchor's command),
             // so a result that is no system is taken back afterwards.
             let before = current_generation(profile)?;
-            run(&command(profile, source), output)?;
+            run(&command(profile, source, flags), output)?;
             let system = current_system(profile)?;
             if let Err(e) = check_system(&system) {
                 let after = current_generation(profile)?;
@@ -240,6 +308,39 @@ pub fn build(profile: &Path, source: &SystemSource, output: BuildOutput) -> Resu
             Ok(system)
         }
     }
+}
+
+pub fn flake_only_error(flag: &str) -> Error {
+    Error::Usage(format!("{flag} applies to flake builds only (--flake, or a container created from one)"))
+}
+
+/// The release of the NixOS at `nixos_path` (`config.system.nixos.release`,
+/// as nixos-generate-config reads it), for a new container's
+/// `system.stateVersion`. Costs one evaluation of the module system.
+pub fn nixos_release(nixos_path: &str, flags: &NixFlags) -> Result<String> {
+    let mut argv: Vec<String> = ["nix-instantiate", "--eval", "--strict"].map(String::from).to_vec();
+    argv.extend(flags.options());
+    argv.extend(
+        [nixos_path, "--arg", "configuration", "{ }", "-A", "config.system.nixos.release"].map(String::from),
+    );
+    let out = run(&argv, BuildOutput::Capture)?;
+    parse_release(&out).ok_or_else(|| {
+        Error::Build(format!("{nixos_path} gave no usable config.system.nixos.release (got '{}')", out.trim()))
+    })
+}
+
+/// A release as Nix prints it (`"20.09"`), checked to be a version: it is
+/// written into configuration.nix.
+pub fn parse_release(printed: &str) -> Option<String> {
+    let r = printed.trim().strip_prefix('"')?.strip_suffix('"')?;
+    is_release(r).then(|| r.to_string())
+}
+
+/// A NixOS release as stateVersion takes it: `20.09`, `20.09pre-git`.
+pub fn is_release(r: &str) -> bool {
+    r.starts_with(|c: char| c.is_ascii_digit())
+        && r.len() <= 32
+        && r.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 /// The `out` path in `nix build --json`'s answer.
@@ -368,7 +469,11 @@ fn run(argv: &[String], output: BuildOutput) -> Result<String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => missing(if argv[0] == "nix" { "nix" } else { "nix-env" }),
+            std::io::ErrorKind::NotFound => missing(match argv[0].as_str() {
+                "nix" => "nix",
+                "nix-instantiate" => "nix-instantiate",
+                _ => "nix-env",
+            }),
             _ => Error::Io { context: format!("running {}", argv[0]), source: e },
         })?;
     let stdout = child.stdout.take().expect("piped");
@@ -491,23 +596,67 @@ mod tests {
             nixos_path: "<nixpkgs/nixos>".into(),
             config: "/etc/nixos-containers/foo/configuration.nix".into(),
         };
-        let cmd = command(Path::new("/nix/var/nix/profiles/per-container/foo/system"), &src);
+        let cmd = command(Path::new("/nix/var/nix/profiles/per-container/foo/system"), &src, &NixFlags::default());
         assert_eq!(
             shell_words(&cmd),
             "nix-env -p /nix/var/nix/profiles/per-container/foo/system -I nixos-config=/etc/nixos-containers/foo/configuration.nix -f <nixpkgs/nixos> --set -A system --option sandbox true"
         );
         // Every build is sandboxed.
-        let path = command(Path::new("/p/system"), &SystemSource::Path("/nix/store/x".into()));
+        let none = NixFlags::default();
+        let path = command(Path::new("/p/system"), &SystemSource::Path("/nix/store/x".into()), &none);
         assert_eq!(path[path.len() - 3..], SANDBOX, "{path:?}");
-        let flake = command(Path::new("/p/system"), &SystemSource::flake("/f#web"));
-        assert_eq!(flake[flake.len() - 4..flake.len() - 1], SANDBOX, "{flake:?}");
+        let flake = command(Path::new("/p/system"), &SystemSource::flake("/f#web"), &none);
+        assert_eq!(flake[flake.len() - 5..flake.len() - 2], SANDBOX, "{flake:?}");
     }
 
     #[test]
     fn flake_build_keeps_the_attr() {
         let src = SystemSource::Flake { reference: "/src/f".into(), attr: "web".into() };
-        let cmd = command(Path::new("/p/system"), &src);
+        let cmd = command(Path::new("/p/system"), &src, &NixFlags::default());
         assert_eq!(cmd.last().unwrap(), "/src/f#nixosConfigurations.\"web\".config.system.build.toplevel");
+    }
+
+    /// The user's flags come before the sandbox option: Nix takes the last
+    /// value, so `--option sandbox false` cannot turn the sandbox off.
+    #[test]
+    fn nix_flags_pass_through_as_nixpkgs_does() {
+        let flags = NixFlags {
+            options: vec![("cores".into(), "2".into()), ("sandbox".into(), "false".into())],
+            impure: true,
+            update_input: vec!["nixpkgs".into()],
+            override_input: vec![("nixpkgs".into(), "/src/nixpkgs".into())],
+            no_write_lock_file: true,
+            recreate_lock_file: true,
+            commit_lock_file: true,
+        };
+        let flake = SystemSource::Flake { reference: "/src/f".into(), attr: "web".into() };
+        assert_eq!(
+            shell_words(&command(Path::new("/p/system"), &flake, &flags)),
+            "nix --extra-experimental-features 'nix-command flakes' build --no-link --json --option cores 2 \
+             --option sandbox false --impure --no-write-lock-file --recreate-lock-file --commit-lock-file \
+             --update-input nixpkgs --override-input nixpkgs /src/nixpkgs --option sandbox true -- \
+             '/src/f#nixosConfigurations.\"web\".config.system.build.toplevel'"
+        );
+        let config = SystemSource::NixosConfig { nixos_path: "<nixpkgs/nixos>".into(), config: "/c.nix".into() };
+        let nix_env = NixFlags { options: flags.options.clone(), impure: true, ..NixFlags::default() };
+        assert_eq!(
+            shell_words(&command(Path::new("/p/system"), &config, &nix_env)),
+            "nix-env -p /p/system -I nixos-config=/c.nix -f <nixpkgs/nixos> --set -A system --option cores 2 --option sandbox false --option sandbox true"
+        );
+        assert_eq!(nix_env.flake_only(), None);
+        assert_eq!(flags.flake_only(), Some("--update-input"));
+        let err = build(Path::new("/nonexistent/p/system"), &config, BuildOutput::Capture, &flags).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{err}");
+        assert!(err.to_string().contains("--update-input applies to flake builds only"), "{err}");
+    }
+
+    #[test]
+    fn releases_are_checked_before_they_go_into_a_configuration() {
+        assert_eq!(parse_release("\"20.09\"\n").as_deref(), Some("20.09"));
+        assert_eq!(parse_release("\"20.09pre-git\"").as_deref(), Some("20.09pre-git"));
+        for bad in ["20.09", "\"\"", "\"x\"", "\"1\"; evil = \"\"", "\"2${x}\""] {
+            assert_eq!(parse_release(bad), None, "{bad}");
+        }
     }
 
     #[test]

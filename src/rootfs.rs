@@ -124,6 +124,72 @@ pub fn remove_file(root: &Path, dir_rel: &str, name: &str) -> Result<()> {
     }
 }
 
+/// Writes file `name` in directory `dir_rel` inside the root (made if
+/// missing), replacing what was there (a symlink is replaced, never
+/// followed: `cp --remove-destination` as nixpkgs does it, without the
+/// guest's links in the way). Atomic: a temporary file renamed over it.
+pub fn replace_file(root: &Path, dir_rel: &str, name: &str, data: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    ensure_dir(root, dir_rel, 0o755)?;
+    let dir = open_in_root(root, dir_rel, OFlag::O_DIRECTORY | OFlag::O_PATH)?;
+    let what = || format!("writing {}/{}/{name}", root.display(), dir_rel.trim_matches('/'));
+    let tmp = format!(".{name}.nixos-container.{}", std::process::id());
+    let _ = unlinkat(dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+    let fd = nix::fcntl::openat(
+        dir.as_fd(),
+        tmp.as_str(),
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )
+    .context(what)?;
+    let mut f = std::fs::File::from(fd);
+    let result = (|| {
+        nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        nix::fcntl::renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name)?;
+        Ok::<(), std::io::Error>(())
+    })();
+    if result.is_err() {
+        let _ = unlinkat(dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
+    result.context(what)
+}
+
+/// Copies the host's /etc/resolv.conf into the container (COPY_RESOLV_CONF).
+/// A host without one is only a warning: the guest may bring its own.
+pub fn copy_resolv_conf(root: &Path) -> Result<()> {
+    let data = match std::fs::read("/etc/resolv.conf") {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("COPY_RESOLV_CONF: the host's /etc/resolv.conf cannot be read ({e}); not copied");
+            return Ok(());
+        }
+    };
+    replace_file(root, "etc", "resolv.conf", &data, 0o644)
+}
+
+/// systemd-nspawn (and the supervisor's mount namespace) need the host's
+/// `/` to be a mount point; inside a plain chroot it is not, and both fail
+/// with a bare "Invalid argument". Said clearly before anything is set up.
+pub fn require_host_root_mounted() -> Result<()> {
+    match std::fs::read_to_string("/proc/self/mountinfo") {
+        Ok(info) if !root_is_mounted(&info) => Err(crate::error::Error::other(
+            "the host's / is not a mount point (inside a chroot?), and systemd-nspawn needs it to be one: \
+             enter the new root with pivot_root instead (unshare -m; mount --bind ROOT ROOT; cd ROOT; \
+             pivot_root . mnt), or bind-mount ROOT onto itself before chroot",
+        )),
+        // Without /proc nspawn will say what it misses.
+        _ => Ok(()),
+    }
+}
+
+/// Whether mountinfo (which lists only what is visible from this
+/// process's root) has a mount at `/`.
+fn root_is_mounted(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|l| l.split(' ').nth(4) == Some("/"))
+}
+
 /// Whether `rel` exists inside the root (without following symlinks out of it).
 pub fn exists(root: &Path, rel: &str) -> bool {
     open_in_root(root, rel, OFlag::O_PATH).is_ok()
@@ -185,6 +251,40 @@ pub fn prepare(paths: &ContainerPaths) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_root_that_is_not_a_mount_point_is_recognised() {
+        let host = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                    23 22 0:5 / /proc rw shared:2 - proc proc rw\n";
+        assert!(root_is_mounted(host));
+        // In a chroot, only the mounts below its root show, none at /.
+        let chroot = "30 22 0:5 / /proc rw shared:2 - proc proc rw\n31 22 0:6 / /usr ro - ext4 /dev/sda1 rw\n";
+        assert!(!root_is_mounted(chroot));
+        assert!(require_host_root_mounted().is_ok(), "this host's / is a mount point");
+    }
+
+    #[test]
+    fn replace_file_never_follows_the_guests_links() {
+        let base = tempfile::tempdir().unwrap();
+        let (root, host) = (base.path().join("root"), base.path().join("host"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("resolv.conf"), "host's own").unwrap();
+        // The guest's resolv.conf points at a host file, by absolute path.
+        std::os::unix::fs::symlink(host.join("resolv.conf"), root.join("etc/resolv.conf")).unwrap();
+        replace_file(&root, "etc", "resolv.conf", b"nameserver 10.0.0.1\n", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(host.join("resolv.conf")).unwrap(), "host's own");
+        let meta = std::fs::symlink_metadata(root.join("etc/resolv.conf")).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap(), "nameserver 10.0.0.1\n");
+        // An /etc that is a link out of the root resolves inside it.
+        let root2 = base.path().join("root2");
+        std::fs::create_dir_all(&root2).unwrap();
+        std::os::unix::fs::symlink(&host, root2.join("etc")).unwrap();
+        let _ = replace_file(&root2, "etc", "resolv.conf", b"x", 0o644);
+        assert_eq!(std::fs::read_to_string(host.join("resolv.conf")).unwrap(), "host's own");
+        assert_eq!(std::fs::read_dir(&host).unwrap().count(), 1);
+    }
 
     #[test]
     fn guest_symlinks_stay_inside_the_root() {

@@ -173,7 +173,7 @@ pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<
         netns: netns.map(Path::to_path_buf),
         host_has: &|p: &Path| p.exists(),
     });
-    tracing::info!("{}", argv.join(" "));
+    tracing::info!("{}", nspawn::display(&argv));
     cmd.spawn().context(|| "starting the supervisor".into())?;
     drop(write_end);
     drop(alive); // the supervisor holds it now
@@ -478,7 +478,7 @@ fn leave_netns_mounts_behind() -> std::io::Result<()> {
 }
 
 fn spawn_nspawn(
-    argv: &[String],
+    argv: &[std::ffi::OsString],
     cgroup: &ContainerCgroup,
     notify: &Path,
     netns: Option<&Path>,
@@ -518,7 +518,7 @@ fn spawn_nspawn(
             crate::cgroup::join_self(&procs_files)
         });
     }
-    eprintln!("nixos-container supervisor: {}", argv.join(" "));
+    eprintln!("nixos-container supervisor: {}", nspawn::display(argv));
     let child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::MissingProgram {
             program: "systemd-nspawn",

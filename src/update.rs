@@ -25,7 +25,7 @@ use crate::guest;
 use crate::lifecycle;
 use crate::nixos_config::{self, ConfigDir, UserConfig};
 use crate::paths::Paths;
-use crate::profile::{self, BuildOutput, DEFAULT_NIXOS_PATH, SystemSource};
+use crate::profile::{self, BuildOutput, DEFAULT_NIXOS_PATH, NixFlags, SystemSource};
 use crate::supervisor::{Phase, Record};
 
 /// Where the new system comes from.
@@ -93,6 +93,7 @@ pub fn update(
     name: &str,
     source: NewSource,
     output: BuildOutput,
+    nix: &NixFlags,
     opts: ApplyOptions,
 ) -> Result<Updated> {
     let (c, _lock) = open_locked(paths, name)?;
@@ -100,6 +101,10 @@ pub fn update(
     let before = profile::current_generation(&profile_path)?;
     let mut conf = c.conf.clone();
     let mut rewritten = None;
+    let mut new_release = None;
+    if let (Some(flag), false) = (nix.flake_only(), builds_a_flake(&source, &conf)) {
+        return Err(profile::flake_only_error(flag));
+    }
     let build = match source {
         NewSource::SystemPath(p) => SystemSource::Path(p),
         NewSource::Flake(f) => {
@@ -122,7 +127,16 @@ pub fn update(
                 .filter(|d| user.is_some() || d.has_config());
             let Some(dir) = dir else { return Err(no_host_config(&c)) };
             let previous = match &user {
-                Some(u) => dir.replace(name, u)?,
+                Some(u) => {
+                    // Frozen at create; a container created before this
+                    // was kept gets the release it is built with now.
+                    if conf.state_version.is_none() {
+                        let nixos = conf.nixos_path.as_deref().unwrap_or(DEFAULT_NIXOS_PATH);
+                        new_release = Some((nixos.to_string(), profile::nixos_release(nixos, nix)));
+                        conf.state_version = new_release.as_ref().and_then(|(_, r)| r.as_ref().ok().cloned());
+                    }
+                    dir.replace(name, u, conf.state_version.as_deref())?
+                }
                 None => Vec::new(),
             };
             let config = dir.config_path();
@@ -132,7 +146,7 @@ pub fn update(
         }
     };
 
-    let system = match profile::build(&profile_path, &build, output) {
+    let system = match profile::build(&profile_path, &build, output, nix) {
         Ok(system) => system,
         Err(e) => {
             if let Some((dir, previous)) = rewritten {
@@ -143,6 +157,9 @@ pub fn update(
     };
     if let Some((dir, _)) = &rewritten {
         nixos_config::copy_to_guest(dir, &c.paths.root);
+    }
+    if let Some((nixos, Err(e))) = new_release {
+        crate::lifecycle::known_release(&nixos, Err(e));
     }
     if conf != c.conf {
         conf.save(&c.paths.conf)?;
@@ -171,6 +188,14 @@ fn no_host_config(c: &Container) -> Error {
         "container '{name}' has no {} to rebuild from; give --config, --config-file or --flake",
         c.paths.nixos_config().display()
     ))
+}
+
+fn builds_a_flake(source: &NewSource, conf: &crate::conf::Conf) -> bool {
+    match source {
+        NewSource::Flake(_) => true,
+        NewSource::Stored => conf.flake.is_some(),
+        _ => false,
+    }
 }
 
 /// Selects generation `to`, or without it the one before the current
@@ -299,7 +324,7 @@ mod tests {
         let paths = Paths::under(base.path());
         std::fs::create_dir_all(&paths.conf_dir).unwrap();
         std::fs::write(paths.conf_dir.join("decl.conf"), "SYSTEM_PATH=/nix/store/abc-system\n").unwrap();
-        let err = update(&paths, "decl", NewSource::Stored, BuildOutput::Capture, opts()).unwrap_err().to_string();
+        let err = update(&paths, "decl", NewSource::Stored, BuildOutput::Capture, &NixFlags::default(), opts()).unwrap_err().to_string();
         assert!(err.contains("boots the fixed system /nix/store/abc-system"), "{err}");
         let err = switch_generation(&paths, "decl", None, opts()).unwrap_err().to_string();
         assert!(err.contains("it is declarative"), "{err}");
@@ -312,7 +337,7 @@ mod tests {
         let paths = Paths::under(base.path());
         std::fs::create_dir_all(&paths.conf_dir).unwrap();
         std::fs::write(paths.conf_dir.join("bare.conf"), "PRIVATE_NETWORK=0\n").unwrap();
-        let err = update(&paths, "bare", NewSource::Stored, BuildOutput::Capture, opts()).unwrap_err().to_string();
+        let err = update(&paths, "bare", NewSource::Stored, BuildOutput::Capture, &NixFlags::default(), opts()).unwrap_err().to_string();
         assert!(err.contains("has no") && err.contains("give --config, --config-file or --flake"), "{err}");
         let err = switch_generation(&paths, "bare", None, opts()).unwrap_err().to_string();
         assert_eq!(err, "container 'bare' has no system generation selected");

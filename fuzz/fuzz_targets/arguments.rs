@@ -10,14 +10,24 @@ use nixos_container::conf::{
 use nixos_container::name;
 
 fuzz_target!(|data: &[u8]| {
+    // Binds read from a conf are bytes (paths need not be UTF-8).
+    if let Ok(b) = Bind::parse_bytes(data, true) {
+        assert!(b.target.is_absolute());
+    }
     let Ok(s) = std::str::from_utf8(data) else { return };
     if let Ok(n) = name::validate(s) {
         assert!(!n.is_empty() && n.len() <= name::MAX_LEN);
         assert!(!n.contains('/') && !n.contains("..") && !n.starts_with('-'));
     }
+    if let Ok(n) = name::validate_existing(s) {
+        assert!(!n.is_empty() && n.len() <= name::MAX_LEN);
+        assert!(!n.contains('/') && !n.contains("..") && !n.starts_with('-'));
+    }
+
     if let Ok(b) = Bind::parse(s, false) {
         assert!(b.target.is_absolute());
-        assert!(!b.nspawn_flag().contains(char::is_whitespace));
+        use std::os::unix::ffi::OsStrExt;
+        assert!(!b.nspawn_flag().as_bytes().iter().any(u8::is_ascii_whitespace));
     }
     if let Ok(p) = s.parse::<PortForward>() {
         assert_eq!(p.to_string().parse::<PortForward>(), Ok(p));

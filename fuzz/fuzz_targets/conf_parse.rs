@@ -8,8 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use nixos_container::conf::Conf;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok((conf, _warnings)) = Conf::parse(text, Path::new("fuzz.conf")) {
+    if let Ok((conf, _warnings)) = Conf::parse(data, Path::new("fuzz.conf")) {
         let again = Conf::parse(&conf.render(), Path::new("fuzz.conf"))
             .expect("a rendered conf parses")
             .0;

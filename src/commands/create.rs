@@ -21,12 +21,47 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
         crate::net::names::validate_ifname(b).map_err(|r| invalid("bridge", b, r))?;
         conf.host_bridge = Some(b.clone());
     }
+    // As nixpkgs passes them on: --host-address/--local-address may be
+    // IPv6 (an IPv6-only container), stored where nixpkgs stores them.
+    let v6 = |a: &Option<String>| a.as_deref().is_some_and(|a| parse_addr4(a).is_err() && parse_addr6(a).is_ok());
+    if (v6(&args.host_address) || v6(&args.local_address)) && args.host_address6.is_none() && args.local_address6.is_none()
+    {
+        for (given, slot, what) in [
+            (&args.host_address, &mut conf.host_address6, "host address"),
+            (&args.local_address, &mut conf.local_address6, "local address"),
+        ] {
+            if let Some(a) = given {
+                *slot = Some(parse_addr6(a).map_err(|_| {
+                    invalid(what, a, "give both --host-address and --local-address as IPv6, or both as IPv4".into())
+                })?);
+            }
+        }
+        conf.ipv6_in_address_keys = true;
+        if args.local_address.is_some() && args.host_address.is_none() && args.bridge.is_none() {
+            return Err(Error::Usage(
+                "--local-address needs --host-address (or --bridge, where the host side has no address)".into(),
+            ));
+        }
+        return finish_conf(args, conf);
+    }
     if let Some(h) = &args.host_address {
         conf.host_address = Some(parse_addr4(h).map_err(|r| invalid("host address", h, r))?);
     }
     if let Some(l) = &args.local_address {
         conf.local_address = Some(parse_addr4(l).map_err(|r| invalid("local address", l, r))?);
+        // Routed, the host side needs its address; on a bridge the
+        // container's default route is optional (via --host-address, if given).
+        if args.host_address.is_none() && args.bridge.is_none() {
+            return Err(Error::Usage(
+                "--local-address needs --host-address (or --bridge, where the host side has no address)".into(),
+            ));
+        }
     }
+    finish_conf(args, conf)
+}
+
+/// The rest of the conf: everything but the IPv4 addresses.
+fn finish_conf(args: &CreateArgs, mut conf: Conf) -> Result<Conf> {
     if let Some(h) = &args.host_address6 {
         conf.host_address6 = Some(parse_addr6(h).map_err(|r| invalid("host address6", h, r))?);
     }
@@ -99,7 +134,14 @@ pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
     let output = ctx.build_output();
     let created = lifecycle::create(
         &ctx.paths,
-        CreateRequest { name: args.name.clone(), ensure_unique_name: args.ensure_unique_name, source, conf, output },
+        CreateRequest {
+            name: args.name.clone(),
+            ensure_unique_name: args.ensure_unique_name,
+            source,
+            conf,
+            output,
+            nix: args.nix.flags(),
+        },
     )?;
     if let (Some(h), Some(l)) = (created.conf.host_address, created.conf.local_address) {
         ctx.note(&format!("host IP is {}, container IP is {}", h.addr, l.addr));

@@ -15,6 +15,11 @@ pub const DEFAULT_SIZE: Winsize = Winsize { rows: 24, cols: 80 };
 
 pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     require_root()?;
+    if args.command.is_empty() {
+        return Err(Error::Usage(
+            "'nixos-container run' needs a COMMAND after NAME, e.g. 'nixos-container run web -- uptime'".into(),
+        ));
+    }
     let name = pick::name(ctx, args.name.as_deref(), Which::Running, "run")?;
     let c = Container::open(&ctx.paths, &name)?;
     let stdin_tty = std::io::stdin().is_terminal();

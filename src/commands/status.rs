@@ -2,10 +2,20 @@ use crate::cgroup;
 use crate::cli::StatusArgs;
 use crate::commands::Ctx;
 use crate::container::Container;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<i32> {
-    let c = Container::open(&ctx.paths, &args.name)?;
+    let c = match Container::open(&ctx.paths, &args.name) {
+        Ok(c) => c,
+        // As nixpkgs: `gone` on stdout, and still an error.
+        Err(e @ Error::NoSuchContainer(_)) => {
+            if !args.json {
+                println!("gone");
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     if args.json {
         let details = crate::info::details(&c, cgroup::host_hierarchies()?);
         println!("{}", serde_json::to_string_pretty(&details).expect("details serialise"));

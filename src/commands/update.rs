@@ -31,14 +31,14 @@ fn source_from_args(args: &UpdateArgs) -> Result<NewSource> {
 }
 
 pub fn run(ctx: &Ctx, args: &UpdateArgs) -> Result<i32> {
-    crate::name::validate(&args.name)?;
+    crate::name::validate_existing(&args.name)?;
     require_root()?;
     let opts = ApplyOptions { restart: args.restart, stop_timeout: STOP_TIMEOUT, start_timeout: START_TIMEOUT };
     let updated = if args.rollback || args.switch_generation.is_some() {
         update::switch_generation(&ctx.paths, &args.name, args.switch_generation, opts)?
     } else {
         let source = source_from_args(args)?;
-        update::update(&ctx.paths, &args.name, source, ctx.build_output(), opts)?
+        update::update(&ctx.paths, &args.name, source, ctx.build_output(), &args.nix.flags(), opts)?
     };
     report(ctx, &args.name, &updated);
     Ok(0)

@@ -19,6 +19,7 @@ pub struct FakeLink {
     pub master: Option<String>,
     pub bridge: bool,
     pub addrs: Vec<(IpAddr, u8)>,
+    pub mac: Option<[u8; 6]>,
     /// The other end of a veth: (namespace, name); None = host.
     pub peer: Option<(Option<String>, String)>,
 }
@@ -32,6 +33,9 @@ pub struct FakeNet {
     pub conf: BTreeMap<(String, String), String>,
     /// What `in_use` answers for given addresses.
     pub host_use: BTreeMap<IpAddr, InUse>,
+    /// IPv6 is off (`disable_ipv6=1`): v6 addresses are refused as the
+    /// kernel refuses them (EACCES).
+    pub ipv6_disabled: bool,
     /// Fail the operation whose log entry starts with this.
     pub fail_on: Option<String>,
     pub log: Vec<String>,
@@ -139,7 +143,7 @@ impl Netlink for FakeNet {
         }))
     }
 
-    fn veth_add(&mut self, host: &str, peer_ns: &str, peer: &str) -> Result<()> {
+    fn veth_add(&mut self, host: &str, peer_ns: &str, peer: &str, peer_mac: Option<[u8; 6]>) -> Result<()> {
         self.step(format!("veth_add {host} {peer_ns} {peer}"))?;
         if !self.netns.contains(peer_ns) {
             return Err(Error::other(format!("no netns {peer_ns}")));
@@ -154,6 +158,7 @@ impl Netlink for FakeNet {
         h.peer = Some((Some(peer_ns.to_string()), peer.to_string()));
         let p = self.get_mut(Ns::Named(peer_ns), peer)?;
         p.up = false;
+        p.mac = peer_mac;
         p.peer = Some((None, host.to_string()));
         Ok(())
     }
@@ -199,6 +204,9 @@ impl Netlink for FakeNet {
 
     fn addr_add(&mut self, ns: Ns<'_>, dev: &str, addr: IpAddr, prefix: u8) -> Result<()> {
         self.step(format!("addr_add {ns:?} {dev} {addr}/{prefix}"))?;
+        if addr.is_ipv6() && self.ipv6_disabled && ns == Ns::Host {
+            return Err(Error::other(format!("adding {addr}/{prefix} to {dev}: Permission denied (os error 13)")));
+        }
         self.get_mut(ns, dev)?.addrs.push((addr, prefix));
         // Like the kernel: an address with a prefix routes its subnet.
         if prefix < if addr.is_ipv4() { 32 } else { 128 } {
@@ -241,5 +249,9 @@ impl Netlink for FakeNet {
         self.get_mut(Ns::Host, dev)?;
         self.conf.insert((dev.to_string(), key.to_string()), value.to_string());
         Ok(())
+    }
+
+    fn ipv6_enabled(&mut self, _dev: Option<&str>) -> bool {
+        !self.ipv6_disabled
     }
 }

@@ -48,6 +48,8 @@ pub struct Plan {
     pub bridge: Option<String>,
     pub pairs: Vec<Pair>,
     pub ports: Vec<PortForward>,
+    /// The MAC address of the container's eth0 (LOCAL_MAC_ADDRESS).
+    pub local_mac: Option<[u8; 6]>,
 }
 
 fn spec<A: Into<IpAddr> + Copy>(a: &Option<AddrSpec<A>>) -> Option<(IpAddr, u8)> {
@@ -96,6 +98,8 @@ impl Plan {
             bridge: conf.host_bridge.clone(),
             pairs,
             ports: conf.host_port.clone(),
+            // Checked when the conf was read.
+            local_mac: conf.local_mac_address.as_deref().and_then(|m| crate::conf::validate_mac(m).ok()),
         })
     }
 
@@ -165,7 +169,7 @@ fn build(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
     );
     nl.netns_add(&plan.netns)?;
     nl.link_up(guest, "lo")?;
-    nl.veth_add(&plan.host_if, &plan.netns, eth0)?;
+    nl.veth_add(&plan.host_if, &plan.netns, eth0, plan.local_mac)?;
     nl.link_set_alias(&plan.host_if, &names::host_alias(&plan.name))?;
     let altname = names::host_altname(&plan.name);
     if altname != plan.host_if {
@@ -177,7 +181,20 @@ fn build(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
     nl.link_up(Ns::Host, &plan.host_if)?;
     nl.link_up(guest, eth0)?;
 
+    // A host without IPv6 (or with it disabled) still starts the container,
+    // with its IPv4 pair only: the IPv6 pair may be the automatic one, made
+    // when the host had IPv6.
+    let is_v6 = |p: &Pair| p.host.or(p.local).is_some_and(|(a, _)| a.is_ipv6());
+    let ipv6 = !plan.pairs.iter().any(is_v6) || nl.ipv6_enabled(plan.bridge.is_none().then_some(&plan.host_if));
     for pair in &plan.pairs {
+        if is_v6(pair) && !ipv6 {
+            tracing::warn!(
+                "IPv6 is disabled on this host{}: container '{}' starts without its IPv6 addresses",
+                if plan.bridge.is_none() { format!(" (net.ipv6.conf.{}.disable_ipv6)", plan.host_if) } else { String::new() },
+                plan.name
+            );
+            continue;
+        }
         if plan.bridge.is_none() {
             if let Some((host, prefix)) = pair.host {
                 tracing::info!("address {host}/{prefix} on {}", plan.host_if);
@@ -455,7 +472,8 @@ pub fn assign(conf: &mut Conf, taken: &Taken, nl: &mut dyn Netlink, pools: (Pool
         return Ok(());
     }
     let mut free = |a: IpAddr| Ok(nl.in_use(a)?.is_none());
-    if conf.host_address.is_none() && conf.local_address.is_none() {
+    // IPv6 given where nixpkgs takes it (--host-address): an IPv6-only container.
+    if conf.host_address.is_none() && conf.local_address.is_none() && !conf.ipv6_in_address_keys {
         let (h, l) = pools.0.allocate_where(&taken.addrs, &mut free)?;
         conf.host_address = Some(Addr4 { addr: h, prefix: None });
         conf.local_address = Some(Addr4 { addr: l, prefix: None });
@@ -563,6 +581,28 @@ mod tests {
     }
 
     #[test]
+    fn without_ipv6_on_the_host_the_ipv4_pair_still_works() {
+        let mut nl = FakeNet::new();
+        nl.ipv6_disabled = true;
+        let plan = Plan::new("web", &conf()).unwrap();
+        setup(&mut nl, &plan).unwrap();
+        let hif = names::host_ifname("web");
+        assert_eq!(nl.host_link(&hif).unwrap().addrs, [(ip("10.233.1.1"), 32)]);
+        assert_eq!(nl.ns_link(&names::netns("web"), "eth0").unwrap().addrs, [(ip("10.233.1.2"), 32)]);
+        assert!(nl.routes[&Some(names::netns("web"))].iter().all(|r| r.dst.is_ipv4()));
+    }
+
+    #[test]
+    fn the_local_mac_address_goes_to_the_containers_side() {
+        let mut c = conf();
+        c.local_mac_address = Some("02:12:34:56:78:9a".into());
+        let mut nl = FakeNet::new();
+        setup(&mut nl, &Plan::new("web", &c).unwrap()).unwrap();
+        assert_eq!(nl.ns_link(&names::netns("web"), "eth0").unwrap().mac, Some([2, 0x12, 0x34, 0x56, 0x78, 0x9a]));
+        assert_eq!(nl.host_link(&names::host_ifname("web")).unwrap().mac, None);
+    }
+
+    #[test]
     fn a_local_address_with_a_prefix_routes_its_network() {
         let mut c = conf();
         c.local_address = Some(parse_addr4("10.0.7.2/24").unwrap());
@@ -647,7 +687,7 @@ mod tests {
         let mut nl = FakeNet::new();
         // A start killed right after creating the pair.
         nl.netns_add(&plan.netns).unwrap();
-        nl.veth_add(&plan.host_if, &plan.netns, "eth0").unwrap();
+        nl.veth_add(&plan.host_if, &plan.netns, "eth0", None).unwrap();
         assert!(setup(&mut nl, &plan).is_err(), "a start without release refuses the existing interface");
         assert!(nl.host_link("ve-web").is_some(), "and leaves it to release");
         teardown(&mut nl, "web").unwrap();

@@ -65,7 +65,7 @@ pub trait Netlink {
     fn link(&mut self, ns: Ns<'_>, name: &str) -> Result<Option<Link>>;
     /// Creates a veth pair: `host` in the host's namespace, `peer` directly
     /// in namespace `peer_ns`.
-    fn veth_add(&mut self, host: &str, peer_ns: &str, peer: &str) -> Result<()>;
+    fn veth_add(&mut self, host: &str, peer_ns: &str, peer: &str, peer_mac: Option<[u8; 6]>) -> Result<()>;
     /// Deletes a host interface (a veth's peer goes with it); nothing to do
     /// when it is absent.
     /// Deletes the host interface `link` (as `link()` found it, so that what
@@ -82,6 +82,10 @@ pub trait Netlink {
     fn in_use(&mut self, addr: IpAddr) -> Result<Option<InUse>>;
     /// Sets `net.ipv4.conf.DEV.KEY` of a host interface.
     fn ipv4_conf(&mut self, dev: &str, key: &str, value: &str) -> Result<()>;
+    /// Whether IPv6 works on the host's interface `dev` (else: on the host
+    /// at all). It can be off for the host (`ipv6.disable=1` at boot) or
+    /// for its interfaces (`net.ipv6.conf.*.disable_ipv6=1`).
+    fn ipv6_enabled(&mut self, dev: Option<&str>) -> bool;
 }
 
 pub const NETNS_DIR: &str = "/run/netns";
@@ -247,11 +251,14 @@ impl Netlink for RtNetlink {
         }
     }
 
-    fn veth_add(&mut self, host: &str, peer_ns: &str, peer: &str) -> Result<()> {
+    fn veth_add(&mut self, host: &str, peer_ns: &str, peer: &str, peer_mac: Option<[u8; 6]>) -> Result<()> {
         let path = self.netns_path(peer_ns);
         let ns = File::open(&path).context(|| format!("opening {}", path.display()))?;
-        let peer_msg =
-            LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).setns_by_fd(ns.as_raw_fd()).build();
+        let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).setns_by_fd(ns.as_raw_fd());
+        if let Some(mac) = peer_mac {
+            peer_msg = peer_msg.address(mac.to_vec());
+        }
+        let peer_msg = peer_msg.build();
         let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(host.to_string())
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
@@ -388,5 +395,14 @@ impl Netlink for RtNetlink {
     fn ipv4_conf(&mut self, dev: &str, key: &str, value: &str) -> Result<()> {
         let path = Path::new("/proc/sys/net/ipv4/conf").join(dev).join(key);
         std::fs::write(&path, value).context(|| format!("writing {}", path.display()))
+    }
+
+    fn ipv6_enabled(&mut self, dev: Option<&str>) -> bool {
+        match dev {
+            // A new interface takes `default`'s setting, or `all`'s.
+            Some(dev) => std::fs::read_to_string(Path::new("/proc/sys/net/ipv6/conf").join(dev).join("disable_ipv6"))
+                .is_ok_and(|s| s.trim() == "0"),
+            None => Path::new("/proc/sys/net/ipv6").exists(),
+        }
     }
 }

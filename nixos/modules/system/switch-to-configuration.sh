@@ -48,6 +48,14 @@ listWants "$newUnits" > "$tmp/newwants"
 isMasked() { [ "$(readlink "$1")" = /dev/null ]; }
 isTemplate() { case "$1" in *@.*) return 0 ;; *) return 1 ;; esac; }
 isActive() { systemctl is-active --quiet "$1"; }
+# A target still being reached (multi-user.target while the guest boots:
+# inactive, with a start job waiting) counts as active for the units it
+# newly wants: its start job was planned without them, so they would never
+# start otherwise.
+isTargetActive() {
+  isActive "$1" && return 0
+  systemctl list-jobs --no-legend 2>/dev/null | awk -v u="$1" '$2 == u && $3 == "start" { f = 1 } END { exit !f }'
+}
 noRestart() { grep -q '^X-RestartIfChanged=false' "$1" 2>/dev/null; }
 wantsReload() { grep -q '^X-ReloadIfChanged=true' "$1" 2>/dev/null; }
 
@@ -75,7 +83,7 @@ while read -r u; do
   else
     # not running: start it if an active target wants it
     if grep -q " $u\$" "$tmp/newwants"; then
-      grep " $u\$" "$tmp/newwants" | while read -r t _; do isActive "$t" && echo "$u"; done | head -n 1 >> "$tmp/start"
+      grep " $u\$" "$tmp/newwants" | while read -r t _; do isTargetActive "$t" && echo "$u"; done | head -n 1 >> "$tmp/start"
     fi
   fi
 done < "$tmp/new"
@@ -85,7 +93,7 @@ while read -r t u; do
   grep -qxF "$t $u" "$tmp/oldwants" && continue
   isTemplate "$u" && continue
   isMasked "$newUnits/$u" 2>/dev/null && continue
-  isActive "$t" || continue
+  isTargetActive "$t" || continue
   isActive "$u" && continue
   grep -qxF "$u" "$tmp/restart" && continue
   echo "$u" >> "$tmp/start"
