@@ -525,7 +525,8 @@ fn run_command_follows_dashes(raw: &[OsString]) -> bool {
     let Some(run) = cmd.find_subcommand("run") else { return false };
     let takes_value = |a: &clap::Arg| !a.is_positional() && a.get_action().takes_values();
     let value_longs: Vec<&str> = run.get_arguments().filter(|a| takes_value(a)).filter_map(|a| a.get_long()).collect();
-    let value_shorts: Vec<char> = run.get_arguments().filter(|a| takes_value(a)).filter_map(|a| a.get_short()).collect();
+    let value_shorts: Vec<char> =
+        run.get_arguments().filter(|a| takes_value(a)).filter_map(|a| a.get_short()).collect();
     let mut tokens = raw.iter().skip(1).map(|t| t.to_string_lossy());
     // Global flags (-v, -q) may come before the subcommand; none takes a value.
     match tokens.by_ref().find(|t| !t.starts_with('-')) {
@@ -609,12 +610,25 @@ mod tests {
     #[test]
     fn nix_flags_are_taken_on_create_and_update() {
         let args = [
-            "--option", "cores", "2", "--option", "sandbox", "false", "--impure", "--update-input", "nixpkgs",
-            "--override-input", "nixpkgs", "/src/np", "--no-write-lock-file", "--recreate-lock-file",
+            "--option",
+            "cores",
+            "2",
+            "--option",
+            "sandbox",
+            "false",
+            "--impure",
+            "--update-input",
+            "nixpkgs",
+            "--override-input",
+            "nixpkgs",
+            "/src/np",
+            "--no-write-lock-file",
+            "--recreate-lock-file",
             "--commit-lock-file",
         ];
         for cmd in ["create", "update"] {
-            let cli = Cli::try_parse_from([&["nixos-container", cmd, "c", "--flake", "/f"], &args[..]].concat()).unwrap();
+            let cli =
+                Cli::try_parse_from([&["nixos-container", cmd, "c", "--flake", "/f"], &args[..]].concat()).unwrap();
             let nix = match cli.command {
                 Command::Create(a) => a.nix,
                 Command::Update(a) => a.nix,
@@ -705,7 +719,10 @@ mod tests {
         assert_eq!(run_of(&["run", "-t", "--user", "root", "--", "sh", "-i"]), (None, vec!["sh".into(), "-i".into()]));
         assert_eq!(run_of(&["-q", "run", "--cwd", "/", "--", "ls", "-l"]), (None, vec!["ls".into(), "-l".into()]));
         // An unknown option before the command is still refused.
-        assert!(Cli::parse_from_args(["nixos-container", "run", "c", "--bogus", "ls"].map(OsString::from).to_vec()).is_err());
+        assert!(
+            Cli::parse_from_args(["nixos-container", "run", "c", "--bogus", "ls"].map(OsString::from).to_vec())
+                .is_err()
+        );
     }
 
     #[test]

@@ -649,9 +649,11 @@ impl Conf {
                     let ro = key == "BINDS_RO";
                     conf.binds.retain(|b| b.read_only != ro);
                     for spec in value.as_bytes().split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()) {
-                        conf.binds.push(Bind::parse_bytes(spec, ro).map_err(|e| {
-                            format!("{key} entry '{}': {e}", shorten(&String::from_utf8_lossy(spec)))
-                        })?);
+                        conf.binds.push(
+                            Bind::parse_bytes(spec, ro).map_err(|e| {
+                                format!("{key} entry '{}': {e}", shorten(&String::from_utf8_lossy(spec)))
+                            })?,
+                        );
                     }
                 }
                 "EXTRA_NSPAWN_FLAGS" => conf.extra_nspawn_flags = words(v).map(str::to_string).collect(),
@@ -721,7 +723,9 @@ impl Conf {
             }
         }
         let ipv6_in = |key: &str, in_v4_key: Option<Addr6>, own: &mut Option<Addr6>| match (in_v4_key, *own) {
-            (Some(a), Some(b)) if a != b => Err(format!("{key} holds {a} and {key}6 holds {b}: give the IPv6 address once")),
+            (Some(a), Some(b)) if a != b => {
+                Err(format!("{key} holds {a} and {key}6 holds {b}: give the IPv6 address once"))
+            }
             (Some(a), _) => {
                 *own = Some(a);
                 Ok(true)
@@ -732,9 +736,11 @@ impl Conf {
         let local6 = ipv6_in("LOCAL_ADDRESS", local6_in_v4_key, &mut conf.local_address6)?;
         if host6 || local6 {
             if conf.host_address.is_some() || conf.local_address.is_some() {
-                return Err("HOST_ADDRESS and LOCAL_ADDRESS hold one IPv4 and one IPv6 address: give both of one kind \
+                return Err(
+                    "HOST_ADDRESS and LOCAL_ADDRESS hold one IPv4 and one IPv6 address: give both of one kind \
                             (IPv6 may also go into HOST_ADDRESS6 and LOCAL_ADDRESS6)"
-                    .into());
+                        .into(),
+                );
             }
             conf.ipv6_in_address_keys = true;
         }
@@ -1051,10 +1057,12 @@ COPY_RESOLV_CONF=1
         assert!(c.copy_resolv_conf && c.extra.is_empty());
         assert_eq!(parse_bytes(&c.render()).unwrap(), c);
         assert_eq!(validate_mac("02:aa:bb:cc:dd:ee").unwrap(), [2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
-        for bad in ["01:00:00:00:00:01", "00:00:00:00:00:00", "2:aa:bb:cc:dd:ee", "zz:aa:bb:cc:dd:ee", "02:aa:bb:cc:dd"] {
+        for bad in ["01:00:00:00:00:01", "00:00:00:00:00:00", "2:aa:bb:cc:dd:ee", "zz:aa:bb:cc:dd:ee", "02:aa:bb:cc:dd"]
+        {
             assert!(validate_mac(bad).is_err(), "{bad}");
         }
-        let (_, warnings) = Conf::parse(b"LOCAL_MAC_ADDRESS=02:00:00:00:00:01\nCOPY_RESOLV_CONF=0\n", Path::new("x")).unwrap();
+        let (_, warnings) =
+            Conf::parse(b"LOCAL_MAC_ADDRESS=02:00:00:00:00:01\nCOPY_RESOLV_CONF=0\n", Path::new("x")).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 

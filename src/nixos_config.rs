@@ -212,7 +212,8 @@ impl ConfigDir {
             UserConfig::File { content, .. } => Some(content.clone()),
             _ => None,
         };
-        let wanted = [user_file, Some(GUEST_MODULE.as_bytes().to_vec()), Some(render(name, user, state_version).into_bytes())];
+        let wanted =
+            [user_file, Some(GUEST_MODULE.as_bytes().to_vec()), Some(render(name, user, state_version).into_bytes())];
         self.put(&wanted)
     }
 
@@ -312,7 +313,10 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let root = base.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        ConfigDir::open_in_root(&root, true).unwrap().replace("c1", &UserConfig::Inline("a = 1;".into()), None).unwrap();
+        ConfigDir::open_in_root(&root, true)
+            .unwrap()
+            .replace("c1", &UserConfig::Inline("a = 1;".into()), None)
+            .unwrap();
         let config = root.join("etc/nixos/configuration.nix");
         let old = std::fs::read(&config).unwrap();
         let etc = ConfigDir::open_in_root(&root, false).unwrap();

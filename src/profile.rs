@@ -320,9 +320,7 @@ pub fn flake_only_error(flag: &str) -> Error {
 pub fn nixos_release(nixos_path: &str, flags: &NixFlags) -> Result<String> {
     let mut argv: Vec<String> = ["nix-instantiate", "--eval", "--strict"].map(String::from).to_vec();
     argv.extend(flags.options());
-    argv.extend(
-        [nixos_path, "--arg", "configuration", "{ }", "-A", "config.system.nixos.release"].map(String::from),
-    );
+    argv.extend([nixos_path, "--arg", "configuration", "{ }", "-A", "config.system.nixos.release"].map(String::from));
     let out = run(&argv, BuildOutput::Capture)?;
     parse_release(&out).ok_or_else(|| {
         Error::Build(format!("{nixos_path} gave no usable config.system.nixos.release (got '{}')", out.trim()))

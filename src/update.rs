@@ -324,7 +324,9 @@ mod tests {
         let paths = Paths::under(base.path());
         std::fs::create_dir_all(&paths.conf_dir).unwrap();
         std::fs::write(paths.conf_dir.join("decl.conf"), "SYSTEM_PATH=/nix/store/abc-system\n").unwrap();
-        let err = update(&paths, "decl", NewSource::Stored, BuildOutput::Capture, &NixFlags::default(), opts()).unwrap_err().to_string();
+        let err = update(&paths, "decl", NewSource::Stored, BuildOutput::Capture, &NixFlags::default(), opts())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("boots the fixed system /nix/store/abc-system"), "{err}");
         let err = switch_generation(&paths, "decl", None, opts()).unwrap_err().to_string();
         assert!(err.contains("it is declarative"), "{err}");
@@ -337,7 +339,9 @@ mod tests {
         let paths = Paths::under(base.path());
         std::fs::create_dir_all(&paths.conf_dir).unwrap();
         std::fs::write(paths.conf_dir.join("bare.conf"), "PRIVATE_NETWORK=0\n").unwrap();
-        let err = update(&paths, "bare", NewSource::Stored, BuildOutput::Capture, &NixFlags::default(), opts()).unwrap_err().to_string();
+        let err = update(&paths, "bare", NewSource::Stored, BuildOutput::Capture, &NixFlags::default(), opts())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("has no") && err.contains("give --config, --config-file or --flake"), "{err}");
         let err = switch_generation(&paths, "bare", None, opts()).unwrap_err().to_string();
         assert_eq!(err, "container 'bare' has no system generation selected");

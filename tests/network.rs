@@ -458,23 +458,28 @@ fn show_ip_prints_ipv6_when_the_container_has_only_that() {
     let env = Env::new();
     let name = env.name("v6");
     let (h6, l6) = (env.pool6().replace("::/48", ":77::1"), env.pool6().replace("::/48", ":77::2"));
+    // create refuses a bridge that does not exist; one that goes away
+    // after create makes start fail, which must leave nothing.
+    let bridge = format!("ncgone{}", env.pool);
+    struct Bridge<'a>(&'a str);
+    impl Drop for Bridge<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["link", "del", self.0]).status();
+        }
+    }
+    let guard = Bridge(&bridge);
+    assert!(
+        std::process::Command::new("ip").args(["link", "add", &bridge, "type", "bridge"]).status().unwrap().success()
+    );
     env.create(
         &name,
-        &[
-            "--system-path",
-            &build_system(&[]),
-            "--bridge",
-            "nonexistent0",
-            "--host-address6",
-            &h6,
-            "--local-address6",
-            &l6,
-        ],
+        &["--system-path", &build_system(&[]), "--bridge", &bridge, "--host-address6", &h6, "--local-address6", &l6],
     );
+    drop(guard);
     assert_eq!(env.ok(["show-ip", &name]), format!("{l6}\n"));
     let out = env.run(["start", &name]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("bridge nonexistent0 does not exist"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("bridge {bridge} does not exist")), "{}", stderr(&out));
     assert_eq!(network_leftovers(&name), Vec::<String>::new(), "a failed start leaves nothing");
 }
 

@@ -24,7 +24,9 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
     // As nixpkgs passes them on: --host-address/--local-address may be
     // IPv6 (an IPv6-only container), stored where nixpkgs stores them.
     let v6 = |a: &Option<String>| a.as_deref().is_some_and(|a| parse_addr4(a).is_err() && parse_addr6(a).is_ok());
-    if (v6(&args.host_address) || v6(&args.local_address)) && args.host_address6.is_none() && args.local_address6.is_none()
+    if (v6(&args.host_address) || v6(&args.local_address))
+        && args.host_address6.is_none()
+        && args.local_address6.is_none()
     {
         for (given, slot, what) in [
             (&args.host_address, &mut conf.host_address6, "host address"),

@@ -190,7 +190,11 @@ fn build(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
         if is_v6(pair) && !ipv6 {
             tracing::warn!(
                 "IPv6 is disabled on this host{}: container '{}' starts without its IPv6 addresses",
-                if plan.bridge.is_none() { format!(" (net.ipv6.conf.{}.disable_ipv6)", plan.host_if) } else { String::new() },
+                if plan.bridge.is_none() {
+                    format!(" (net.ipv6.conf.{}.disable_ipv6)", plan.host_if)
+                } else {
+                    String::new()
+                },
                 plan.name
             );
             continue;
