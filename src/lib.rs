@@ -11,7 +11,10 @@
 //!   builds into the per-container profile;
 //! - `rootfs`, `fsutil`: the container root and careful file operations;
 //! - `lock`: per-container and global locks;
-//! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
+//! - `supervision`: the seam that keeps a container running (one per host)
+//!   and the one answer to "is it running" (`RunStatus`);
+//! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest
+//!   with our own supervisor;
 //! - `limits`: memory, CPU and process limits through the container's cgroup;
 //! - `guest`: the sockets inside a running guest;
 //! - `info`, `logs`: a container's details, its console and journal;
@@ -47,5 +50,6 @@ pub mod nspawn;
 pub mod paths;
 pub mod profile;
 pub mod rootfs;
+pub mod supervision;
 pub mod supervisor;
 pub mod update;

@@ -19,8 +19,9 @@ pub struct Launch<'a> {
     pub name: &'a str,
     pub paths: &'a ContainerPaths,
     pub conf: &'a Conf,
-    /// The network namespace to join (private networking), if any.
-    pub netns: Option<PathBuf>,
+    /// nspawn runs inside the container's own network namespace (private
+    /// networking): the supervisor enters it before exec.
+    pub in_own_netns: bool,
     /// Which of the host's Nix paths exist (the daemon socket may not).
     pub host_has: &'a dyn Fn(&Path) -> bool,
 }
@@ -58,6 +59,19 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
+/// The network namespace nspawn runs in, by a path that needs no mount.
+pub const OWN_NETNS: &str = "/proc/self/ns/net";
+
+/// A command line as a shell would need it, for logs.
+pub fn display(argv: &[String]) -> String {
+    let quote = |a: &String| {
+        let plain = !a.is_empty()
+            && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=+./:,@%".contains(&b));
+        if plain { a.clone() } else { format!("'{}'", a.replace('\'', "'\\''")) }
+    };
+    argv.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
 pub fn command_line(l: &Launch<'_>) -> Vec<String> {
     let private_users = l.conf.private_users.as_deref().filter(|u| *u != "no");
     // In a user namespace, the host's Nix paths are mapped to the guest's
@@ -90,12 +104,13 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
         // the kernel and file system can, chown otherwise).
         argv.push("--private-users-ownership=auto".into());
     }
-    if let Some(ns) = &l.netns {
-        // The supervisor starts nspawn inside this namespace already. In a
-        // user namespace nspawn could not join it again (the namespace
+    if l.in_own_netns {
+        // The supervisor starts nspawn inside this namespace already, where
+        // /run/netns is not mounted: nspawn joins it by its own handle. In
+        // a user namespace nspawn could not join it again (the namespace
         // belongs to the host's user namespace), so it just stays there.
         if private_users.is_none() {
-            argv.push(format!("--network-namespace-path={}", ns.display()));
+            argv.push(format!("--network-namespace-path={OWN_NETNS}"));
         }
     } else if let Some(ns) = &l.conf.network_namespace_path {
         argv.push(format!("--network-namespace-path={}", ns.display()));
@@ -138,7 +153,7 @@ mod tests {
             name: "web",
             paths: &paths,
             conf: &conf,
-            netns: Some("/run/netns/web".into()),
+            in_own_netns: true,
             host_has: &no_daemon,
         });
         assert_eq!(
@@ -147,7 +162,7 @@ mod tests {
              --notify-ready=yes --kill-signal=SIGRTMIN+3 --console=read-only --link-journal=no \
              --bind-ro=/nix/store:/nix/store --bind-ro=/nix/var/nix/db:/nix/var/nix/db \
              --bind-ro=/x/profiles/web:/nix/var/nix/profiles --bind-ro=/x/gcroots/web:/nix/var/nix/gcroots \
-             --network-namespace-path=/run/netns/web \
+             --network-namespace-path=/proc/self/ns/net \
              --bind=/srv/data:/data --capability=CAP_NET_ADMIN /nix/var/nix/profiles/system/init"
         );
     }
@@ -163,7 +178,7 @@ mod tests {
             ..Conf::default()
         };
         let all = |_: &Path| true;
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, netns: None, host_has: &all });
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: false, host_has: &all });
         for flag in [
             "--bind-ro=/nix/store:/nix/store:idmap",
             "--bind-ro=/nix/var/nix/daemon-socket:/nix/var/nix/daemon-socket:idmap",
@@ -177,7 +192,7 @@ mod tests {
             assert!(argv.iter().any(|a| a == flag), "{flag} missing from {argv:?}");
         }
         let no = Conf { private_users: Some("no".into()), ..Conf::default() };
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &no, netns: None, host_has: &all });
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &no, in_own_netns: false, host_has: &all });
         assert!(!argv.iter().any(|a| a.contains("idmap") || a.starts_with("--private-users")));
     }
 
@@ -186,7 +201,7 @@ mod tests {
         let paths = Paths::under(Path::new("/x")).container("web");
         let all = |_: &Path| true;
         let socket = |conf: &Conf| {
-            command_line(&Launch { name: "web", paths: &paths, conf, netns: None, host_has: &all })
+            command_line(&Launch { name: "web", paths: &paths, conf, in_own_netns: false, host_has: &all })
                 .iter()
                 .any(|a| a.contains("daemon-socket"))
         };
@@ -203,6 +218,28 @@ mod tests {
         ] {
             assert_eq!(socket(&Conf { private_users: Some(mode.into()), ..Conf::default() }), given, "{mode}");
         }
+    }
+
+    #[test]
+    fn a_private_network_is_joined_by_the_handle_nspawn_runs_in() {
+        // The one command line that runs and that `-v start` shows: nspawn
+        // is started inside the namespace, where /run/netns is not mounted.
+        let paths = Paths::under(Path::new("/x")).container("web");
+        let all = |_: &Path| true;
+        let conf = Conf::default();
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: true, host_has: &all });
+        let joins: Vec<&String> = argv.iter().filter(|a| a.starts_with("--network-namespace-path=")).collect();
+        assert_eq!(joins, ["--network-namespace-path=/proc/self/ns/net"]);
+        let users = Conf { private_users: Some("pick".into()), ..Conf::default() };
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &users, in_own_netns: true, host_has: &all });
+        assert!(!argv.iter().any(|a| a.starts_with("--network-namespace-path")), "{argv:?}");
+    }
+
+    #[test]
+    fn logged_command_lines_can_be_pasted_into_a_shell() {
+        let argv: Vec<String> =
+            ["systemd-nspawn", "--bind=/srv/my data:/d", "--machine=web", "it's", ""].map(String::from).into();
+        assert_eq!(display(&argv), "systemd-nspawn '--bind=/srv/my data:/d' --machine=web 'it'\\''s' ''");
     }
 
     #[test]
