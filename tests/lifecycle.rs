@@ -154,7 +154,14 @@ fn a_guest_reboot_brings_the_container_back() {
     let env = Env::new();
     let name = env.name("boot");
     env.create(&name, &[]);
-    env.ok(["start", &name]);
+    // `-v` shows the nspawn command line that runs (built once, by the
+    // supervisor): nspawn joins the namespace it was started in.
+    let out = env.run(["-v", "start", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: Vec<String> = stderr(&out).lines().filter(|l| l.contains("systemd-nspawn --")).map(String::from).collect();
+    assert_eq!(shown.len(), 1, "{}", stderr(&out));
+    assert!(shown[0].contains("--network-namespace-path=/proc/self/ns/net"), "{}", shown[0]);
+    assert!(console(&env, &name).contains(shown[0].split_once("systemd-nspawn --").unwrap().1));
     let supervisor = state_number(&env, &name, "supervisor_pid").expect("a supervisor");
     let nspawn = state_number(&env, &name, "nspawn_pid").expect("an nspawn");
     // The guest's reboot makes nspawn exit with 133; the supervisor runs it
