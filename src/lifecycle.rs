@@ -325,7 +325,7 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
     tracing::info!("preparing the root {}", c.paths.root.display());
     rootfs::prepare(&c.paths)?;
-    let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker())?;
+    let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker(), &c.paths.moved_interfaces())?;
     crash_point("start-prepared");
     if let Err(e) = supervision::for_host().launch(c, timeout, netns.as_deref()) {
         // A supervisor releases what it can on its way out, but one that
@@ -445,7 +445,7 @@ fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
 /// Removes what a run of the container set up on the host. Safe to call
 /// more than once, and on leftovers of a run whose supervisor died.
 pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
-    net::release(&c.name, &c.paths.nft_marker());
+    net::release(&c.name, &c.paths.nft_marker(), &c.paths.moved_interfaces());
     cgroup.remove();
     let _ = std::fs::remove_file(c.paths.state_file());
     let _ = std::fs::remove_file(c.paths.run.join("notify"));

@@ -115,14 +115,26 @@ pub fn command_line(l: &Launch<'_>) -> Vec<String> {
     } else if let Some(ns) = &l.conf.network_namespace_path {
         argv.push(format!("--network-namespace-path={}", ns.display()));
     }
-    for i in &l.conf.interfaces {
-        argv.push(format!("--network-interface={i}"));
+    // With a namespace of our own, the host interfaces named in INTERFACES
+    // were moved into it by `net::start` (nspawn's --network-interface would
+    // make a namespace of its own, which --network-namespace-path excludes).
+    if !l.in_own_netns {
+        for i in &l.conf.interfaces {
+            argv.push(format!("--network-interface={i}"));
+        }
     }
     for m in &l.conf.macvlans {
         argv.push(format!("--network-macvlan={m}"));
     }
-    if !l.conf.capabilities.is_empty() {
-        argv.push(format!("--capability={}", l.conf.capabilities.join(",")));
+    let mut caps = l.conf.capabilities.clone();
+    // nspawn keeps CAP_NET_ADMIN for a guest with --private-network, the
+    // network being its own; joining a namespace by path it does not. Ours
+    // is the guest's alone, so it gets the same.
+    if l.in_own_netns && !caps.iter().any(|c| c.eq_ignore_ascii_case("CAP_NET_ADMIN")) {
+        caps.push("CAP_NET_ADMIN".into());
+    }
+    if !caps.is_empty() {
+        argv.push(format!("--capability={}", caps.join(",")));
     }
     if !l.conf.system_call_filter.is_empty() {
         argv.push(format!("--system-call-filter={}", l.conf.system_call_filter.join(" ")));
@@ -162,7 +174,7 @@ mod tests {
              --notify-ready=yes --kill-signal=SIGRTMIN+3 --console=read-only --link-journal=no \
              --bind-ro=/nix/store:/nix/store --bind-ro=/nix/var/nix/db:/nix/var/nix/db \
              --bind-ro=/x/profiles/web:/nix/var/nix/profiles --bind-ro=/x/gcroots/web:/nix/var/nix/gcroots \
-             --network-namespace-path=/proc/self/ns/net \
+             --network-namespace-path=/proc/self/ns/net --capability=CAP_NET_ADMIN \
              --bind=/srv/data:/data --capability=CAP_NET_ADMIN /nix/var/nix/profiles/system/init"
         );
     }
@@ -230,6 +242,14 @@ mod tests {
         let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: true, host_has: &all });
         let joins: Vec<&String> = argv.iter().filter(|a| a.starts_with("--network-namespace-path=")).collect();
         assert_eq!(joins, ["--network-namespace-path=/proc/self/ns/net"]);
+        // The guest keeps CAP_NET_ADMIN, as with nspawn's --private-network,
+        // and INTERFACES were moved into the namespace by us.
+        let ifs = Conf { interfaces: vec!["eth7".into()], capabilities: vec!["CAP_SYS_TIME".into()], ..Conf::default() };
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &ifs, in_own_netns: true, host_has: &all });
+        assert!(argv.contains(&"--capability=CAP_SYS_TIME,CAP_NET_ADMIN".to_string()), "{argv:?}");
+        assert!(!argv.iter().any(|a| a.starts_with("--network-interface")), "{argv:?}");
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &ifs, in_own_netns: false, host_has: &all });
+        assert!(argv.contains(&"--network-interface=eth7".to_string()) && argv.contains(&"--capability=CAP_SYS_TIME".to_string()));
         let users = Conf { private_users: Some("pick".into()), ..Conf::default() };
         let argv = command_line(&Launch { name: "web", paths: &paths, conf: &users, in_own_netns: true, host_has: &all });
         assert!(!argv.iter().any(|a| a.starts_with("--network-namespace-path")), "{argv:?}");

@@ -142,49 +142,6 @@ fn stop_while_booting_then_start_again() {
     env.ok(["stop", &name]);
 }
 
-/// `RUN/NAME/state.json`'s field `key` (a number), while the container runs.
-fn state_number(env: &Env, name: &str, key: &str) -> Option<i64> {
-    let text = std::fs::read_to_string(env.run_dir(name).join("state.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json.get(key)?.as_i64()
-}
-
-#[test]
-fn a_guest_reboot_brings_the_container_back() {
-    let env = Env::new();
-    let name = env.name("boot");
-    env.create(&name, &[]);
-    // `-v` shows the nspawn command line that runs (built once, by the
-    // supervisor): nspawn joins the namespace it was started in.
-    let out = env.run(["-v", "start", &name]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let shown: Vec<String> = stderr(&out).lines().filter(|l| l.contains("systemd-nspawn --")).map(String::from).collect();
-    assert_eq!(shown.len(), 1, "{}", stderr(&out));
-    assert!(shown[0].contains("--network-namespace-path=/proc/self/ns/net"), "{}", shown[0]);
-    assert!(console(&env, &name).contains(shown[0].split_once("systemd-nspawn --").unwrap().1));
-    let supervisor = state_number(&env, &name, "supervisor_pid").expect("a supervisor");
-    let nspawn = state_number(&env, &name, "nspawn_pid").expect("an nspawn");
-    // The guest's reboot makes nspawn exit with 133; the supervisor runs it
-    // again. (The command may lose its connection as the guest goes down.)
-    let _ = env.run(["run", &name, "--", "systemctl", "reboot"]);
-    let rebooted = wait_for(Duration::from_secs(60), || {
-        let again = state_number(&env, &name, "nspawn_pid").filter(|p| *p != nspawn)?;
-        let out = env.run(["run", &name, "--", "echo", "back"]);
-        (stdout(&out) == "back\n").then_some(again)
-    });
-    assert!(rebooted.is_some(), "the guest did not come back; console:\n{}", console(&env, &name));
-    assert_eq!(state_number(&env, &name, "supervisor_pid"), Some(supervisor), "the same supervisor");
-    assert_eq!(env.ok(["status", &name]), "up\n");
-    assert!(console(&env, &name).contains("asked for a reboot"));
-    env.ok(["stop", &name]);
-    assert_eq!(env.ok(["status", &name]), "down\n");
-    assert!(processes_of(&name).is_empty());
-}
-
-fn console(env: &Env, name: &str) -> String {
-    std::fs::read_to_string(env.run_dir(name).join("console.log")).unwrap_or_default()
-}
-
 #[test]
 fn start_and_stop_are_idempotent_like_systemctl() {
     let env = Env::new();
