@@ -82,7 +82,12 @@ pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<
         }
     });
     let reason = match verdict {
-        Some(Report::Ready) => return Ok(()),
+        Some(Report::Ready(note)) => {
+            if let Some(note) = note {
+                tracing::warn!("container '{}': {note}", c.name);
+            }
+            return Ok(());
+        }
         Some(Report::Failed(why)) => why,
         Some(Report::Runs(_)) | None => {
             let tail = log_tail(&c.paths.console_log(), 8);

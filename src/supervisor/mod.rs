@@ -11,8 +11,11 @@
 //!   `start` set up;
 //! - `readiness`: when the guest counts as ready, and the report protocol;
 //! - `record`: `PID PHASE` in the lock file, whose flock says the
-//!   supervisor lives.
+//!   supervisor lives;
+//! - `console`: the console log, bounded (the supervisor's stdout and
+//!   stderr, which nspawn inherits, go through a pipe into it).
 
+mod console;
 mod launch;
 pub mod readiness;
 pub mod record;

@@ -16,7 +16,8 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, socket
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::readiness::{self, Ready, Report, Reporter};
+use super::console::Console;
+use super::readiness::{self, Notifications, Ready, Report, Reporter};
 use super::record::Record;
 use super::{LOCK_FD, REPORT_FD};
 use crate::cgroup::ContainerCgroup;
@@ -67,13 +68,31 @@ pub fn supervise(c: &Container, args: &SuperviseArgs) -> i32 {
     // object owns any of them.
     unsafe { libc::syscall(libc::SYS_close_range, LOCK_FD as libc::c_uint + 1, libc::c_uint::MAX, 0) };
     let mut report = Reporter::from_fd(REPORT_FD);
-    match supervise_inner(c, args, &mut report) {
+    let console = match Console::take_over(&c.paths.console_log()) {
+        Ok(console) => Some(console),
+        Err(e) => {
+            // The console then goes to the file unbounded, as it was opened.
+            eprintln!("nixos-container supervisor: the console log will not be bounded: {e}");
+            None
+        }
+    };
+    let code = match supervise_inner(c, args, &mut report, console.as_ref()) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("nixos-container supervisor: {e}");
             report.send(&Report::Failed(e.to_string()));
             1
         }
+    };
+    flush(console.as_ref());
+    code
+}
+
+/// Gets what was written to the console into the log, before its last
+/// lines are quoted or the process ends.
+fn flush(console: Option<&Console>) {
+    if let Some(console) = console {
+        console.flush(Duration::from_secs(1));
     }
 }
 
@@ -97,7 +116,7 @@ fn set_phase(lock: &File, phase: Phase) {
     let _ = Record { pid: Some(Pid::this()), phase }.write(lock);
 }
 
-fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -> Result<()> {
+fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter, console: Option<&Console>) -> Result<()> {
     // Held until the process is gone (never dropped): whoever waits for the
     // supervisor's exit must not see it released a moment before.
     let alive = std::mem::ManuallyDrop::new(adopt_lock(c)?);
@@ -117,7 +136,7 @@ fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter) -
         .context(|| "becoming a subreaper".into())
         .and_then(|()| cgroup.create())
         .and_then(|()| crate::limits::apply(&cgroup, &c.conf.limits))
-        .and_then(|()| run_container(c, args, &cgroup, report, &alive));
+        .and_then(|()| run_container(c, args, &cgroup, report, &alive, console));
     set_phase(&alive, Phase::Stopping);
     if let Err(e) = &result {
         report.send(&Report::Failed(e.to_string()));
@@ -137,6 +156,7 @@ fn run_container(
     cgroup: &ContainerCgroup,
     report: &mut Reporter,
     alive: &File,
+    console: Option<&Console>,
 ) -> Result<()> {
     let notify_path = c.paths.run.join("notify");
     let _ = std::fs::remove_file(&notify_path);
@@ -145,6 +165,7 @@ fn run_container(
             .context(|| "creating the notify socket".into())?;
     bind(notify.as_raw_fd(), &UnixAddr::new(&notify_path).map_err(|e| Error::other(e.to_string()))?)
         .context(|| format!("binding {}", notify_path.display()))?;
+    let notes = Notifications::drain(notify)?;
 
     let argv = nspawn::command_line(&nspawn::Launch {
         name: &c.name,
@@ -164,6 +185,7 @@ fn run_container(
         if STOP_REQUESTED.load(Ordering::SeqCst) {
             return Err(Error::other("stopped before the guest was launched"));
         }
+        let seen = notes.count();
         let child = spawn_nspawn(&argv, cgroup, &notify_path, args.netns.as_deref(), keep_run_netns)?;
         let pid = Pid::from_raw(child as i32);
         NSPAWN_PID.store(pid.as_raw(), Ordering::SeqCst);
@@ -183,10 +205,15 @@ fn run_container(
 
         if first_boot {
             first_boot = false;
-            match readiness::wait_ready(c, pid, &notify, args.timeout) {
+            match readiness::wait_ready(c, cgroup, pid, &notes, seen, args.timeout) {
                 Ready::Yes => {
                     set_phase(alive, Phase::Running);
-                    report.send(&Report::Ready)
+                    report.send(&Report::Ready(None))
+                }
+                Ready::ByShell => {
+                    set_phase(alive, Phase::Running);
+                    eprintln!("nixos-container supervisor: {}", readiness::BY_SHELL);
+                    report.send(&Report::Ready(Some(readiness::BY_SHELL.into())))
                 }
                 Ready::Exited(_) if STOP_REQUESTED.load(Ordering::SeqCst) => {
                     return Err(Error::other("stopped while it was starting"));
@@ -195,14 +222,12 @@ fn run_container(
                     if !matches!(failed, Ready::Exited(_)) {
                         stop_nspawn(pid, cgroup);
                     }
+                    flush(console);
                     let tail = log_tail(&c.paths.console_log(), 8);
                     return Err(Error::other(readiness::failure(&failed, args.timeout, &tail)));
                 }
             }
         }
-        // After readiness nobody reads the socket; drain what is queued so
-        // that nspawn never blocks on a full buffer.
-        readiness::read_ready(&notify);
         let code = wait_for(pid);
         NSPAWN_PID.store(0, Ordering::SeqCst);
         if code != EXIT_REBOOT {
