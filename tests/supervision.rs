@@ -206,3 +206,49 @@ fn the_console_log_stays_bounded_and_keeps_its_last_lines() {
     // file still starts at a line.
     env.ok(["stop", &name]);
 }
+
+/// A system whose init is not systemd: it only listens on the root-shell
+/// socket (the host's socat, through the container's /usr) and never sends
+/// READY=1.
+fn system_without_systemd() -> String {
+    let nix = format!(
+        r#"let pkgs = import {}/pkgs {{ }}; in
+pkgs.writeTextFile {{
+  name = "no-systemd-system";
+  executable = true;
+  destination = "/init";
+  text = ''
+    #!${{pkgs.busybox}}/bin/sh
+    PATH=${{pkgs.busybox}}/bin
+    ln -sfn usr/lib /lib; ln -sfn usr/lib64 /lib64; ln -sfn usr/bin /bin
+    mkdir -p /var/lib
+    exec /usr/bin/socat UNIX-LISTEN:/var/lib/root-shell.socket,fork,mode=600 EXEC:/usr/bin/sh
+  '';
+}}
+"#,
+        nixos_path().display()
+    );
+    let out = Command::new("nix-build")
+        .env("NIX_CONFIG", OFFLINE_NIX)
+        .args(["--no-out-link", "-E", &nix])
+        .output()
+        .expect("running nix-build");
+    assert!(out.status.success(), "nix-build: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+#[test]
+fn a_guest_without_systemd_is_ready_by_its_root_shell() {
+    let env = Env::new();
+    let name = env.name("plain");
+    env.create(&name, &["--system-path", &system_without_systemd()]);
+    let t = Instant::now();
+    let out = env.run(["start", &name, "--timeout", "30"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(t.elapsed() < Duration::from_secs(15), "start took {:?}", t.elapsed());
+    assert!(stderr(&out).contains("its init is not systemd"), "{}", stderr(&out));
+    assert_eq!(env.ok(["status", &name]), "up\n");
+    env.ok(["stop", &name, "--timeout", "10"]);
+    assert_eq!(env.ok(["status", &name]), "down\n");
+    assert!(processes_of(&name).is_empty());
+}
