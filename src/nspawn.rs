@@ -65,8 +65,7 @@ pub const OWN_NETNS: &str = "/proc/self/ns/net";
 /// A command line as a shell would need it, for logs.
 pub fn display(argv: &[String]) -> String {
     let quote = |a: &String| {
-        let plain = !a.is_empty()
-            && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=+./:,@%".contains(&b));
+        let plain = !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=+./:,@%".contains(&b));
         if plain { a.clone() } else { format!("'{}'", a.replace('\'', "'\\''")) }
     };
     argv.iter().map(quote).collect::<Vec<_>>().join(" ")
@@ -161,13 +160,8 @@ mod tests {
         conf.binds.push(Bind::parse("/srv/data:/data", false).unwrap());
         conf.extra_nspawn_flags = vec!["--capability=CAP_NET_ADMIN".into()];
         let no_daemon = |p: &Path| p != Path::new("/nix/var/nix/daemon-socket");
-        let argv = command_line(&Launch {
-            name: "web",
-            paths: &paths,
-            conf: &conf,
-            in_own_netns: true,
-            host_has: &no_daemon,
-        });
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: true, host_has: &no_daemon });
         assert_eq!(
             argv.join(" "),
             "systemd-nspawn --keep-unit --register=no --machine=web --directory=/x/state/web \
@@ -190,7 +184,8 @@ mod tests {
             ..Conf::default()
         };
         let all = |_: &Path| true;
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: false, host_has: &all });
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: false, host_has: &all });
         for flag in [
             "--bind-ro=/nix/store:/nix/store:idmap",
             "--bind-ro=/nix/var/nix/daemon-socket:/nix/var/nix/daemon-socket:idmap",
@@ -239,19 +234,26 @@ mod tests {
         let paths = Paths::under(Path::new("/x")).container("web");
         let all = |_: &Path| true;
         let conf = Conf::default();
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: true, host_has: &all });
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: true, host_has: &all });
         let joins: Vec<&String> = argv.iter().filter(|a| a.starts_with("--network-namespace-path=")).collect();
         assert_eq!(joins, ["--network-namespace-path=/proc/self/ns/net"]);
         // The guest keeps CAP_NET_ADMIN, as with nspawn's --private-network,
         // and INTERFACES were moved into the namespace by us.
-        let ifs = Conf { interfaces: vec!["eth7".into()], capabilities: vec!["CAP_SYS_TIME".into()], ..Conf::default() };
+        let ifs =
+            Conf { interfaces: vec!["eth7".into()], capabilities: vec!["CAP_SYS_TIME".into()], ..Conf::default() };
         let argv = command_line(&Launch { name: "web", paths: &paths, conf: &ifs, in_own_netns: true, host_has: &all });
         assert!(argv.contains(&"--capability=CAP_SYS_TIME,CAP_NET_ADMIN".to_string()), "{argv:?}");
         assert!(!argv.iter().any(|a| a.starts_with("--network-interface")), "{argv:?}");
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &ifs, in_own_netns: false, host_has: &all });
-        assert!(argv.contains(&"--network-interface=eth7".to_string()) && argv.contains(&"--capability=CAP_SYS_TIME".to_string()));
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &ifs, in_own_netns: false, host_has: &all });
+        assert!(
+            argv.contains(&"--network-interface=eth7".to_string())
+                && argv.contains(&"--capability=CAP_SYS_TIME".to_string())
+        );
         let users = Conf { private_users: Some("pick".into()), ..Conf::default() };
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &users, in_own_netns: true, host_has: &all });
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &users, in_own_netns: true, host_has: &all });
         assert!(!argv.iter().any(|a| a.starts_with("--network-namespace-path")), "{argv:?}");
     }
 

@@ -82,11 +82,8 @@ impl Console {
     /// Makes fds 1 and 2 a pipe whose content ends up in the log at `path`
     /// (appended: `start` created it).
     pub fn take_over(path: &Path) -> Result<Console> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .context(|| format!("opening {}", path.display()))?;
+        let file =
+            OpenOptions::new().read(true).write(true).open(path).context(|| format!("opening {}", path.display()))?;
         let mut log = BoundedLog::new(file, MAX, KEEP).context(|| format!("reading {}", path.display()))?;
         let (read_end, write_end) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "creating the console pipe".into())?;

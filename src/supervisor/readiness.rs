@@ -162,7 +162,11 @@ pub const BY_SHELL: &str =
 /// the console's last lines.
 pub fn failure(ready: &Ready, timeout: Duration, tail: &str) -> String {
     let said = |what: String| {
-        if tail.is_empty() { format!("{what}; the console said nothing") } else { format!("{what}; the console said:\n{tail}") }
+        if tail.is_empty() {
+            format!("{what}; the console said nothing")
+        } else {
+            format!("{what}; the console said:\n{tail}")
+        }
     };
     let secs = timeout.as_secs_f32();
     match ready {
@@ -346,10 +350,7 @@ mod tests {
         w.write_all(b"garbage\n").unwrap();
         w.write_all(Report::Failed("no\nway".into()).line().as_bytes()).unwrap();
         let mut seen = Vec::new();
-        assert_eq!(
-            read_verdict(r, Duration::from_secs(5), |r| seen.push(r)),
-            Some(Report::Failed("no\nway".into()))
-        );
+        assert_eq!(read_verdict(r, Duration::from_secs(5), |r| seen.push(r)), Some(Report::Failed("no\nway".into())));
         assert_eq!(seen, [Report::Runs("nspawn a".into())]);
 
         // A supervisor that dies without a verdict.
@@ -371,9 +372,14 @@ mod tests {
         assert_eq!(failure(&timed_out, t, "Starting x..."), "not ready after 30 s; the console said:\nStarting x...");
         assert_eq!(failure(&timed_out, t, ""), "not ready after 30 s; the console said nothing");
         let booting = failure(&Ready::TimedOut { shell_answers: true }, t, "A start job is running for slow.service");
-        assert!(booting.starts_with("not ready after 30 s: its root shell answers, but its systemd did not finish booting"));
+        assert!(
+            booting.starts_with("not ready after 30 s: its root shell answers, but its systemd did not finish booting")
+        );
         assert!(booting.ends_with("the console said:\nA start job is running for slow.service"), "{booting}");
-        assert_eq!(failure(&Ready::Failed("watching /r/var/lib: No such file".into()), t, "x"), "watching /r/var/lib: No such file");
+        assert_eq!(
+            failure(&Ready::Failed("watching /r/var/lib: No such file".into()), t, "x"),
+            "watching /r/var/lib: No such file"
+        );
     }
 
     #[test]

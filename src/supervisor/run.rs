@@ -116,7 +116,12 @@ fn set_phase(lock: &File, phase: Phase) {
     let _ = Record { pid: Some(Pid::this()), phase }.write(lock);
 }
 
-fn supervise_inner(c: &Container, args: &SuperviseArgs, report: &mut Reporter, console: Option<&Console>) -> Result<()> {
+fn supervise_inner(
+    c: &Container,
+    args: &SuperviseArgs,
+    report: &mut Reporter,
+    console: Option<&Console>,
+) -> Result<()> {
     // Held until the process is gone (never dropped): whoever waits for the
     // supervisor's exit must not see it released a moment before.
     let alive = std::mem::ManuallyDrop::new(adopt_lock(c)?);
