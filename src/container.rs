@@ -191,9 +191,12 @@ impl Container {
 
 /// The last lines of a console log, without terminal escapes, for errors.
 pub fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(bytes) = std::fs::read(path) else {
+    let Ok(current) = std::fs::read(path) else {
         return String::new();
     };
+    // Just after the log started anew, its last lines are in the old file.
+    let mut bytes = std::fs::read(crate::supervisor::console::previous(path)).unwrap_or_default();
+    bytes.extend_from_slice(&current);
     let text = String::from_utf8_lossy(&bytes);
     let clean: Vec<String> = text.lines().map(strip_ansi).filter(|l| !l.trim().is_empty()).collect();
     clean[clean.len().saturating_sub(lines)..].join("\n")

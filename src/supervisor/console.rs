@@ -3,14 +3,17 @@
 //! nspawn copies the guest's console to its stdout, and the guest writes
 //! there as much as it likes. The supervisor's stdout and stderr (which
 //! nspawn inherits) are therefore a pipe, and a thread of the supervisor
-//! appends what comes through to the log: when the file passes `MAX` bytes,
-//! it keeps the last `KEEP` (from a line start, after a note saying so), so
-//! the newest lines, which failure reports quote, are always there.
+//! appends what comes through to the log. When the file passes `MAX` bytes
+//! it becomes `console.log.old` (replacing the one before) and a new
+//! `console.log` begins: at most about 2 x `MAX` on disk, and the newest
+//! lines, which failure reports quote (`container::log_tail` reads the old
+//! file too), always there. A new file rather than a cut one, so that a
+//! reader following the log (`logs -f`) simply continues in the new file.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,54 +22,46 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::error::{IoContext, Result};
 
-/// The most the log holds.
-pub const MAX: u64 = 4 << 20;
-/// What is left after the log passed `MAX`.
-pub const KEEP: u64 = 2 << 20;
+/// The most one log file holds before the next begins.
+pub const MAX: u64 = 2 << 20;
 
-/// The first line of a log that lost its beginning.
-pub const DROPPED: &str = "[nixos-container: earlier console output dropped to keep this file small]\n";
+/// The log before the current one: `console.log.old` beside `console.log`.
+pub fn previous(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".old");
+    path.with_file_name(name)
+}
 
-/// An append-only file that keeps only its last bytes.
-pub struct BoundedLog {
+/// A log file that starts anew (keeping one previous file) past `max` bytes.
+pub struct RotatingLog {
+    path: PathBuf,
     file: File,
     len: u64,
     max: u64,
-    keep: u64,
 }
 
-impl BoundedLog {
-    pub fn new(file: File, max: u64, keep: u64) -> std::io::Result<BoundedLog> {
+impl RotatingLog {
+    /// Appends to the log at `path` (`start` created it).
+    pub fn open(path: &Path, max: u64) -> std::io::Result<RotatingLog> {
+        let file = OpenOptions::new().write(true).open(path)?;
         let len = file.metadata()?.len();
-        Ok(BoundedLog { file, len, max, keep: keep.min(max) })
+        Ok(RotatingLog { path: path.to_path_buf(), file, len, max })
     }
 
     pub fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.file.write_all_at(data, self.len)?;
         self.len += data.len() as u64;
-        if self.len > self.max {
-            self.cut_front()?;
+        if self.len >= self.max {
+            self.rotate()?;
         }
         Ok(())
     }
 
-    /// Keeps the last `keep` bytes, from the first line that starts in them.
-    fn cut_front(&mut self) -> std::io::Result<()> {
-        let start = self.len - self.keep;
-        let mut tail = vec![0u8; self.keep as usize];
-        self.file.read_exact_at(&mut tail, start)?;
-        let line_start = tail.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let mut kept = DROPPED.as_bytes().to_vec();
-        kept.extend_from_slice(&tail[line_start..]);
-        self.file.write_all_at(&kept, 0)?;
-        self.file.set_len(kept.len() as u64)?;
-        self.len = kept.len() as u64;
+    fn rotate(&mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.path, previous(&self.path))?;
+        self.file = OpenOptions::new().create(true).write(true).truncate(true).mode(0o640).open(&self.path)?;
+        self.len = 0;
         Ok(())
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> u64 {
-        self.len
     }
 }
 
@@ -82,9 +77,7 @@ impl Console {
     /// Makes fds 1 and 2 a pipe whose content ends up in the log at `path`
     /// (appended: `start` created it).
     pub fn take_over(path: &Path) -> Result<Console> {
-        let file =
-            OpenOptions::new().read(true).write(true).open(path).context(|| format!("opening {}", path.display()))?;
-        let mut log = BoundedLog::new(file, MAX, KEEP).context(|| format!("reading {}", path.display()))?;
+        let mut log = RotatingLog::open(path, MAX).context(|| format!("opening {}", path.display()))?;
         let (read_end, write_end) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "creating the console pipe".into())?;
         for target in [1, 2] {
@@ -127,7 +120,7 @@ impl Console {
     }
 }
 
-fn pump(pipe: OwnedFd, log: &mut BoundedLog, busy: &Mutex<()>) {
+fn pump(pipe: OwnedFd, log: &mut RotatingLog, busy: &Mutex<()>) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
@@ -153,30 +146,26 @@ fn pump(pipe: OwnedFd, log: &mut BoundedLog, busy: &Mutex<()>) {
 mod tests {
     use super::*;
 
-    fn log_in(dir: &Path, max: u64, keep: u64) -> (BoundedLog, std::path::PathBuf) {
-        let path = dir.join("console.log");
-        let file = OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path).unwrap();
-        (BoundedLog::new(file, max, keep).unwrap(), path)
-    }
-
     #[test]
-    fn a_log_that_grows_past_its_bound_keeps_its_last_whole_lines() {
+    fn a_log_past_its_bound_starts_anew_keeping_one_old_file_and_every_recent_line() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, path) = log_in(dir.path(), 1000, 400);
-        for i in 0..500 {
-            log.append(format!("line {i:04}\n").as_bytes()).unwrap();
-            let on_disk = std::fs::metadata(&path).unwrap().len();
-            assert!(on_disk <= 1000 && on_disk == log.len(), "{on_disk} bytes after line {i}");
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, "").unwrap();
+        let mut log = RotatingLog::open(&path, 1000).unwrap();
+        // 10-byte lines: a new file every 100.
+        for i in 0..450 {
+            // Lines split across writes, as a pipe delivers them.
+            log.append(format!("line {i:04}").as_bytes()).unwrap();
+            log.append(b"\n").unwrap();
+            let total = std::fs::metadata(&path).unwrap().len()
+                + std::fs::metadata(previous(&path)).map(|m| m.len()).unwrap_or(0);
+            assert!(total <= 2000, "{total} bytes after line {i}");
         }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let body = text.strip_prefix(DROPPED).expect("the note comes first");
-        assert!(body.starts_with("line "), "cut at a line start: {body:?}");
-        assert!(text.ends_with("line 0499\n"));
-        let numbers: Vec<u32> = body.lines().map(|l| l[5..].parse().unwrap()).collect();
-        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "nothing lost in the kept part");
-        // The failure report's tail still finds the newest lines.
-        let tail = crate::container::log_tail(&path, 3);
-        assert_eq!(tail, "line 0497\nline 0498\nline 0499");
+        assert!(previous(&path).exists());
+        // The failure report's tail reads across both files.
+        let tail = crate::container::log_tail(&path, 120);
+        let numbers: Vec<u32> = tail.lines().map(|l| l[5..].parse().unwrap()).collect();
+        assert_eq!(numbers, (330..450).collect::<Vec<u32>>());
     }
 
     #[test]
@@ -184,18 +173,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("console.log");
         std::fs::write(&path, "from start\n").unwrap();
-        let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        let mut log = BoundedLog::new(file, MAX, KEEP).unwrap();
+        let mut log = RotatingLog::open(&path, MAX).unwrap();
         log.append(b"from the guest\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "from start\nfrom the guest\n");
-    }
-
-    #[test]
-    fn one_huge_line_is_cut_anyway() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut log, path) = log_in(dir.path(), 100, 50);
-        log.append(&[b'x'; 300]).unwrap();
-        let len = std::fs::metadata(&path).unwrap().len();
-        assert_eq!(len, (DROPPED.len() + 50) as u64);
+        assert!(!previous(&path).exists());
     }
 }

@@ -21,6 +21,9 @@ use crate::supervision::Phase;
 /// has failed. Called by `start` with the container's lock held.
 pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<()> {
     fsutil::create_dir(&c.paths.run, 0o755)?;
+    // A new run, a new log: the previous run's lines must not be quoted as
+    // this one's.
+    let _ = std::fs::remove_file(super::console::previous(&c.paths.console_log()));
     let log = OpenOptions::new()
         .create(true)
         .write(true)

@@ -15,7 +15,7 @@
 //! - `console`: the console log, bounded (the supervisor's stdout and
 //!   stderr, which nspawn inherits, go through a pipe into it).
 
-mod console;
+pub mod console;
 mod launch;
 pub mod readiness;
 pub mod record;
