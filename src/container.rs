@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup::{ContainerCgroup, Hierarchy};
 use crate::conf::Conf;
 use crate::error::{Error, IoContext, Result};
-use crate::lock;
 use crate::name;
 use crate::paths::{ContainerPaths, Paths};
+use crate::supervision::RunStatus;
 
 #[derive(Debug, Clone)]
 pub struct Container {
@@ -69,11 +69,15 @@ pub struct RunState {
     pub started_with: Option<BTreeMap<String, String>>,
 }
 
-/// A container's state, from its cgroup and supervisor lock alone (no conf
+/// Whether a container runs, from its supervision and cgroup alone (no conf
 /// needed: also for a container whose conf does not load).
+pub fn status_of(name: &str, paths: &ContainerPaths, hierarchies: &[Hierarchy]) -> RunStatus {
+    crate::supervision::for_host().status(name, paths, hierarchies)
+}
+
+/// `up` or `down`, as `status` prints it.
 pub fn state_of(name: &str, paths: &ContainerPaths, hierarchies: &[Hierarchy]) -> State {
-    let populated = ContainerCgroup::in_hierarchies(hierarchies, name).is_populated();
-    if populated || lock::is_held(&paths.supervisor_lock()) { State::Up } else { State::Down }
+    status_of(name, paths, hierarchies).state()
 }
 
 /// Whether `path` is, after every link (NixOS's /etc -> /etc/static ->
@@ -134,10 +138,15 @@ impl Container {
         ContainerCgroup::new(&self.name)
     }
 
+    /// Whether it runs: see [`RunStatus`].
+    pub fn status(&self) -> Result<RunStatus> {
+        Ok(status_of(&self.name, &self.paths, crate::cgroup::host_hierarchies()?))
+    }
+
     /// Up while any process of the container exists, supervised or not, or
-    /// while its supervisor lives (starting it, or cleaning up after it).
+    /// while its supervision lives (starting it, or cleaning up after it).
     pub fn state(&self) -> Result<State> {
-        Ok(self.state_in(crate::cgroup::host_hierarchies()?))
+        Ok(self.status()?.state())
     }
 
     /// Like `state`, with the host's hierarchies read once by the caller.
@@ -172,10 +181,6 @@ impl Container {
         }
     }
 
-    pub fn supervisor_alive(&self) -> bool {
-        lock::is_held(&self.paths.supervisor_lock())
-    }
-
     pub fn run_state(&self) -> Option<RunState> {
         let text = std::fs::read_to_string(self.paths.state_file()).ok()?;
         serde_json::from_str(&text).ok()
@@ -201,9 +206,12 @@ impl Container {
 
 /// The last lines of a console log, without terminal escapes, for errors.
 pub fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(bytes) = std::fs::read(path) else {
+    let Ok(current) = std::fs::read(path) else {
         return String::new();
     };
+    // Just after the log started anew, its last lines are in the old file.
+    let mut bytes = std::fs::read(crate::supervisor::console::previous(path)).unwrap_or_default();
+    bytes.extend_from_slice(&current);
     let text = String::from_utf8_lossy(&bytes);
     let clean: Vec<String> = text.lines().map(strip_ansi).filter(|l| !l.trim().is_empty()).collect();
     clean[clean.len().saturating_sub(lines)..].join("\n")

@@ -12,7 +12,10 @@
 //! - `rootfs`, `fsutil`: the container root and careful file operations;
 //! - `hostkey`: the guest's SSH host key, checked, as a known_hosts line;
 //! - `lock`: per-container and global locks;
-//! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest;
+//! - `supervision`: the seam that keeps a container running (one per host)
+//!   and the one answer to "is it running" (`RunStatus`);
+//! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest
+//!   with our own supervisor;
 //! - `limits`: memory, CPU and process limits through the container's cgroup;
 //! - `guest`: the sockets inside a running guest;
 //! - `info`, `logs`: a container's details, its console and journal;
@@ -49,5 +52,6 @@ pub mod nspawn;
 pub mod paths;
 pub mod profile;
 pub mod rootfs;
+pub mod supervision;
 pub mod supervisor;
 pub mod update;

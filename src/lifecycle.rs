@@ -21,9 +21,7 @@ use crate::nixos_config::{self, UserConfig};
 use crate::paths::{ContainerPaths, Paths};
 use crate::profile::{self, BuildOutput, NixFlags, SystemSource};
 use crate::rootfs;
-use crate::supervisor::{self, Phase, Record};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use crate::supervision::{self, Phase, RunStatus};
 
 /// Where a new container's system comes from.
 #[derive(Debug, Clone)]
@@ -338,19 +336,19 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     let name = &c.name;
     name::check_startable(name)?;
     let cgroup = c.cgroup()?;
-    match Record::of_live_supervisor(c) {
+    match c.status()? {
         // Its guest is gone and it is cleaning up: let it finish, then start anew.
-        Some(r) if r.phase == Phase::Stopping => supervisor_gone_or_busy(c)?,
-        Some(r) if r.phase == Phase::Running => return Ok(Outcome::AlreadyThere),
+        RunStatus::Supervised { phase: Phase::Stopping, .. } => supervision_gone_or_busy(c)?,
+        RunStatus::Supervised { phase: Phase::Running, .. } => return Ok(Outcome::AlreadyThere),
         // Being started by a start that died: wait for it, as for our own.
-        Some(_) => {
+        RunStatus::Supervised { phase: Phase::Starting, .. } => {
             if wait_while_starting(c, timeout) {
                 return Ok(Outcome::AlreadyThere);
             }
-            supervisor_gone_or_busy(c)?;
+            supervision_gone_or_busy(c)?;
         }
-        None if cgroup.is_populated() => return Ok(Outcome::AlreadyThere),
-        None => {}
+        RunStatus::Unsupervised => return Ok(Outcome::AlreadyThere),
+        RunStatus::Gone => {}
     }
     release_runtime(c, &cgroup);
 
@@ -367,12 +365,12 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     if c.conf.copy_resolv_conf {
         rootfs::copy_resolv_conf(&c.paths.root)?;
     }
-    let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker())?;
+    let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker(), &c.paths.moved_interfaces())?;
     crash_point("start-prepared");
-    if let Err(e) = supervisor::launch(c, timeout, netns.as_deref()) {
+    if let Err(e) = supervision::for_host().launch(c, timeout, netns.as_deref()) {
         // A supervisor releases what it can on its way out, but one that
         // failed early, or never ran, has not: once it is gone, make sure.
-        if wait_for_supervisor_exit(c, Duration::from_secs(15)) {
+        if supervision::for_host().wait_ended(c, Duration::from_secs(15)) {
             release_runtime(c, &cgroup);
         }
         return Err(e);
@@ -380,10 +378,10 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Waits for a supervisor on its way out; the runtime state is not ours to
+/// Waits for a supervision on its way out; the runtime state is not ours to
 /// release while it lives.
-fn supervisor_gone_or_busy(c: &Container) -> Result<()> {
-    if wait_for_supervisor_exit(c, Duration::from_secs(15)) {
+fn supervision_gone_or_busy(c: &Container) -> Result<()> {
+    if supervision::for_host().wait_ended(c, Duration::from_secs(15)) {
         Ok(())
     } else {
         Err(Error::other(format!(
@@ -393,22 +391,17 @@ fn supervisor_gone_or_busy(c: &Container) -> Result<()> {
     }
 }
 
-/// Waits while the supervisor starts the guest; true once it runs.
+/// Waits while the supervision starts the guest; true once it runs.
 fn wait_while_starting(c: &Container, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        match Record::of_live_supervisor(c) {
-            Some(r) if r.phase == Phase::Running => return true,
-            Some(r) if r.phase == Phase::Starting => std::thread::sleep(Duration::from_millis(10)),
+        match c.status().ok().and_then(|s| s.phase()) {
+            Some(Phase::Running) => return true,
+            Some(Phase::Starting) => std::thread::sleep(Duration::from_millis(10)),
             _ => return false,
         }
     }
     false
-}
-
-/// Waits until a supervisor that is tearing down has finished.
-fn wait_for_supervisor_exit(c: &Container, wait: Duration) -> bool {
-    matches!(Lock::exclusive_within(&c.paths.supervisor_lock(), wait), Ok(Some(_)))
 }
 
 fn sigrtmin3_to_guest_init(cgroup: &ContainerCgroup, c: &Container) {
@@ -434,7 +427,7 @@ pub fn stop(paths: &Paths, name: &str, timeout: Duration) -> Result<Outcome> {
 pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     let name = &c.name;
     let cgroup = c.cgroup()?;
-    let gone = || !cgroup.is_populated() && !c.supervisor_alive();
+    let gone = || c.status().is_ok_and(|s| s == RunStatus::Gone);
     if gone() {
         release_runtime(c, &cgroup);
         return Ok(Outcome::AlreadyThere);
@@ -444,9 +437,7 @@ pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     let mut told_supervisor = false;
     let mut next_signal = Instant::now();
     while !gone() && Instant::now() < deadline {
-        if !told_supervisor && let Some(pid) = Record::of_live_supervisor(c).map(|r| r.pid).filter(|p| *p > 0) {
-            tracing::info!("asking the supervisor of {name} (PID {pid}) to halt it");
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        if !told_supervisor && supervision::for_host().request_halt(c, &c.status()?) {
             told_supervisor = true;
             next_signal = Instant::now() + Duration::from_secs(1);
         }
@@ -468,7 +459,7 @@ pub fn stop_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
 pub fn terminate(paths: &Paths, name: &str) -> Result<Outcome> {
     let (c, _lock) = open_locked(paths, name)?;
     let cgroup = c.cgroup()?;
-    let was_up = cgroup.is_populated() || c.supervisor_alive();
+    let was_up = c.status()?.is_up();
     finish_off(&c, &cgroup)?;
     Ok(if was_up { Outcome::Done } else { Outcome::AlreadyThere })
 }
@@ -477,29 +468,7 @@ pub fn terminate(paths: &Paths, name: &str) -> Result<Outcome> {
 /// them and exit (killing it if it does not), and removes the runtime state,
 /// which a killed supervisor may not have done.
 fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
-    // Told first, the supervisor launches nothing more; it stays alive to
-    // reap nspawn and the guest's init (it is their subreaper). Killed
-    // first, it would leave them as zombies of the host's init, which on
-    // hosts whose PID 1 does not reap (a container's shell, say) stay.
-    let supervisor = Record::of_live_supervisor(c).map(|r| r.pid).filter(|p| *p > 0);
-    if let Some(pid) = supervisor {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    }
-    cgroup.kill_all(Duration::from_secs(5));
-    let polite_until = Instant::now() + Duration::from_secs(2);
-    while Record::of_live_supervisor(c).is_some() && Instant::now() < polite_until {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while let Some(record) = Record::of_live_supervisor(c) {
-        if record.pid > 0 {
-            let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::other(format!("the supervisor of container '{}' does not exit", c.name)));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    supervision::for_host().terminate(c, cgroup)?;
     // Something the supervisor launched just before it died.
     if !cgroup.kill_all(Duration::from_secs(5)) {
         let pids: Vec<String> = cgroup.pids().iter().map(|p| p.to_string()).collect();
@@ -516,7 +485,7 @@ fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
 /// Removes what a run of the container set up on the host. Safe to call
 /// more than once, and on leftovers of a run whose supervisor died.
 pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
-    net::release(&c.name, &c.paths.nft_marker());
+    net::release(&c.name, &c.paths.nft_marker(), &c.paths.moved_interfaces());
     cgroup.remove();
     let _ = std::fs::remove_file(c.paths.state_file());
     let _ = std::fs::remove_file(c.paths.run.join("notify"));

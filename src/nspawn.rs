@@ -20,8 +20,9 @@ pub struct Launch<'a> {
     pub name: &'a str,
     pub paths: &'a ContainerPaths,
     pub conf: &'a Conf,
-    /// The network namespace to join (private networking), if any.
-    pub netns: Option<PathBuf>,
+    /// nspawn runs inside the container's own network namespace (private
+    /// networking): the supervisor enters it before exec.
+    pub in_own_netns: bool,
     /// Which of the host's Nix paths exist (the daemon socket may not).
     pub host_has: &'a dyn Fn(&Path) -> bool,
 }
@@ -59,6 +60,19 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
+/// The network namespace nspawn runs in, by a path that needs no mount.
+pub const OWN_NETNS: &str = "/proc/self/ns/net";
+
+/// A command line as a shell would need it, for logs.
+pub fn display(argv: &[OsString]) -> String {
+    let quote = |a: &OsString| {
+        let a = a.to_string_lossy();
+        let plain = !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=+./:,@%".contains(&b));
+        if plain { a.into_owned() } else { format!("'{}'", a.replace('\'', "'\\''")) }
+    };
+    argv.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
 pub fn command_line(l: &Launch<'_>) -> Vec<OsString> {
     let private_users = l.conf.private_users.as_deref().filter(|u| *u != "no");
     // In a user namespace, the host's Nix paths are mapped to the guest's
@@ -91,24 +105,37 @@ pub fn command_line(l: &Launch<'_>) -> Vec<OsString> {
         // the kernel and file system can, chown otherwise).
         argv.push("--private-users-ownership=auto".into());
     }
-    if let Some(ns) = &l.netns {
-        // The supervisor starts nspawn inside this namespace already. In a
-        // user namespace nspawn could not join it again (the namespace
+    if l.in_own_netns {
+        // The supervisor starts nspawn inside this namespace already, where
+        // /run/netns is not mounted: nspawn joins it by its own handle. In
+        // a user namespace nspawn could not join it again (the namespace
         // belongs to the host's user namespace), so it just stays there.
         if private_users.is_none() {
-            argv.push(format!("--network-namespace-path={}", ns.display()));
+            argv.push(format!("--network-namespace-path={OWN_NETNS}"));
         }
     } else if let Some(ns) = &l.conf.network_namespace_path {
         argv.push(format!("--network-namespace-path={}", ns.display()));
     }
-    for i in &l.conf.interfaces {
-        argv.push(format!("--network-interface={i}"));
+    // With a namespace of our own, the host interfaces named in INTERFACES
+    // were moved into it by `net::start` (nspawn's --network-interface would
+    // make a namespace of its own, which --network-namespace-path excludes).
+    if !l.in_own_netns {
+        for i in &l.conf.interfaces {
+            argv.push(format!("--network-interface={i}"));
+        }
     }
     for m in &l.conf.macvlans {
         argv.push(format!("--network-macvlan={m}"));
     }
-    if !l.conf.capabilities.is_empty() {
-        argv.push(format!("--capability={}", l.conf.capabilities.join(",")));
+    let mut caps = l.conf.capabilities.clone();
+    // nspawn keeps CAP_NET_ADMIN for a guest with --private-network, the
+    // network being its own; joining a namespace by path it does not. Ours
+    // is the guest's alone, so it gets the same.
+    if l.in_own_netns && !caps.iter().any(|c| c.eq_ignore_ascii_case("CAP_NET_ADMIN")) {
+        caps.push("CAP_NET_ADMIN".into());
+    }
+    if !caps.is_empty() {
+        argv.push(format!("--capability={}", caps.join(",")));
     }
     if !l.conf.system_call_filter.is_empty() {
         argv.push(format!("--system-call-filter={}", l.conf.system_call_filter.join(" ")));
@@ -125,10 +152,6 @@ pub fn command_line(l: &Launch<'_>) -> Vec<OsString> {
 }
 
 /// The command line as one line of text, for logs.
-pub fn display(argv: &[OsString]) -> String {
-    argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,20 +164,15 @@ mod tests {
         conf.binds.push(Bind::parse("/srv/data:/data", false).unwrap());
         conf.extra_nspawn_flags = vec!["--capability=CAP_NET_ADMIN".into()];
         let no_daemon = |p: &Path| p != Path::new("/nix/var/nix/daemon-socket");
-        let argv = command_line(&Launch {
-            name: "web",
-            paths: &paths,
-            conf: &conf,
-            netns: Some("/run/netns/web".into()),
-            host_has: &no_daemon,
-        });
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: true, host_has: &no_daemon });
         assert_eq!(
             display(&argv),
             "systemd-nspawn --keep-unit --register=no --machine=web --directory=/x/state/web \
              --notify-ready=yes --kill-signal=SIGRTMIN+3 --console=read-only --link-journal=no \
              --bind-ro=/nix/store:/nix/store --bind-ro=/nix/var/nix/db:/nix/var/nix/db \
              --bind-ro=/x/profiles/web:/nix/var/nix/profiles --bind-ro=/x/gcroots/web:/nix/var/nix/gcroots \
-             --network-namespace-path=/run/netns/web \
+             --network-namespace-path=/proc/self/ns/net --capability=CAP_NET_ADMIN \
              --bind=/srv/data:/data --capability=CAP_NET_ADMIN /nix/var/nix/profiles/system/init"
         );
     }
@@ -170,7 +188,8 @@ mod tests {
             ..Conf::default()
         };
         let all = |_: &Path| true;
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, netns: None, host_has: &all });
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: false, host_has: &all });
         for flag in [
             "--bind-ro=/nix/store:/nix/store:idmap",
             "--bind-ro=/nix/var/nix/daemon-socket:/nix/var/nix/daemon-socket:idmap",
@@ -184,7 +203,7 @@ mod tests {
             assert!(argv.iter().any(|a| a == flag), "{flag} missing from {argv:?}");
         }
         let no = Conf { private_users: Some("no".into()), ..Conf::default() };
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &no, netns: None, host_has: &all });
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &no, in_own_netns: false, host_has: &all });
         assert!(!display(&argv).contains("idmap") && !display(&argv).contains("--private-users"));
     }
 
@@ -195,7 +214,8 @@ mod tests {
         let mut conf = Conf::default();
         conf.binds.push(Bind::parse_bytes(b"/srv/caf\xe9:/data", true).unwrap());
         let all = |_: &Path| true;
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &conf, netns: None, host_has: &all });
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: false, host_has: &all });
         assert!(argv.iter().any(|a| a.as_bytes() == b"--bind-ro=/srv/caf\xe9:/data"), "{argv:?}");
     }
 
@@ -204,7 +224,7 @@ mod tests {
         let paths = Paths::under(Path::new("/x")).container("web");
         let all = |_: &Path| true;
         let socket = |conf: &Conf| {
-            command_line(&Launch { name: "web", paths: &paths, conf, netns: None, host_has: &all })
+            command_line(&Launch { name: "web", paths: &paths, conf, in_own_netns: false, host_has: &all })
                 .iter()
                 .any(|a| a.to_string_lossy().contains("daemon-socket"))
         };
@@ -221,6 +241,43 @@ mod tests {
         ] {
             assert_eq!(socket(&Conf { private_users: Some(mode.into()), ..Conf::default() }), given, "{mode}");
         }
+    }
+
+    #[test]
+    fn a_private_network_is_joined_by_the_handle_nspawn_runs_in() {
+        // The one command line that runs and that `-v start` shows: nspawn
+        // is started inside the namespace, where /run/netns is not mounted.
+        let paths = Paths::under(Path::new("/x")).container("web");
+        let all = |_: &Path| true;
+        let conf = Conf::default();
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: true, host_has: &all });
+        let joins: Vec<&OsString> =
+            argv.iter().filter(|a| a.to_string_lossy().starts_with("--network-namespace-path=")).collect();
+        assert_eq!(joins, ["--network-namespace-path=/proc/self/ns/net"]);
+        // The guest keeps CAP_NET_ADMIN, as with nspawn's --private-network,
+        // and INTERFACES were moved into the namespace by us.
+        let ifs =
+            Conf { interfaces: vec!["eth7".into()], capabilities: vec!["CAP_SYS_TIME".into()], ..Conf::default() };
+        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &ifs, in_own_netns: true, host_has: &all });
+        assert!(argv.contains(&"--capability=CAP_SYS_TIME,CAP_NET_ADMIN".into()), "{argv:?}");
+        assert!(!argv.iter().any(|a| a.to_string_lossy().starts_with("--network-interface")), "{argv:?}");
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &ifs, in_own_netns: false, host_has: &all });
+        assert!(
+            argv.contains(&"--network-interface=eth7".into()) && argv.contains(&"--capability=CAP_SYS_TIME".into())
+        );
+        let users = Conf { private_users: Some("pick".into()), ..Conf::default() };
+        let argv =
+            command_line(&Launch { name: "web", paths: &paths, conf: &users, in_own_netns: true, host_has: &all });
+        assert!(!argv.iter().any(|a| a.to_string_lossy().starts_with("--network-namespace-path")), "{argv:?}");
+    }
+
+    #[test]
+    fn logged_command_lines_can_be_pasted_into_a_shell() {
+        let argv: Vec<OsString> =
+            ["systemd-nspawn", "--bind=/srv/my data:/d", "--machine=web", "it's", ""].map(OsString::from).into();
+        assert_eq!(display(&argv), "systemd-nspawn '--bind=/srv/my data:/d' --machine=web 'it'\\''s' ''");
     }
 
     #[test]

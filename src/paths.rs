@@ -175,6 +175,12 @@ impl ContainerPaths {
     pub fn nft_marker(&self) -> PathBuf {
         self.run.join("nft-table")
     }
+
+    /// The host interfaces (`INTERFACES`) moved into the container's
+    /// network namespace, to be given back when it stops.
+    pub fn moved_interfaces(&self) -> PathBuf {
+        self.run.join("interfaces")
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,6 @@ use crate::lifecycle;
 use crate::nixos_config::{self, ConfigDir, UserConfig};
 use crate::paths::Paths;
 use crate::profile::{self, BuildOutput, DEFAULT_NIXOS_PATH, NixFlags, SystemSource};
-use crate::supervisor::{Phase, Record};
 
 /// Where the new system comes from.
 #[derive(Debug, Clone)]
@@ -235,7 +234,7 @@ fn apply(
     before: Option<u64>,
     opts: ApplyOptions,
 ) -> Result<Updated> {
-    if !guest_runs(c)? {
+    if !c.status()?.guest_runs() {
         return Ok(Updated { generation, system, applied: Applied::NotRunning, restart_needed: Vec::new() });
     }
     let changed = match c.run_state().and_then(|st| st.started_with) {
@@ -249,15 +248,6 @@ fn apply(
     }
     let output = activate(c, generation, before)?;
     Ok(Updated { generation, system, applied: Applied::Activated { output }, restart_needed: changed })
-}
-
-/// Whether there is a guest to activate in: processes in the cgroup, and
-/// not a supervisor cleaning up after a guest that is gone.
-fn guest_runs(c: &Container) -> Result<bool> {
-    if Record::of_live_supervisor(c).is_some_and(|r| r.phase == Phase::Stopping) {
-        return Ok(false);
-    }
-    Ok(c.cgroup()?.is_populated())
 }
 
 /// Runs switch-to-configuration in the guest; an error unless it exits 0.

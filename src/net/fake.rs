@@ -202,6 +202,25 @@ impl Netlink for FakeNet {
         Ok(())
     }
 
+    fn link_move(&mut self, from: Ns<'_>, link: &Link, name: &str, to: Ns<'_>) -> Result<()> {
+        self.step(format!("link_move {from:?} {name} {to:?}"))?;
+        if let Ns::Named(n) = to
+            && !self.netns.contains(n)
+        {
+            return Err(Error::other(format!("no netns {n}")));
+        }
+        if self.links.get(&key(to)).is_some_and(|l| l.contains_key(name)) {
+            return Err(Error::other("File exists (os error 17)"));
+        }
+        let found = self.links.get(&key(from)).and_then(|l| l.get(name)).filter(|l| l.index == link.index).cloned();
+        let Some(moved) = found else { return Err(Error::other("No such device (os error 19)")) };
+        self.links.get_mut(&key(from)).unwrap().remove(name);
+        // Like the kernel: addresses and routes stay behind, the link is down.
+        let moved = FakeLink { up: false, addrs: Vec::new(), ..moved };
+        self.links.entry(key(to)).or_default().insert(name.to_string(), moved);
+        Ok(())
+    }
+
     fn addr_add(&mut self, ns: Ns<'_>, dev: &str, addr: IpAddr, prefix: u8) -> Result<()> {
         self.step(format!("addr_add {ns:?} {dev} {addr}/{prefix}"))?;
         if addr.is_ipv6() && self.ipv6_disabled && ns == Ns::Host {

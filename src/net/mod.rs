@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use crate::addr::{Pool4, Pool6};
 use crate::conf::{Addr4, Addr6, AddrSpec, Conf, PortForward};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use netlink::{InUse, Netlink, Ns, Route};
 
 /// One address family's pair: the host side's and the container's address.
@@ -50,6 +50,8 @@ pub struct Plan {
     pub ports: Vec<PortForward>,
     /// The MAC address of the container's eth0 (LOCAL_MAC_ADDRESS).
     pub local_mac: Option<[u8; 6]>,
+    /// Host interfaces the container gets for itself (`INTERFACES`).
+    pub interfaces: Vec<String>,
 }
 
 fn spec<A: Into<IpAddr> + Copy>(a: &Option<AddrSpec<A>>) -> Option<(IpAddr, u8)> {
@@ -100,6 +102,7 @@ impl Plan {
             ports: conf.host_port.clone(),
             // Checked when the conf was read.
             local_mac: conf.local_mac_address.as_deref().and_then(|m| crate::conf::validate_mac(m).ok()),
+            interfaces: conf.interfaces.clone(),
         })
     }
 
@@ -277,14 +280,111 @@ pub fn teardown(nl: &mut dyn Netlink, name: &str) -> Result<()> {
     }
 }
 
+/// A host interface moved into a container's namespace: its name, and its
+/// index there (what is given back must be what was moved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub index: u32,
+    pub name: String,
+}
+
+impl Moved {
+    /// `INDEX NAME` lines, as `RUN/NAME/interfaces` holds them.
+    pub fn render(moved: &[Moved]) -> String {
+        moved.iter().map(|m| format!("{} {}\n", m.index, m.name)).collect()
+    }
+
+    pub fn parse(text: &str) -> Vec<Moved> {
+        text.lines()
+            .filter_map(|l| {
+                let (index, name) = l.split_once(' ')?;
+                Some(Moved { index: index.parse().ok()?, name: name.to_string() })
+            })
+            .collect()
+    }
+}
+
+/// Moves the plan's host interfaces into the container's namespace (as
+/// nspawn's --network-interface does for a namespace of its own). On
+/// failure, those already moved are given back.
+pub fn move_in(nl: &mut dyn Netlink, plan: &Plan) -> Result<Vec<Moved>> {
+    let mut moved = Vec::new();
+    for ifname in &plan.interfaces {
+        let step = (|| {
+            let Some(link) = nl.link(Ns::Host, ifname)? else {
+                return Err(Error::other(format!(
+                    "network interface {ifname} does not exist on the host (INTERFACES of container '{}')",
+                    plan.name
+                )));
+            };
+            tracing::info!("moving host interface {ifname} into {}", plan.netns);
+            nl.link_move(Ns::Host, &link, ifname, Ns::Named(&plan.netns))?;
+            let index = nl.link(Ns::Named(&plan.netns), ifname)?.map_or(link.index, |l| l.index);
+            Ok(Moved { index, name: ifname.clone() })
+        })();
+        match step {
+            Ok(m) => moved.push(m),
+            Err(e) => {
+                give_back(nl, &plan.name, &moved);
+                return Err(e);
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// Moves the interfaces `move_in` moved back to the host before the
+/// namespace goes (a virtual one would go with it; a physical one would
+/// come back only when the kernel gets to it). Only an interface that is
+/// still the one moved (same name, same index) is given back: the guest may
+/// have made others.
+pub fn give_back(nl: &mut dyn Netlink, name: &str, moved: &[Moved]) {
+    let netns = names::netns(name);
+    for m in moved {
+        match nl.link(Ns::Named(&netns), &m.name) {
+            Ok(Some(link)) if link.index == m.index => {
+                tracing::info!("giving interface {} back to the host", m.name);
+                if let Err(e) = nl.link_move(Ns::Named(&netns), &link, &m.name, Ns::Host) {
+                    tracing::warn!("giving interface {} of {name} back to the host: {e}", m.name);
+                }
+            }
+            Ok(Some(_)) => tracing::warn!("interface {} in {netns} is not the one moved there; leaving it", m.name),
+            Ok(None) => tracing::warn!("interface {} is no longer in {netns}", m.name),
+            Err(e) => tracing::warn!("looking for interface {} in {netns}: {e}", m.name),
+        }
+    }
+}
+
 /// Sets up the network of a container about to start. Returns the
 /// namespace nspawn must join, if the container has a private network.
-/// `nft_marker` records that a table may exist (see `release`).
-pub fn start(name: &str, conf: &Conf, nft_marker: &Path) -> Result<Option<PathBuf>> {
+/// `nft_marker` records that a table may exist, `moved_file` which host
+/// interfaces were moved into it (see `release`).
+pub fn start(name: &str, conf: &Conf, nft_marker: &Path, moved_file: &Path) -> Result<Option<PathBuf>> {
     let Some(plan) = Plan::new(name, conf) else { return Ok(None) };
     let mut nl = netlink::RtNetlink::new()?;
     setup(&mut nl, &plan)?;
+    let moved = match move_in(&mut nl, &plan) {
+        Ok(m) => m,
+        Err(e) => {
+            roll_back(&mut nl, name);
+            return Err(e);
+        }
+    };
+    let record = || -> Result<()> {
+        if let Some(dir) = moved_file.parent() {
+            std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        }
+        crate::fsutil::write_atomic(moved_file, Moved::render(&moved).as_bytes(), 0o644)
+    };
+    if !moved.is_empty()
+        && let Err(e) = record()
+    {
+        give_back(&mut nl, name, &moved);
+        roll_back(&mut nl, name);
+        return Err(e);
+    }
     if let Err(e) = nft::apply(&plan, nft_marker) {
+        give_back(&mut nl, name, &moved);
         roll_back(&mut nl, name);
         return Err(e);
     }
@@ -308,15 +408,20 @@ fn ipv4_forwarding_enabled() -> bool {
 /// only when `start` left its marker (running nft costs 10-20 ms), the
 /// interfaces only while the namespace is mounted (the veth is made in it
 /// and goes with it).
-pub fn release(name: &str, nft_marker: &Path) {
+pub fn release(name: &str, nft_marker: &Path, moved_file: &Path) {
     if let Err(e) = nft::remove(name, nft_marker) {
         tracing::warn!("removing the port forwards of {name}: {e}");
     }
     if !Path::new(netlink::NETNS_DIR).join(names::netns(name)).exists() {
+        let _ = std::fs::remove_file(moved_file);
         return;
     }
     match netlink::RtNetlink::new() {
         Ok(mut nl) => {
+            if let Ok(text) = std::fs::read_to_string(moved_file) {
+                give_back(&mut nl, name, &Moved::parse(&text));
+            }
+            let _ = std::fs::remove_file(moved_file);
             if let Err(e) = teardown(&mut nl, name) {
                 tracing::warn!("removing the network of {name}: {e}");
             }
@@ -636,6 +741,39 @@ mod tests {
         let mut nl = FakeNet::new();
         setup(&mut nl, &Plan::new("web", &c).unwrap()).unwrap();
         assert_eq!(nl.host_routes().len(), 3, "{:?}", nl.host_routes());
+    }
+
+    #[test]
+    fn host_interfaces_move_in_and_are_given_back_as_they_were() {
+        let mut nl = FakeNet::new();
+        nl.add_plain_link(None, "eth7");
+        nl.add_plain_link(None, "eth8");
+        let mut c = conf();
+        c.interfaces = vec!["eth7".into(), "eth8".into()];
+        let plan = Plan::new("web", &c).unwrap();
+        setup(&mut nl, &plan).unwrap();
+        let moved = move_in(&mut nl, &plan).unwrap();
+        assert_eq!(moved.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["eth7", "eth8"]);
+        assert_eq!(Moved::parse(&Moved::render(&moved)), moved);
+        assert!(nl.host_link("eth7").is_none() && nl.ns_link(&plan.netns, "eth7").is_some());
+        // The guest replaced eth8 with one of its own: that one stays.
+        let netns = plan.netns.clone();
+        nl.links.get_mut(&Some(netns.clone())).unwrap().get_mut("eth8").unwrap().index = 99;
+        give_back(&mut nl, "web", &moved);
+        teardown(&mut nl, "web").unwrap();
+        assert!(nl.host_link("eth7").is_some(), "eth7 is back");
+        assert!(nl.host_link("eth8").is_none(), "not the guest's impostor");
+
+        // A missing interface fails the start, and those moved go back.
+        let mut nl = FakeNet::new();
+        nl.add_plain_link(None, "eth7");
+        let mut c = conf();
+        c.interfaces = vec!["eth7".into(), "nope0".into()];
+        let plan = Plan::new("web", &c).unwrap();
+        setup(&mut nl, &plan).unwrap();
+        let err = move_in(&mut nl, &plan).unwrap_err().to_string();
+        assert_eq!(err, "network interface nope0 does not exist on the host (INTERFACES of container 'web')");
+        assert!(nl.host_link("eth7").is_some());
     }
 
     #[test]

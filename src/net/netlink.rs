@@ -75,6 +75,9 @@ pub trait Netlink {
     fn link_set_alias(&mut self, name: &str, alias: &str) -> Result<()>;
     fn link_add_altname(&mut self, name: &str, altname: &str) -> Result<()>;
     fn link_set_master(&mut self, name: &str, bridge: &str) -> Result<()>;
+    /// Moves interface `link` (as `link()` found it in `from`; `name` is for
+    /// messages) into namespace `to`, keeping its name.
+    fn link_move(&mut self, from: Ns<'_>, link: &Link, name: &str, to: Ns<'_>) -> Result<()>;
     fn addr_add(&mut self, ns: Ns<'_>, dev: &str, addr: IpAddr, prefix: u8) -> Result<()>;
     fn route_add(&mut self, ns: Ns<'_>, route: &Route) -> Result<()>;
     /// How the host's routing covers `addr`, ignoring default routes: one
@@ -311,6 +314,20 @@ impl Netlink for RtNetlink {
         self.rt
             .block_on(async { h.link().set(msg).execute().await })
             .map_err(|e| nl_err(format!("attaching {name} to bridge {bridge}"), e))
+    }
+
+    fn link_move(&mut self, from: Ns<'_>, link: &Link, name: &str, to: Ns<'_>) -> Result<()> {
+        // The host is the namespace of this thread (never a named one's).
+        let target = match to {
+            Ns::Host => PathBuf::from("/proc/thread-self/ns/net"),
+            Ns::Named(n) => self.netns_path(n),
+        };
+        let ns = File::open(&target).context(|| format!("opening {}", target.display()))?;
+        let h = self.handle(from)?;
+        let msg = LinkUnspec::new_with_index(link.index).setns_by_fd(ns.as_raw_fd()).build();
+        self.rt
+            .block_on(async { h.link().set(msg).execute().await })
+            .map_err(|e| nl_err(format!("moving interface {name} to {}", target.display()), e))
     }
 
     fn addr_add(&mut self, ns: Ns<'_>, dev: &str, addr: IpAddr, prefix: u8) -> Result<()> {
