@@ -489,8 +489,9 @@ pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
     cgroup.remove();
     let _ = std::fs::remove_file(c.paths.state_file());
     let _ = std::fs::remove_file(c.paths.run.join("notify"));
-    // Called once nspawn is gone: its lock file is nobody's any more.
+    // Called once nspawn is gone: its lock files are nobody's any more.
     let _ = std::fs::remove_file(c.paths.nspawn_image_lock());
+    crate::nspawn::remove_runtime_leftovers(&c.name, &c.paths.root);
 }
 
 /// Declarative containers belong to the host's NixOS configuration.

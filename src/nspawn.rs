@@ -152,6 +152,31 @@ pub fn command_line(l: &Launch<'_>) -> Vec<OsString> {
 }
 
 /// The command line as one line of text, for logs.
+/// Where systemd-nspawn keeps its runtime files. It does not remove the
+/// mount-propagation directory of a machine when it exits, nor its lock on
+/// the root's inode when it is killed; /run is not always a tmpfs that a
+/// reboot empties, so they would pile up with every start.
+const NSPAWN_RUN: &str = "/run/systemd/nspawn";
+
+/// nspawn's leftovers of container `name` whose root is `root`: its
+/// propagation directory and its lock on the root's inode.
+pub fn runtime_leftovers(name: &str, root: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut paths = vec![Path::new(NSPAWN_RUN).join("propagate").join(name)];
+    if let Ok(m) = std::fs::symlink_metadata(root) {
+        paths.push(Path::new(NSPAWN_RUN).join("locks").join(format!("inode-{}:{}", m.dev(), m.ino())));
+    }
+    paths
+}
+
+/// Removes them, once nspawn is gone. The propagation directory only
+/// while it is empty (nothing is mounted there then).
+pub fn remove_runtime_leftovers(name: &str, root: &Path) {
+    for p in runtime_leftovers(name, root) {
+        let _ = std::fs::remove_dir(&p).or_else(|_| std::fs::remove_file(&p));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,26 @@ fn start_and_stop_are_idempotent_like_systemctl() {
 }
 
 #[test]
+fn nspawn_leaves_nothing_in_run_after_stop_or_terminate() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let name = env.name("nsrun");
+    env.create(&name, &[]);
+    let root = std::fs::metadata(env.root(&name)).unwrap();
+    let propagate = std::path::PathBuf::from("/run/systemd/nspawn/propagate").join(&name);
+    let lock = std::path::PathBuf::from(format!("/run/systemd/nspawn/locks/inode-{}:{}", root.dev(), root.ino()));
+    for how in ["stop", "terminate"] {
+        env.ok(["start", &name]);
+        // nspawn made them while it runs (so the paths are the right ones)...
+        assert!(propagate.is_dir() && lock.exists(), "{how}: nspawn's runtime files are not where expected");
+        env.ok([how, &name]);
+        // ...and they are gone with it, also when it was killed.
+        assert!(!propagate.exists(), "{how} left {}", propagate.display());
+        assert!(!lock.exists(), "{how} left {}", lock.display());
+    }
+}
+
+#[test]
 fn names_of_63_characters_work() {
     let env = Env::new();
     let long = env.name(&"l".repeat(40));

@@ -273,6 +273,8 @@ impl Env {
             self.profile_dir(name),
             self.gcroots(name),
             self.run_dir(name),
+            // systemd-nspawn's mount-propagation directory of the machine.
+            PathBuf::from("/run/systemd/nspawn/propagate").join(name),
         ] {
             // symlink_metadata: a dangling link is something left too.
             if p.symlink_metadata().is_ok() {
