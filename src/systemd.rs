@@ -26,6 +26,10 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE: &str = "org.freedesktop.systemd1.Service";
 
+/// The unit's TasksMax when the conf sets no limit (nspawn's own units use
+/// the same).
+pub const DEFAULT_TASKS_MAX: u64 = 16384;
+
 /// nspawn's exit status when the guest asked for a reboot.
 pub const REBOOT_EXIT_STATUS: i32 = 133;
 
@@ -79,16 +83,20 @@ pub fn properties(spec: &UnitSpec) -> Vec<(&'static str, Value<'static>)> {
         ("Slice", Value::from("machine.slice")),
         // nspawn manages the container's cgroup subtree itself.
         ("Delegate", Value::from(true)),
-        // The main process says READY=1 once the guest has booted.
+        // The main process says READY=1 once the guest has booted; nothing
+        // of the guest can reach the unit's notify socket.
         ("Type", Value::from("notify")),
-        ("NotifyAccess", Value::from("all")),
+        ("NotifyAccess", Value::from("main")),
+        // Up after the host's network, down before it at shutdown.
+        ("After", Value::from(vec!["network.target".to_string()])),
         // SIGTERM to the main process halts the guest cleanly; whatever is
         // left after the stop timeout is killed.
         ("KillMode", Value::from("mixed")),
         ("TimeoutStartUSec", usec(spec.start_timeout)),
         ("TimeoutStopUSec", usec(spec.stop_timeout)),
         // A guest's reboot: nspawn exits 133 and systemd starts it again.
-        ("Restart", Value::from("on-failure")),
+        // Nothing else restarts it: `terminate` and a guest that died stay
+        // down, as on hosts without systemd.
         ("RestartForceExitStatus", Value::from((vec![REBOOT_EXIT_STATUS], Vec::<i32>::new()))),
         ("SuccessExitStatus", Value::from((vec![REBOOT_EXIT_STATUS], Vec::<i32>::new()))),
         // A failed start leaves no unit behind to block the next one.
@@ -105,10 +113,9 @@ pub fn properties(spec: &UnitSpec) -> Vec<(&'static str, Value<'static>)> {
         props.push(("CPUAccounting", Value::from(true)));
         props.push(("CPUQuotaPerSecUSec", usec(quota)));
     }
-    if let Some(tasks) = spec.tasks_max {
-        props.push(("TasksAccounting", Value::from(true)));
-        props.push(("TasksMax", Value::from(tasks)));
-    }
+    props.push(("TasksAccounting", Value::from(true)));
+    // systemd's default TasksMax (15% of pid_max) is low for a whole OS.
+    props.push(("TasksMax", Value::from(spec.tasks_max.unwrap_or(DEFAULT_TASKS_MAX))));
     props
 }
 
@@ -322,7 +329,8 @@ mod tests {
     #[test]
     fn limits_become_unit_properties_only_when_set() {
         let props = properties(&spec());
-        assert!(!props.iter().any(|(k, _)| matches!(*k, "MemoryMax" | "TasksMax" | "CPUQuotaPerSecUSec")));
+        assert!(!props.iter().any(|(k, _)| matches!(*k, "MemoryMax" | "CPUQuotaPerSecUSec")));
+        assert_eq!(get(&props, "TasksMax"), &Value::from(DEFAULT_TASKS_MAX));
         let mut s = spec();
         s.memory_max = Some(512 << 20);
         s.cpu_quota_per_sec = Some(Duration::from_millis(1500));
