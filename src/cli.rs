@@ -109,6 +109,17 @@ pub enum Command {
     /// (internal) supervise a running container
     #[command(name = "__supervise", hide = true)]
     Supervise(SuperviseArgs),
+    /// (internal) the main process of a container's systemd unit
+    #[command(name = "__run-unit", hide = true)]
+    RunUnit(InternalName),
+    /// (internal) release what a container's systemd unit set up
+    #[command(name = "__release", hide = true)]
+    Release(InternalName),
+}
+
+#[derive(Debug, Args)]
+pub struct InternalName {
+    pub name: String,
 }
 
 /// A running container's name, asked for at a terminal when omitted.

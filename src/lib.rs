@@ -55,4 +55,5 @@ pub mod rootfs;
 pub mod supervision;
 pub mod supervisor;
 pub mod systemd;
+pub mod unit;
 pub mod update;

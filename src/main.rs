@@ -47,6 +47,8 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
         Command::ShowIp(a) => commands::show_ip::run(ctx, a),
         Command::ShowHostKey(a) => commands::show_host_key::run(ctx, a),
         Command::Supervise(a) => commands::supervise::run(ctx, a),
+        Command::RunUnit(a) => commands::unit::run_unit(ctx, a),
+        Command::Release(a) => commands::unit::release(ctx, a),
     }
 }
 

@@ -215,6 +215,16 @@ impl Systemd {
         }
     }
 
+    /// Queues the unit's stop job and returns at once. A unit that is not
+    /// loaded is stopped already.
+    pub fn request_stop(&self, unit: &str) -> Result<()> {
+        match self.manager()?.call_method("StopUnit", &(unit, "replace")) {
+            Ok(_) => Ok(()),
+            Err(zbus::Error::MethodError(name, _, _)) if name.as_str().ends_with("NoSuchUnit") => Ok(()),
+            Err(e) => Err(dbus(format!("stopping {unit}"))(e)),
+        }
+    }
+
     /// Sends `signal` to the unit's processes (`whom`: "main" or "all").
     pub fn kill(&self, unit: &str, whom: &str, signal: i32) -> Result<()> {
         self.manager()?
@@ -246,17 +256,25 @@ impl Systemd {
     }
 
     /// Sets resource limits on a running unit (not persisted: the conf
-    /// is, and the next start applies it again).
+    /// is, and the next start applies it again). A limit not set is lifted.
     pub fn set_limits(&self, unit: &str, spec: &UnitSpec) -> Result<()> {
-        let limits: Vec<(&str, Value<'_>)> = properties(spec)
-            .into_iter()
-            .filter(|(k, _)| matches!(*k, "MemoryMax" | "CPUQuotaPerSecUSec" | "TasksMax"))
-            .collect();
         self.manager()?
-            .call_method("SetUnitProperties", &(unit, true, limits))
+            .call_method("SetUnitProperties", &(unit, true, limit_properties(spec)))
             .map(drop)
             .map_err(dbus(format!("setting the limits of {unit}")))
     }
+}
+
+/// The limits of a running unit, each one set or lifted ("infinity").
+pub fn limit_properties(spec: &UnitSpec) -> Vec<(&'static str, Value<'static>)> {
+    let usec = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    vec![
+        ("MemoryAccounting", Value::from(true)),
+        ("CPUAccounting", Value::from(true)),
+        ("MemoryMax", Value::from(spec.memory_max.unwrap_or(u64::MAX))),
+        ("CPUQuotaPerSecUSec", Value::from(spec.cpu_quota_per_sec.map(usec).unwrap_or(u64::MAX))),
+        ("TasksMax", Value::from(spec.tasks_max.unwrap_or(DEFAULT_TASKS_MAX))),
+    ]
 }
 
 #[cfg(test)]
@@ -339,6 +357,17 @@ mod tests {
         assert_eq!(get(&props, "MemoryMax"), &Value::from(512u64 << 20));
         assert_eq!(get(&props, "CPUQuotaPerSecUSec"), &Value::from(1_500_000u64));
         assert_eq!(get(&props, "TasksMax"), &Value::from(200u64));
+    }
+
+    #[test]
+    fn set_limits_lifts_the_limits_not_set() {
+        let props = limit_properties(&spec());
+        assert_eq!(get(&props, "MemoryMax"), &Value::from(u64::MAX));
+        assert_eq!(get(&props, "CPUQuotaPerSecUSec"), &Value::from(u64::MAX));
+        assert_eq!(get(&props, "TasksMax"), &Value::from(DEFAULT_TASKS_MAX));
+        let mut s = spec();
+        s.memory_max = Some(1 << 20);
+        assert_eq!(get(&limit_properties(&s), "MemoryMax"), &Value::from(1u64 << 20));
     }
 
     #[test]
