@@ -318,3 +318,60 @@ fn a_running_container_is_its_systemd_unit_registered_with_machined() {
     assert_eq!(host.sh_ok("find /sys/fs/cgroup -name '*nixos-container*'"), "");
     assert!(!host.sh("ip link show ve-web").status.success());
 }
+
+/// Waits until the unit is active again after its starter went away, and
+/// checks that the container still answers.
+fn still_runs(host: &SystemdHost, name: &str, after: &str) {
+    std::thread::sleep(Duration::from_secs(2));
+    let active = host.sh(&format!("systemctl is-active nixos-container@{name}"));
+    assert_eq!(stdout(&active), "active\n", "after {after}: {}", text(&active));
+    assert_eq!(host.tool_ok(&["run", name, "--", "uname", "-n"]), format!("{name}\n"), "after {after}");
+}
+
+fn session_gone(host: &SystemdHost, id: &str) {
+    let gone = wait_for(Duration::from_secs(20), || {
+        (!host.sh(&format!("loginctl show-session {id}")).status.success()).then_some(())
+    });
+    assert!(gone.is_some(), "session {id} is gone");
+}
+
+#[test]
+fn a_container_outlives_whoever_started_it() {
+    let host = SystemdHost::boot();
+    host.add_user("alice");
+    host.set_logind(&["KillUserProcesses=yes"]);
+    create_in(&host, "web", 1, &[]);
+
+    // Started from a login session (as root through su/sudo), which is
+    // then terminated.
+    let session = host.open_session("alice");
+    let out = host.command_in_session(&session, BIN).args(["start", "web"]).output().unwrap();
+    assert!(out.status.success(), "start in a session: {}", text(&out));
+    host.sh_ok(&format!("loginctl terminate-session {}", session.id));
+    session_gone(&host, &session.id);
+    still_runs(&host, "web", "terminate-session");
+
+    // Logout with KillUserProcesses=yes.
+    host.tool_ok(&["stop", "web"]);
+    let session = host.open_session("alice");
+    let out = host.command_in_session(&session, BIN).args(["start", "web"]).output().unwrap();
+    assert!(out.status.success(), "start in a session: {}", text(&out));
+    host.logout(&session);
+    session_gone(&host, &session.id);
+    still_runs(&host, "web", "logout with KillUserProcesses=yes");
+
+    // systemd-run --wait: the transient service ends right after start.
+    host.tool_ok(&["stop", "web"]);
+    host.sh_ok(&format!("systemd-run --wait --quiet {BIN} start web"));
+    still_runs(&host, "web", "systemd-run --wait");
+
+    // A oneshot unit calling start: its cgroup is emptied when it ends.
+    host.tool_ok(&["stop", "web"]);
+    host.sh_ok(&format!(
+        "printf '[Service]\\nType=oneshot\\nExecStart={BIN} start web\\n' > /etc/systemd/system/starter.service \
+         && systemctl daemon-reload && systemctl start starter.service"
+    ));
+    assert_eq!(stdout(&host.sh("systemctl is-active starter.service")), "inactive\n");
+    still_runs(&host, "web", "a oneshot starter");
+    host.tool_ok(&["destroy", "web"]);
+}
