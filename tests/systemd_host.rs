@@ -375,3 +375,36 @@ fn a_container_outlives_whoever_started_it() {
     still_runs(&host, "web", "a oneshot starter");
     host.tool_ok(&["destroy", "web"]);
 }
+
+#[test]
+fn a_guest_that_fails_to_boot_is_reported_and_leaves_nothing() {
+    let host = SystemdHost::boot();
+    // A system whose init fails at once, saying why on the console.
+    host.sh_ok(
+        "mkdir -p /root/failsys && printf '#!/usr/bin/busybox sh\\necho \"stand-in init: no root file system today\"\\nexit 3\\n' \
+         > /root/failsys/init && chmod +x /root/failsys/init",
+    );
+    let system = host.sh_ok("nix-store --add /root/failsys").trim().to_string();
+    host.tool_ok(&[
+        "create",
+        "broken",
+        "--system-path",
+        &system,
+        "--bind-ro",
+        "/usr",
+        "--host-address",
+        "10.231.5.1",
+        "--local-address",
+        "10.231.5.2",
+    ]);
+    let out = host.tool(&["start", "broken"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no root file system today"), "the console's last lines in:\n{err}");
+    assert!(err.contains("journalctl -u nixos-container@broken.service"), "{err}");
+    assert_eq!(host.sh_ok("systemctl list-units --all --no-legend 'nixos-container@*'"), "");
+    assert!(!host.sh("ip link show ve-broken").status.success(), "its network is released");
+    assert_eq!(host.tool_ok(&["status", "broken"]), "down\n");
+    assert_eq!(host.sh_ok("find /sys/fs/cgroup -name '*nixos-container*'"), "");
+    host.tool_ok(&["destroy", "broken"]);
+}
