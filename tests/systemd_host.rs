@@ -408,3 +408,36 @@ fn a_guest_that_fails_to_boot_is_reported_and_leaves_nothing() {
     assert_eq!(host.sh_ok("find /sys/fs/cgroup -name '*nixos-container*'"), "");
     host.tool_ok(&["destroy", "broken"]);
 }
+
+#[test]
+fn a_guest_reboot_restarts_the_unit() {
+    let host = SystemdHost::boot();
+    create_in(&host, "web", 1, &[]);
+    host.tool_ok(&["start", "web"]);
+    let first = host.sh_ok("systemctl show -p MainPID --value nixos-container@web");
+    // The connection may end with the guest's shutdown.
+    let _ = host.tool(&["run", "web", "--", "systemctl", "reboot"]);
+    let restarted = wait_for(Duration::from_secs(60), || {
+        let n = host.sh_ok("systemctl show -p NRestarts --value nixos-container@web");
+        let pid = host.sh_ok("systemctl show -p MainPID --value nixos-container@web");
+        let answers = host.tool(&["run", "web", "--", "uname", "-n"]);
+        // Active again once the new boot's READY=1 came.
+        let active = host.sh("systemctl is-active nixos-container@web");
+        (n.trim() == "1"
+            && pid != first
+            && pid.trim() != "0"
+            && stdout(&answers) == "web\n"
+            && stdout(&active) == "active\n")
+            .then_some(())
+    });
+    assert!(
+        restarted.is_some(),
+        "the unit restarted and the guest answers again:\n{}",
+        host.sh_ok("systemctl status --no-pager nixos-container@web; journalctl -u nixos-container@web -n 30 -o cat")
+    );
+    assert_eq!(host.sh_ok("systemctl is-active nixos-container@web"), "active\n");
+    assert_eq!(host.tool_ok(&["status", "web"]), "up\n");
+    assert!(host.sh("ip link show ve-web").status.success(), "its network is set up again");
+    host.tool_ok(&["destroy", "web"]);
+    assert_eq!(host.sh_ok("systemctl list-units --all --no-legend 'nixos-container@*'"), "");
+}
