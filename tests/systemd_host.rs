@@ -312,7 +312,14 @@ fn a_running_container_is_its_systemd_unit_registered_with_machined() {
     host.tool_ok(&["stop", "web"]);
     assert_eq!(host.tool_ok(&["status", "web"]), "down\n");
     assert!(!host.sh("systemctl is-active nixos-container@web").status.success());
+    // terminate kills it at once; the unit's release still runs.
     host.tool_ok(&["start", "web"]);
+    host.tool_ok(&["terminate", "web"]);
+    assert_eq!(host.tool_ok(&["status", "web"]), "down\n");
+    assert_eq!(host.sh_ok("systemctl list-units --all --no-legend 'nixos-container@*'"), "");
+    assert!(!host.sh("ip link show ve-web").status.success(), "its veth is gone after terminate");
+    host.tool_ok(&["restart", "web"]);
+    assert_eq!(host.sh_ok("systemctl is-active nixos-container@web"), "active\n");
     host.tool_ok(&["destroy", "web"]);
     assert_eq!(host.sh_ok("systemctl list-units --all --no-legend 'nixos-container@*'"), "");
     assert_eq!(host.sh_ok("find /sys/fs/cgroup -name '*nixos-container*'"), "");
