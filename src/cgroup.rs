@@ -7,6 +7,11 @@
 //! limits (`limits`). nspawn then makes `supervisor/` and
 //! `payload/` below it. Everything of the container is found, counted and
 //! killed through this cgroup; our own supervisor stays outside it.
+//!
+//! Where containers are systemd units (`crate::unit`), the container's
+//! cgroup is its unit's, `machine.slice/nixos-container@NAME.service`:
+//! systemd makes and removes it, nspawn manages below it, and we only read
+//! it (and kill through it).
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -445,6 +445,11 @@ fn a_guest_reboot_restarts_the_unit() {
     assert_eq!(host.sh_ok("systemctl is-active nixos-container@web"), "active\n");
     assert_eq!(host.tool_ok(&["status", "web"]), "up\n");
     assert!(host.sh("ip link show ve-web").status.success(), "its network is set up again");
+    // update finds it running and activates the new system in it.
+    let out = host.tool(&["update", "web", "--config", "environment.etc.marker.text = \"updated\";"]);
+    assert!(out.status.success(), "update of a running unit: {}", text(&out));
+    assert_eq!(host.tool_ok(&["run", "web", "--", "cat", "/etc/marker"]), "updated");
+    assert_eq!(host.sh_ok("systemctl is-active nixos-container@web"), "active\n");
     host.tool_ok(&["destroy", "web"]);
     assert_eq!(host.sh_ok("systemctl list-units --all --no-legend 'nixos-container@*'"), "");
 }
