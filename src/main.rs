@@ -144,6 +144,13 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(e.exit_code())
     });
+    // A misspelt override must not silently pick the other kind of supervision.
+    if let Err(e) = nixos_container::supervision::parse_choice(
+        std::env::var(nixos_container::supervision::SUPERVISION_VAR).ok().as_deref(),
+    ) {
+        eprintln!("error: {e}");
+        std::process::exit(Error::other(e).exit_code());
+    }
     let ctx = Ctx { paths, quiet: cli.quiet, verbose: cli.verbose, interactive: std::io::stderr().is_terminal() };
     let code = match dispatch(&ctx, &cli.command) {
         Ok(code) => code,
