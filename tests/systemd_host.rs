@@ -268,6 +268,9 @@ fn a_running_container_is_its_systemd_unit_registered_with_machined() {
     let journal = host.sh_ok("journalctl -M web --no-pager -n 20");
     assert!(!journal.trim().is_empty(), "the guest's journal");
     host.sh_ok("systemd-run -M web --wait --quiet true");
+    assert_eq!(host.sh_ok("systemctl -M web is-system-running"), "running\n");
+    let shell = host.sh_ok("machinectl shell -q web /usr/bin/uname -n");
+    assert_eq!(shell.trim_end(), "web", "{shell:?}");
     assert_eq!(host.tool_ok(&["run", "web", "--", "systemctl", "is-system-running"]), "running\n");
     assert!(host.sh("ip link show ve-web").status.success(), "its veth while it runs");
     // Its console is in the journal, where `logs` finds it.
