@@ -169,12 +169,13 @@ fn installed_auto_start_containers_come_up_at_boot_and_halt_cleanly_at_poweroff(
     // --auto-start does not.
     let nixos = nixos_path();
     let nixos = nixos.to_str().unwrap();
-    host.sh_ok("mkdir -p /srv/marks");
     host.sh_ok(&format!("cat > /root/marks.nix <<'EOF'\n{MARKS_AT_HALT}EOF"));
-    host.sh_ok(&format!(
-        "nixos-container create web --auto-start --nixos-path {nixos} --bind-ro /usr --bind /srv/marks:/marks \
-         --config-file /root/marks.nix"
-    ));
+    for name in ["web", "app"] {
+        host.sh_ok(&format!(
+            "mkdir -p /srv/marks-{name} && nixos-container create {name} --auto-start --nixos-path {nixos} \
+             --bind-ro /usr --bind /srv/marks-{name}:/marks --config-file /root/marks.nix"
+        ));
+    }
     host.sh_ok(&format!("nixos-container create db --nixos-path {nixos} --bind-ro /usr"));
     host.reboot();
     assert_eq!(host.sh_ok("systemctl is-active nixos-containers-autostart.service"), "active\n");
@@ -182,13 +183,20 @@ fn installed_auto_start_containers_come_up_at_boot_and_halt_cleanly_at_poweroff(
     assert_eq!(host.sh_ok("nixos-container status web"), "up\n");
     assert_eq!(host.sh_ok("nixos-container status db"), "down\n");
     assert_eq!(host.sh_ok("nixos-container run web -- uname -n"), "web\n");
-    assert_eq!(host.sh_ok("nixos-container run web -- systemctl is-active mark-halt"), "active\n");
-    assert!(!host.root.join("srv/marks/halted").exists());
+    for name in ["web", "app"] {
+        assert_eq!(host.sh_ok(&format!("systemctl is-active nixos-container@{name}.service")), "active\n");
+        assert_eq!(host.sh_ok(&format!("nixos-container run {name} -- systemctl is-active mark-halt")), "active\n");
+        assert!(!host.root.join(format!("srv/marks-{name}/halted")).exists());
+    }
 
-    // At poweroff systemd stops the unit: the guest shuts down cleanly.
+    // At poweroff systemd stops the units (in parallel): each guest shuts
+    // down cleanly.
     let status = host.poweroff();
-    assert!(status.success(), "poweroff with a running container: {status}");
-    assert!(host.root.join("srv/marks/halted").exists(), "the guest's services were stopped at the host's poweroff");
+    assert!(status.success(), "poweroff with running containers: {status}");
+    for name in ["web", "app"] {
+        let mark = host.root.join(format!("srv/marks-{name}/halted"));
+        assert!(mark.exists(), "{name}'s services were stopped at the host's poweroff");
+    }
 }
 
 /// Creates container `name` in `host` with a private network (routed, with
