@@ -289,12 +289,47 @@ pub fn release(paths: &Paths, name: &str) -> Result<i32> {
     crate::lifecycle::release_runtime(&c, &cgroup);
     // The next boot's sockets must not be mistaken for this one's.
     let _ = crate::guest::remove_sockets(&c.paths.root);
+    remove_journal_links(Path::new(HOST_JOURNAL_DIR), &c.paths.root);
     Ok(0)
+}
+
+/// Where nspawn's `--link-journal=try-guest` links a guest's journal.
+const HOST_JOURNAL_DIR: &str = "/var/log/journal";
+
+/// Removes the host's links into the guest's journal (nspawn makes one per
+/// machine ID at each start and removes none; a guest without a fixed
+/// machine ID would leave one per boot, and all of them dangle after
+/// destroy). Only links are read and removed: nothing in the guest's root
+/// is followed.
+fn remove_journal_links(dir: &Path, root: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if let Ok(target) = std::fs::read_link(e.path())
+            && target.starts_with(root)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_links_into_this_guests_root_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        std::fs::create_dir(&dir).unwrap();
+        let root = Path::new("/var/lib/nixos-containers/web");
+        std::os::unix::fs::symlink(root.join("var/log/journal/abc"), dir.join("abc")).unwrap();
+        std::os::unix::fs::symlink("/var/lib/nixos-containers/web2/var/log/journal/d", dir.join("d")).unwrap();
+        std::fs::create_dir(dir.join("hostid")).unwrap();
+        remove_journal_links(&dir, root);
+        let mut left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["d", "hostid"]);
+    }
 
     #[test]
     fn active_states_map_onto_phases() {

@@ -268,6 +268,22 @@ fn a_running_container_is_its_systemd_unit_registered_with_machined() {
     let status = host.sh_ok("systemctl status --no-pager nixos-container@web");
     assert!(status.contains("systemd-nspawn") && status.contains("payload"), "{status}");
 
+    // The guest booted fully (before the commands below start units in it).
+    let state = host.tool(&["run", "web", "--", "systemctl", "is-system-running"]);
+    assert_eq!(
+        stdout(&state),
+        "running\n",
+        "{}",
+        host.tool_ok(&[
+            "run",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "systemctl --failed --no-pager; journalctl -u dbus --no-pager | tail -20"
+        ])
+    );
+
     // machined knows it, and the machine commands reach the guest.
     let list = host.sh_ok("machinectl list --no-legend");
     assert!(list.lines().any(|l| l.split_whitespace().next() == Some("web")), "{list}");
@@ -279,7 +295,6 @@ fn a_running_container_is_its_systemd_unit_registered_with_machined() {
     assert_eq!(host.sh_ok("systemctl -M web is-system-running"), "running\n");
     let shell = host.sh_ok("machinectl shell -q web /usr/bin/uname -n");
     assert_eq!(shell.trim_end(), "web", "{shell:?}");
-    assert_eq!(host.tool_ok(&["run", "web", "--", "systemctl", "is-system-running"]), "running\n");
     assert!(host.sh("ip link show ve-web").status.success(), "its veth while it runs");
     // Its console is in the journal, where `logs` finds it.
     let console = host.tool_ok(&["logs", "web"]);
@@ -335,6 +350,8 @@ fn a_running_container_is_its_systemd_unit_registered_with_machined() {
     assert_eq!(host.sh_ok("systemctl list-units --all --no-legend 'nixos-container@*'"), "");
     assert_eq!(host.sh_ok("find /sys/fs/cgroup -name '*nixos-container*'"), "");
     assert!(!host.sh("ip link show ve-web").status.success());
+    // No link into the gone root is left in the host's journal directory.
+    assert_eq!(host.sh_ok("find /var/log/journal /run/log/journal -xtype l 2>/dev/null || true"), "");
 }
 
 /// Waits until the unit is active again after its starter went away, and
