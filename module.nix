@@ -16,7 +16,10 @@
 let
   cfg = config.programs.nixos-container;
 
-  unitNames = [ "nixos-container@.service" "nixos-containers-autostart.service" ];
+  # A running container is a transient unit the tool creates at start
+  # (nixos-container@NAME.service, see ARCHITECTURE.md): only the boot-time
+  # auto-start is a unit file.
+  unitNames = [ "nixos-containers-autostart.service" ];
 
   # One package per unit, laid out as systemd.packages expects.
   unitPackage = file: pkgs.writeTextFile {
@@ -73,7 +76,6 @@ in
     # NixOS ignores [Install] sections of packaged units: enable by hand.
     # (These definitions become drop-ins of the packaged units.)
     systemd.services.nixos-containers-autostart = { wantedBy = [ "machines.target" ]; path = toolPath; };
-    systemd.services."nixos-container@" = { path = toolPath; restartIfChanged = false; };
     systemd.targets.multi-user.wants = [ "machines.target" ];
   };
 }

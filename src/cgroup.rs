@@ -7,6 +7,11 @@
 //! limits (`limits`). nspawn then makes `supervisor/` and
 //! `payload/` below it. Everything of the container is found, counted and
 //! killed through this cgroup; our own supervisor stays outside it.
+//!
+//! Where containers are systemd units (`crate::unit`), the container's
+//! cgroup is its unit's, `machine.slice/nixos-container@NAME.service`:
+//! systemd makes and removes it, nspawn manages below it, and we only read
+//! it (and kill through it).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,6 +24,8 @@ use nix::unistd::Pid;
 use crate::error::{IoContext, Result};
 
 pub const PARENT: &str = "nixos-containers";
+/// Where systemd puts the containers' units.
+pub const UNIT_SLICE: &str = "machine.slice";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -114,8 +121,17 @@ pub fn container_count() -> u64 {
     let Some(tracking) = hierarchies.iter().find(|h| h.kind == Kind::Unified).or(hierarchies.first()) else {
         return 0;
     };
-    fs::read_dir(tracking.mount.join(PARENT))
-        .map(|d| d.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).count() as u64)
+    let units = crate::supervision::units_run_containers();
+    let dir = if units { tracking.mount.join(UNIT_SLICE) } else { tracking.mount.join(PARENT) };
+    let prefix = crate::systemd::unit_name("");
+    let prefix = prefix.split('@').next().unwrap_or_default();
+    fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter(|e| !units || e.file_name().to_string_lossy().starts_with(&format!("{prefix}@")))
+                .count() as u64
+        })
         .unwrap_or(0)
 }
 
@@ -123,6 +139,8 @@ pub fn container_count() -> u64 {
 #[derive(Debug, Clone)]
 pub struct ContainerCgroup {
     dirs: Vec<(Kind, PathBuf)>,
+    /// Made (and removed) by us; a systemd unit's cgroup is systemd's.
+    owned: bool,
 }
 
 impl ContainerCgroup {
@@ -130,9 +148,26 @@ impl ContainerCgroup {
         Ok(Self::in_hierarchies(host_hierarchies()?, name))
     }
 
+    /// The container's cgroup as this host's supervision places it: ours
+    /// under `nixos-containers/`, or its systemd unit's.
     pub fn in_hierarchies(hierarchies: &[Hierarchy], name: &str) -> ContainerCgroup {
+        if crate::supervision::units_run_containers() {
+            return Self::of_unit(hierarchies, name);
+        }
         ContainerCgroup {
             dirs: hierarchies.iter().map(|h| (h.kind.clone(), h.mount.join(PARENT).join(name))).collect(),
+            owned: true,
+        }
+    }
+
+    /// The cgroup of the container's systemd unit (`machine.slice` is a
+    /// top-level slice, so its path needs no D-Bus call): systemd makes and
+    /// removes it, nspawn manages what is below it.
+    pub fn of_unit(hierarchies: &[Hierarchy], name: &str) -> ContainerCgroup {
+        let unit = crate::systemd::unit_name(name);
+        ContainerCgroup {
+            dirs: hierarchies.iter().map(|h| (h.kind.clone(), h.mount.join(UNIT_SLICE).join(&unit))).collect(),
+            owned: false,
         }
     }
 
@@ -236,8 +271,12 @@ impl ContainerCgroup {
         }
     }
 
-    /// Removes the (empty) cgroup directories, deepest first.
+    /// Removes the (empty) cgroup directories, deepest first; not a unit's,
+    /// which systemd removes when the unit stops.
     pub fn remove(&self) {
+        if !self.owned {
+            return;
+        }
         for (_, d) in &self.dirs {
             remove_tree(d);
         }
@@ -333,5 +372,17 @@ mod tests {
         let cg = ContainerCgroup::in_hierarchies(&h, "web");
         assert_eq!(cg.tracking(), Some(Path::new("/sys/fs/cgroup/nixos-containers/web")));
         assert_eq!(cg.dirs.len(), 1);
+    }
+
+    #[test]
+    fn a_units_cgroup_is_found_under_machine_slice_and_never_removed_by_us() {
+        let base = tempfile::tempdir().unwrap();
+        let h = vec![Hierarchy { kind: Kind::Unified, mount: base.path().into() }];
+        let cg = ContainerCgroup::of_unit(&h, "web");
+        let dir = base.path().join("machine.slice/nixos-container@web.service");
+        assert_eq!(cg.tracking(), Some(dir.as_path()));
+        fs::create_dir_all(dir.join("payload")).unwrap();
+        cg.remove();
+        assert!(dir.join("payload").is_dir(), "systemd's and nspawn's cgroups are theirs to remove");
     }
 }

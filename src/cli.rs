@@ -20,7 +20,12 @@ Confs are read from \"/etc/nixos-containers\", roots kept in
 Paths can be moved with NIXOS_CONTAINER_CONF_DIR, NIXOS_CONTAINER_STATE_DIR,
 NIXOS_CONTAINER_PROFILES_DIR, NIXOS_CONTAINER_GCROOTS_DIR,
 NIXOS_CONTAINER_RUN_DIR and NIXOS_CONTAINER_HOSTS_FILE; address pools with
-NIXOS_CONTAINER_IPV4_POOL (A.B.0.0/16) and NIXOS_CONTAINER_IPV6_POOL (a /48).";
+NIXOS_CONTAINER_IPV4_POOL (A.B.0.0/16) and NIXOS_CONTAINER_IPV6_POOL (a /48).
+
+Where systemd is PID 1, a running container is the systemd unit
+nixos-container@NAME.service (machinectl and journalctl -M know it);
+elsewhere the tool supervises it itself. NIXOS_CONTAINER_SUPERVISION=own or
+=systemd overrides the choice.";
 
 /// extra-container picks its layout by grepping the nixos-container program
 /// for this string, quotes included (it means nixpkgs' 22.05 layout, which
@@ -109,6 +114,17 @@ pub enum Command {
     /// (internal) supervise a running container
     #[command(name = "__supervise", hide = true)]
     Supervise(SuperviseArgs),
+    /// (internal) the main process of a container's systemd unit
+    #[command(name = "__run-unit", hide = true)]
+    RunUnit(InternalName),
+    /// (internal) release what a container's systemd unit set up
+    #[command(name = "__release", hide = true)]
+    Release(InternalName),
+}
+
+#[derive(Debug, Args)]
+pub struct InternalName {
+    pub name: String,
 }
 
 /// A running container's name, asked for at a terminal when omitted.

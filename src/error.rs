@@ -86,6 +86,10 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// systemd (over D-Bus) refused or failed a request.
+    #[error("{what}: {message}")]
+    Systemd { what: String, message: String },
+
     #[error("{0}")]
     Other(String),
 }

@@ -54,4 +54,6 @@ pub mod profile;
 pub mod rootfs;
 pub mod supervision;
 pub mod supervisor;
+pub mod systemd;
+pub mod unit;
 pub mod update;

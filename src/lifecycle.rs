@@ -360,14 +360,7 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     crate::nspawn::require_installed()?;
     rootfs::require_host_root_mounted()?;
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
-    tracing::info!("preparing the root {}", c.paths.root.display());
-    rootfs::prepare(&c.paths)?;
-    if c.conf.copy_resolv_conf {
-        rootfs::copy_resolv_conf(&c.paths.root)?;
-    }
-    let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker(), &c.paths.moved_interfaces())?;
-    crash_point("start-prepared");
-    if let Err(e) = supervision::for_host().launch(c, timeout, netns.as_deref()) {
+    if let Err(e) = supervision::for_host().launch(c, timeout) {
         // A supervisor releases what it can on its way out, but one that
         // failed early, or never ran, has not: once it is gone, make sure.
         if supervision::for_host().wait_ended(c, Duration::from_secs(15)) {
@@ -376,6 +369,21 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
         return Err(e);
     }
     Ok(Outcome::Done)
+}
+
+/// Prepares on the host what the guest needs to boot: its root, resolv.conf
+/// and network. Returns the network namespace nspawn is to run in. The
+/// supervision calls it (a unit at each of its starts); `release_runtime`
+/// undoes it.
+pub fn prepare_host(c: &Container) -> Result<Option<PathBuf>> {
+    tracing::info!("preparing the root {}", c.paths.root.display());
+    rootfs::prepare(&c.paths)?;
+    if c.conf.copy_resolv_conf {
+        rootfs::copy_resolv_conf(&c.paths.root)?;
+    }
+    let netns = net::start(&c.name, &c.conf, &c.paths.nft_marker(), &c.paths.moved_interfaces())?;
+    crash_point("start-prepared");
+    Ok(netns)
 }
 
 /// Waits for a supervision on its way out; the runtime state is not ours to

@@ -319,7 +319,12 @@ pub fn set(paths: &crate::paths::Paths, name: &str, change: &Change) -> Result<(
     crate::lifecycle::refuse_declarative(&c)?;
     let limits = c.conf.limits.with(change);
     let running = c.state()? == crate::container::State::Up;
-    if running {
+    if running && crate::supervision::units_run_containers() {
+        // The unit's cgroup is systemd's: its limits are unit properties.
+        let conf = crate::conf::Conf { limits, ..crate::conf::Conf::default() };
+        let spec = crate::unit::spec(name, &conf, Path::new("/"), std::time::Duration::ZERO);
+        crate::unit::bus()?.set_limits(&spec.unit, &spec)?;
+    } else if running {
         apply(&c.cgroup()?, &limits)?;
     }
     c.conf.limits = limits;

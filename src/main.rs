@@ -47,6 +47,8 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
         Command::ShowIp(a) => commands::show_ip::run(ctx, a),
         Command::ShowHostKey(a) => commands::show_host_key::run(ctx, a),
         Command::Supervise(a) => commands::supervise::run(ctx, a),
+        Command::RunUnit(a) => commands::unit::run_unit(ctx, a),
+        Command::Release(a) => commands::unit::release(ctx, a),
     }
 }
 
@@ -142,6 +144,13 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(e.exit_code())
     });
+    // A misspelt override must not silently pick the other kind of supervision.
+    if let Err(e) = nixos_container::supervision::parse_choice(
+        std::env::var(nixos_container::supervision::SUPERVISION_VAR).ok().as_deref(),
+    ) {
+        eprintln!("error: {e}");
+        std::process::exit(Error::other(e).exit_code());
+    }
     let ctx = Ctx { paths, quiet: cli.quiet, verbose: cli.verbose, interactive: std::io::stderr().is_terminal() };
     let code = match dispatch(&ctx, &cli.command) {
         Ok(code) => code,

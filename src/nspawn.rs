@@ -15,8 +15,18 @@ use crate::conf::{Bind, Conf};
 use crate::error::{Error, Result};
 use crate::paths::ContainerPaths;
 
+/// Who runs nspawn (see [`crate::supervision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Our own supervisor, on a host without systemd as PID 1.
+    Own,
+    /// The container's systemd unit, whose main process nspawn is.
+    Unit,
+}
+
 /// Everything the command line depends on.
 pub struct Launch<'a> {
+    pub mode: Mode,
     pub name: &'a str,
     pub paths: &'a ContainerPaths,
     pub conf: &'a Conf,
@@ -81,13 +91,13 @@ pub fn command_line(l: &Launch<'_>) -> Vec<OsString> {
     let mut argv: Vec<String> = vec![
         "systemd-nspawn".into(),
         "--keep-unit".into(),
-        "--register=no".into(),
+        if l.mode == Mode::Unit { "--register=yes" } else { "--register=no" }.into(),
         format!("--machine={}", l.name),
         format!("--directory={}", l.paths.root.display()),
         "--notify-ready=yes".into(),
         "--kill-signal=SIGRTMIN+3".into(),
         "--console=read-only".into(),
-        "--link-journal=no".into(),
+        if l.mode == Mode::Unit { "--link-journal=try-guest" } else { "--link-journal=no" }.into(),
     ];
     for p in ["/nix/store", "/nix/var/nix/db", NIX_DAEMON_SOCKET_DIR] {
         let wanted = p != NIX_DAEMON_SOCKET_DIR || l.conf.nix_daemon_in_guest();
@@ -189,8 +199,14 @@ mod tests {
         conf.binds.push(Bind::parse("/srv/data:/data", false).unwrap());
         conf.extra_nspawn_flags = vec!["--capability=CAP_NET_ADMIN".into()];
         let no_daemon = |p: &Path| p != Path::new("/nix/var/nix/daemon-socket");
-        let argv =
-            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: true, host_has: &no_daemon });
+        let argv = command_line(&Launch {
+            mode: Mode::Own,
+            name: "web",
+            paths: &paths,
+            conf: &conf,
+            in_own_netns: true,
+            host_has: &no_daemon,
+        });
         assert_eq!(
             display(&argv),
             "systemd-nspawn --keep-unit --register=no --machine=web --directory=/x/state/web \
@@ -213,8 +229,14 @@ mod tests {
             ..Conf::default()
         };
         let all = |_: &Path| true;
-        let argv =
-            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: false, host_has: &all });
+        let argv = command_line(&Launch {
+            mode: Mode::Own,
+            name: "web",
+            paths: &paths,
+            conf: &conf,
+            in_own_netns: false,
+            host_has: &all,
+        });
         for flag in [
             "--bind-ro=/nix/store:/nix/store:idmap",
             "--bind-ro=/nix/var/nix/daemon-socket:/nix/var/nix/daemon-socket:idmap",
@@ -228,7 +250,14 @@ mod tests {
             assert!(argv.iter().any(|a| a == flag), "{flag} missing from {argv:?}");
         }
         let no = Conf { private_users: Some("no".into()), ..Conf::default() };
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &no, in_own_netns: false, host_has: &all });
+        let argv = command_line(&Launch {
+            mode: Mode::Own,
+            name: "web",
+            paths: &paths,
+            conf: &no,
+            in_own_netns: false,
+            host_has: &all,
+        });
         assert!(!display(&argv).contains("idmap") && !display(&argv).contains("--private-users"));
     }
 
@@ -239,8 +268,14 @@ mod tests {
         let mut conf = Conf::default();
         conf.binds.push(Bind::parse_bytes(b"/srv/caf\xe9:/data", true).unwrap());
         let all = |_: &Path| true;
-        let argv =
-            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: false, host_has: &all });
+        let argv = command_line(&Launch {
+            mode: Mode::Own,
+            name: "web",
+            paths: &paths,
+            conf: &conf,
+            in_own_netns: false,
+            host_has: &all,
+        });
         assert!(argv.iter().any(|a| a.as_bytes() == b"--bind-ro=/srv/caf\xe9:/data"), "{argv:?}");
     }
 
@@ -249,9 +284,16 @@ mod tests {
         let paths = Paths::under(Path::new("/x")).container("web");
         let all = |_: &Path| true;
         let socket = |conf: &Conf| {
-            command_line(&Launch { name: "web", paths: &paths, conf, in_own_netns: false, host_has: &all })
-                .iter()
-                .any(|a| a.to_string_lossy().contains("daemon-socket"))
+            command_line(&Launch {
+                mode: Mode::Own,
+                name: "web",
+                paths: &paths,
+                conf,
+                in_own_netns: false,
+                host_has: &all,
+            })
+            .iter()
+            .any(|a| a.to_string_lossy().contains("daemon-socket"))
         };
         assert!(!socket(&Conf::default()), "guest root is host root: no socket by default");
         assert!(socket(&Conf { nix_daemon: true, ..Conf::default() }));
@@ -275,8 +317,14 @@ mod tests {
         let paths = Paths::under(Path::new("/x")).container("web");
         let all = |_: &Path| true;
         let conf = Conf::default();
-        let argv =
-            command_line(&Launch { name: "web", paths: &paths, conf: &conf, in_own_netns: true, host_has: &all });
+        let argv = command_line(&Launch {
+            mode: Mode::Own,
+            name: "web",
+            paths: &paths,
+            conf: &conf,
+            in_own_netns: true,
+            host_has: &all,
+        });
         let joins: Vec<&OsString> =
             argv.iter().filter(|a| a.to_string_lossy().starts_with("--network-namespace-path=")).collect();
         assert_eq!(joins, ["--network-namespace-path=/proc/self/ns/net"]);
@@ -284,17 +332,36 @@ mod tests {
         // and INTERFACES were moved into the namespace by us.
         let ifs =
             Conf { interfaces: vec!["eth7".into()], capabilities: vec!["CAP_SYS_TIME".into()], ..Conf::default() };
-        let argv = command_line(&Launch { name: "web", paths: &paths, conf: &ifs, in_own_netns: true, host_has: &all });
+        let argv = command_line(&Launch {
+            mode: Mode::Own,
+            name: "web",
+            paths: &paths,
+            conf: &ifs,
+            in_own_netns: true,
+            host_has: &all,
+        });
         assert!(argv.contains(&"--capability=CAP_SYS_TIME,CAP_NET_ADMIN".into()), "{argv:?}");
         assert!(!argv.iter().any(|a| a.to_string_lossy().starts_with("--network-interface")), "{argv:?}");
-        let argv =
-            command_line(&Launch { name: "web", paths: &paths, conf: &ifs, in_own_netns: false, host_has: &all });
+        let argv = command_line(&Launch {
+            mode: Mode::Own,
+            name: "web",
+            paths: &paths,
+            conf: &ifs,
+            in_own_netns: false,
+            host_has: &all,
+        });
         assert!(
             argv.contains(&"--network-interface=eth7".into()) && argv.contains(&"--capability=CAP_SYS_TIME".into())
         );
         let users = Conf { private_users: Some("pick".into()), ..Conf::default() };
-        let argv =
-            command_line(&Launch { name: "web", paths: &paths, conf: &users, in_own_netns: true, host_has: &all });
+        let argv = command_line(&Launch {
+            mode: Mode::Own,
+            name: "web",
+            paths: &paths,
+            conf: &users,
+            in_own_netns: true,
+            host_has: &all,
+        });
         assert!(!argv.iter().any(|a| a.to_string_lossy().starts_with("--network-namespace-path")), "{argv:?}");
     }
 
@@ -303,6 +370,33 @@ mod tests {
         let argv: Vec<OsString> =
             ["systemd-nspawn", "--bind=/srv/my data:/d", "--machine=web", "it's", ""].map(OsString::from).into();
         assert_eq!(display(&argv), "systemd-nspawn '--bind=/srv/my data:/d' --machine=web 'it'\\''s' ''");
+    }
+
+    #[test]
+    fn in_a_unit_nspawn_registers_it_with_machined_and_links_the_journal() {
+        let paths = Paths::under(Path::new("/x")).container("web");
+        let all = |_: &Path| true;
+        let conf = Conf::default();
+        let line = |mode| {
+            display(&command_line(&Launch {
+                mode,
+                name: "web",
+                paths: &paths,
+                conf: &conf,
+                in_own_netns: true,
+                host_has: &all,
+            }))
+        };
+        let unit = line(Mode::Unit);
+        assert!(
+            unit.starts_with(
+                "systemd-nspawn --keep-unit --register=yes --machine=web --directory=/x/state/web \
+                 --notify-ready=yes --kill-signal=SIGRTMIN+3 --console=read-only --link-journal=try-guest "
+            ),
+            "{unit}"
+        );
+        // Everything else is the same line.
+        assert_eq!(unit.replace("--register=yes", "--register=no").replace("try-guest", "no"), line(Mode::Own));
     }
 
     #[test]

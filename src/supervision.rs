@@ -5,21 +5,20 @@
 //! when the guest is ready, restart it on a guest reboot, halt it on request
 //! and clean up after it. On hosts without systemd as PID 1 that is our own
 //! supervisor (`crate::supervisor`, a detached `nixos-container __supervise`
-//! process). Where systemd runs, a unit (`nixos-container@NAME.service`,
-//! started over D-Bus) is meant to do that job instead; it is not written
-//! yet. The choice is made once per host ([`for_host`]) and everything else
+//! process). Where systemd runs, the container's transient unit
+//! `nixos-container@NAME.service` does that job (`crate::unit`). The choice is made once per host ([`for_host`]) and everything else
 //! (lifecycle's start/stop/terminate/destroy, `status`, `list`, the picker,
 //! `update`, `run`) goes through the [`Supervision`] trait and reads state
 //! through [`RunStatus`] only.
 //!
-//! Adding the unit backend: implement [`Supervision`] for it (in
-//! `supervision/unit.rs`, say), map the unit's ActiveState onto [`Phase`]
-//! (activating -> Starting, active/reloading -> Running, deactivating ->
-//! Stopping, inactive/failed -> none) and choose it in [`for_host`] when
-//! `sd_booted()`. The container's cgroup is then the unit's, which
-//! [`crate::cgroup`] must learn to find.
+//! The unit's ActiveState maps onto [`Phase`] (activating -> Starting,
+//! active/reloading -> Running, deactivating -> Stopping, inactive/failed ->
+//! none), and the container's cgroup is then the unit's, which
+//! [`crate::cgroup`] finds under machine.slice.
+//!
+//! `NIXOS_CONTAINER_SUPERVISION=own|systemd` overrides the choice (for
+//! admins, and for tests).
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -115,11 +114,11 @@ pub trait Supervision: Sync {
     /// file), and needs no conf.
     fn status(&self, name: &str, paths: &ContainerPaths, hierarchies: &[Hierarchy]) -> RunStatus;
 
-    /// Starts the guest of `c`, whose root and network (`netns`, joined by
-    /// nspawn) are prepared, and returns once it is ready or has failed
+    /// Prepares the host (`lifecycle::prepare_host`: root, network) and
+    /// starts the guest of `c`; returns once it is ready or has failed
     /// (then with the reason and the console's last lines). The caller holds
     /// the container's lock.
-    fn launch(&self, c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<()>;
+    fn launch(&self, c: &Container, timeout: Duration) -> Result<()>;
 
     /// Asks for a clean halt of the guest (the supervision passes it on,
     /// and launches nothing more). False when there was nobody to ask.
@@ -135,12 +134,40 @@ pub trait Supervision: Sync {
     fn terminate(&self, c: &Container, cgroup: &ContainerCgroup) -> Result<()>;
 }
 
+/// The variable that overrides the host's choice: `own` or `systemd`.
+pub const SUPERVISION_VAR: &str = "NIXOS_CONTAINER_SUPERVISION";
+
+/// What [`SUPERVISION_VAR`] asks for: Some(true) for systemd units,
+/// Some(false) for our own supervisor, None to choose by the host.
+pub fn parse_choice(value: Option<&str>) -> std::result::Result<Option<bool>, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("systemd") => Ok(Some(true)),
+        Some("own") => Ok(Some(false)),
+        Some(other) => Err(format!("{SUPERVISION_VAR}='{other}' is neither 'own' nor 'systemd'")),
+    }
+}
+
+/// Whether containers are systemd units on this host: where systemd is
+/// PID 1 and the system bus answers, unless [`SUPERVISION_VAR`] says.
+pub fn units_run_containers() -> bool {
+    static UNITS: OnceLock<bool> = OnceLock::new();
+    *UNITS.get_or_init(|| {
+        let asked = std::env::var(SUPERVISION_VAR).ok();
+        match parse_choice(asked.as_deref()) {
+            Ok(Some(units)) => units,
+            Ok(None) => crate::systemd::booted() && crate::unit::bus().is_ok(),
+            Err(e) => {
+                tracing::warn!("{e}; choosing by the host");
+                crate::systemd::booted() && crate::unit::bus().is_ok()
+            }
+        }
+    })
+}
+
 /// The supervision of this host, chosen on first use.
 pub fn for_host() -> &'static dyn Supervision {
-    static CHOSEN: OnceLock<&'static dyn Supervision> = OnceLock::new();
-    // Only our own supervisor exists so far; a systemd-unit backend will be
-    // chosen here where systemd is PID 1.
-    *CHOSEN.get_or_init(|| &crate::supervisor::OwnSupervisor)
+    if units_run_containers() { &crate::unit::UnitSupervisor } else { &crate::supervisor::OwnSupervisor }
 }
 
 #[cfg(test)]
@@ -172,6 +199,15 @@ mod tests {
         assert!(runs(Some((Phase::Starting, None)), true));
         assert!(!runs(Some((Phase::Running, PID)), false), "between nspawn's exit and the cleanup");
         assert!(!runs(Some((Phase::Stopping, PID)), true), "its last processes are being killed");
+    }
+
+    #[test]
+    fn the_override_says_own_or_systemd_and_nothing_else() {
+        assert_eq!(parse_choice(None), Ok(None));
+        assert_eq!(parse_choice(Some("")), Ok(None));
+        assert_eq!(parse_choice(Some("systemd")), Ok(Some(true)));
+        assert_eq!(parse_choice(Some("own")), Ok(Some(false)));
+        assert!(parse_choice(Some("units")).unwrap_err().contains("neither 'own' nor 'systemd'"));
     }
 
     #[test]

@@ -10,6 +10,10 @@ use crate::logs;
 pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<i32> {
     require_root()?;
     let c = Container::open(&ctx.paths, &args.name)?;
+    if !args.journal && crate::supervision::units_run_containers() {
+        crate::unit::console(&c.name, args.lines, args.follow, &mut std::io::stdout().lock())?;
+        return Ok(0);
+    }
     if !args.journal {
         logs::console(&c.paths.console_log(), args.lines, args.follow, &mut std::io::stdout().lock())?;
         return Ok(0);

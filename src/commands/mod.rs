@@ -22,6 +22,7 @@ pub mod status;
 pub mod stop;
 pub mod supervise;
 pub mod terminate;
+pub mod unit;
 pub mod update;
 
 use crate::error::{Error, Result};

@@ -22,7 +22,6 @@ pub mod record;
 mod run;
 
 use std::os::fd::RawFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -56,8 +55,9 @@ impl Supervision for OwnSupervisor {
         RunStatus::from_parts(record.map(|r| (r.phase, r.pid)), populated)
     }
 
-    fn launch(&self, c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<()> {
-        launch::launch(c, timeout, netns)
+    fn launch(&self, c: &Container, timeout: Duration) -> Result<()> {
+        let netns = crate::lifecycle::prepare_host(c)?;
+        launch::launch(c, timeout, netns.as_deref())
     }
 
     /// SIGTERM to the supervisor: it passes the first one to nspawn (which

@@ -173,6 +173,7 @@ fn run_container(
     let notes = Notifications::drain(notify)?;
 
     let argv = nspawn::command_line(&nspawn::Launch {
+        mode: nspawn::Mode::Own,
         name: &c.name,
         paths: &c.paths,
         conf: &c.conf,
