@@ -168,6 +168,11 @@ impl Env {
             ("NIXOS_CONTAINER_IPV6_POOL".into(), self.pool6()),
             // These machines have no binary cache; asking for one costs seconds.
             ("NIX_CONFIG".into(), OFFLINE_NIX.into()),
+            // These tests check our own supervisor (its lock, its cgroups),
+            // also on a developer's host where systemd is PID 1; the unit
+            // backend has its own tests on a booted systemd host
+            // (tests/systemd_host.rs).
+            ("NIXOS_CONTAINER_SUPERVISION".into(), "own".into()),
         ]
     }
 
