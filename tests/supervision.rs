@@ -60,6 +60,37 @@ fn console(env: &Env, name: &str) -> String {
 }
 
 #[test]
+fn a_boot_that_hangs_is_reported_with_what_it_waits_for() {
+    let env = Env::new();
+    let name = env.name("hang");
+    // multi-user.target waits for this service forever.
+    let cfg = config(
+        &env,
+        "hang-boot.nix",
+        r#"{ pkgs, ... }: {
+  systemd.services.never-done = {
+    description = "Never done starting";
+    wantedBy = [ "multi-user.target" ];
+    serviceConfig = {
+      Type = "oneshot";
+      TimeoutStartSec = "infinity";
+      ExecStart = "${pkgs.busybox}/bin/busybox sleep 1000000";
+    };
+  };
+}
+"#,
+    );
+    env.create(&name, &["--config-file", &cfg]);
+    let out = env.run(["start", &name, "--timeout", "10"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    // The console's lines from when the wait ended, not the halt's after it.
+    assert!(err.contains("never-done.service"), "{err}");
+    assert!(!err.contains("Halting system"), "{err}");
+    assert_eq!(env.ok(["status", &name]), "down\n");
+}
+
+#[test]
 fn start_returns_once_the_guest_has_booted() {
     let env = Env::new();
     let name = env.name("ready");

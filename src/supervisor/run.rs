@@ -225,11 +225,14 @@ fn run_container(
                     return Err(Error::other("stopped while it was starting"));
                 }
                 failed => {
+                    // What the console said when the wait ended: taken before
+                    // the halt below, whose own lines would hide the start
+                    // job that hung.
+                    flush(console);
+                    let tail = log_tail(&c.paths.console_log(), 8);
                     if !matches!(failed, Ready::Exited(_)) {
                         stop_nspawn(pid, cgroup);
                     }
-                    flush(console);
-                    let tail = log_tail(&c.paths.console_log(), 8);
                     return Err(Error::other(readiness::failure(&failed, args.timeout, &tail)));
                 }
             }
