@@ -262,63 +262,66 @@ pub fn split_flake(flake: &str) -> (&str, &str) {
     }
 }
 
-/// Keys whose values a running container was started with: the nspawn
-/// command line and the network setup depend on them, so a change takes
-/// effect only when the container is restarted.
-pub const RESTART_KEYS: &[&str] = &[
-    "PRIVATE_NETWORK",
-    "HOST_ADDRESS",
-    "LOCAL_ADDRESS",
-    "HOST_ADDRESS6",
-    "LOCAL_ADDRESS6",
-    "HOST_BRIDGE",
-    "HOST_PORT",
-    "BINDS",
-    "BINDS_RO",
-    "EXTRA_NSPAWN_FLAGS",
-    "PRIVATE_USERS",
-    "NIX_DAEMON",
-    "NETWORK_NAMESPACE_PATH",
-    "INTERFACES",
-    "MACVLANS",
-    "CAPABILITIES",
-    "SYSTEM_CALL_FILTER",
-    "DEVICES",
-    "LOCAL_MAC_ADDRESS",
-    "COPY_RESOLV_CONF",
+/// What the tool knows about one conf key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    /// A running container was started with its value: the nspawn command
+    /// line or the network setup depend on it, so a change takes effect
+    /// only when the container is restarted.
+    pub restart: bool,
+    /// The value is a path or a list of paths: bytes, not necessarily UTF-8.
+    pub bytes: bool,
+}
+
+const fn key(name: &'static str, restart: bool, bytes: bool) -> Key {
+    Key { name, restart, bytes }
+}
+
+/// Every key this tool reads, in the order `render` writes them (the
+/// anchor's keys first, in the anchor's order, then ours). Other keys are
+/// kept as they are. `Conf::from_pairs` and `Conf::pairs` handle each of
+/// these; the tests check both against this table.
+pub const KEYS: &[Key] = &[
+    key("PRIVATE_NETWORK", true, false),
+    key("HOST_ADDRESS", true, false),
+    key("LOCAL_ADDRESS", true, false),
+    key("HOST_ADDRESS6", true, false),
+    key("LOCAL_ADDRESS6", true, false),
+    key("HOST_BRIDGE", true, false),
+    key("HOST_PORT", true, false),
+    key("AUTO_START", false, false),
+    key("FLAKE", false, false),
+    key("NIXOS_PATH", false, false),
+    key("SYSTEM_PATH", false, true),
+    key("BINDS", true, true),
+    key("BINDS_RO", true, true),
+    key("EXTRA_NSPAWN_FLAGS", true, false),
+    key("PRIVATE_USERS", true, false),
+    key("NIX_DAEMON", true, false),
+    key("CAPABILITIES", true, false),
+    key("SYSTEM_CALL_FILTER", true, false),
+    key("DEVICES", true, false),
+    key("NETWORK_NAMESPACE_PATH", true, true),
+    key("INTERFACES", true, false),
+    key("MACVLANS", true, false),
+    key("LOCAL_MAC_ADDRESS", true, false),
+    key("COPY_RESOLV_CONF", true, false),
+    key("STATE_VERSION", false, false),
+    // Limits are applied to the running container's cgroup (`set-limits`).
+    key("MEMORY_MAX", false, false),
+    key("CPU_QUOTA", false, false),
+    key("PIDS_MAX", false, false),
 ];
 
-/// The keys this tool reads (others are kept as they are).
-const KNOWN_KEYS: &[&str] = &[
-    "PRIVATE_NETWORK",
-    "HOST_ADDRESS",
-    "LOCAL_ADDRESS",
-    "HOST_ADDRESS6",
-    "LOCAL_ADDRESS6",
-    "HOST_BRIDGE",
-    "HOST_PORT",
-    "AUTO_START",
-    "FLAKE",
-    "NIXOS_PATH",
-    "SYSTEM_PATH",
-    "BINDS",
-    "BINDS_RO",
-    "EXTRA_NSPAWN_FLAGS",
-    "PRIVATE_USERS",
-    "CAPABILITIES",
-    "SYSTEM_CALL_FILTER",
-    "DEVICES",
-    "NETWORK_NAMESPACE_PATH",
-    "INTERFACES",
-    "MACVLANS",
-    "LOCAL_MAC_ADDRESS",
-    "COPY_RESOLV_CONF",
-    "STATE_VERSION",
-    "NIX_DAEMON",
-    "MEMORY_MAX",
-    "CPU_QUOTA",
-    "PIDS_MAX",
-];
+fn known(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// The keys whose values a running container was started with.
+pub fn restart_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().filter(|k| k.restart).map(|k| k.name)
+}
 
 /// A unicast MAC address, `xx:xx:xx:xx:xx:xx`.
 pub fn validate_mac(mac: &str) -> std::result::Result<[u8; 6], String> {
@@ -595,11 +598,17 @@ impl Conf {
             // Every value reaches a command line, Nix, nft or a file read
             // line by line; none of them has a use for control characters.
             control_free(&key, &value)?;
+            // A key outside the table is kept as it is.
+            let Some(spec) = known(&key) else {
+                warnings.push(format!("unknown key {key} ignored"));
+                conf.extra.retain(|(k, _)| *k != key);
+                conf.extra.push((key, value));
+                continue;
+            };
             // Paths are bytes; every other value we read is text.
-            let bytes_key = matches!(key.as_str(), "BINDS" | "BINDS_RO" | "SYSTEM_PATH" | "NETWORK_NAMESPACE_PATH");
             let v = match value.to_str() {
                 Some(v) => v,
-                None if bytes_key || !KNOWN_KEYS.contains(&key.as_str()) => "",
+                None if spec.bytes => "",
                 None => return Err(format!("{key} is not UTF-8 text ('{}')", shorten(&value.to_string_lossy()))),
             };
             match key.as_str() {
@@ -715,11 +724,9 @@ impl Conf {
                         validate_mac(m).map_err(|e| format!("LOCAL_MAC_ADDRESS='{}': {e}", shorten(m)))?;
                     }
                 }
-                _ => {
-                    warnings.push(format!("unknown key {key} ignored"));
-                    conf.extra.retain(|(k, _)| *k != key);
-                    conf.extra.push((key, value));
-                }
+                // The test `every_key_of_the_table_is_read_and_written_in_its_order`
+                // keeps the table and these arms together.
+                _ => return Err(format!("{key}: in the key table but not read (a bug)")),
             }
         }
         let ipv6_in = |key: &str, in_v4_key: Option<Addr6>, own: &mut Option<Addr6>| match (in_v4_key, *own) {
@@ -778,14 +785,13 @@ impl Conf {
         self.private_network && self.network_namespace_path.is_none()
     }
 
-    /// The values of `RESTART_KEYS` as the conf renders them (absent keys
-    /// as empty), to record what a container was started with.
+    /// The values of the `restart_keys` as the conf renders them (absent
+    /// keys as empty), to record what a container was started with.
     pub fn launch_settings(&self) -> BTreeMap<String, String> {
         let pairs = self.pairs();
-        RESTART_KEYS
-            .iter()
+        restart_keys()
             .map(|k| {
-                let v = pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.to_string_lossy().into_owned());
+                let v = pairs.iter().find(|(pk, _)| *pk == k).map(|(_, v)| v.to_string_lossy().into_owned());
                 (k.to_string(), v.unwrap_or_default())
             })
             .collect()
@@ -831,8 +837,8 @@ impl Conf {
         out
     }
 
-    /// The known keys with their values, in the file's order; optional keys
-    /// only when set.
+    /// The known keys with their values, in the order of `KEYS`; optional
+    /// keys only when set.
     fn pairs(&self) -> Vec<(&'static str, OsString)> {
         let mut out: Vec<(&'static str, OsString)> = Vec::new();
         let mut put = |key: &'static str, value: OsString| out.push((key, value));
@@ -890,6 +896,9 @@ impl Conf {
         for (key, value) in self.limits.conf_pairs() {
             put(key, value.into());
         }
+        // The file's order is the table's (a stable sort: the order above
+        // only has to put each key somewhere).
+        out.sort_by_key(|(key, _)| KEYS.iter().position(|k| k.name == *key));
         out
     }
 }
@@ -976,6 +985,46 @@ COPY_RESOLV_CONF=1
              AUTO_START=1\nFLAKE=/f#web\nBINDS=/srv:/data\nBINDS_RO=/etc/ssl:/etc/ssl\nCAPABILITIES=CAP_NET_ADMIN\n\
              MACVLANS=eth1\nMY_NOTE=x\n"
         );
+    }
+
+    /// The table is the one list of keys: every key in it is read (no
+    /// "unknown key" warning) and written back, in the table's order.
+    #[test]
+    fn every_key_of_the_table_is_read_and_written_in_its_order() {
+        let value = |name: &str| match name {
+            "PRIVATE_NETWORK" | "AUTO_START" | "NIX_DAEMON" | "COPY_RESOLV_CONF" => "1",
+            "HOST_ADDRESS" => "10.233.1.1",
+            "LOCAL_ADDRESS" => "10.233.1.2",
+            "HOST_ADDRESS6" => "fc00::1",
+            "LOCAL_ADDRESS6" => "fc00::2",
+            "HOST_BRIDGE" => "br0",
+            "HOST_PORT" => "tcp:8080:80",
+            "FLAKE" => "/f#web",
+            "NIXOS_PATH" => "/n",
+            "SYSTEM_PATH" | "NETWORK_NAMESPACE_PATH" => "/p",
+            "BINDS" | "BINDS_RO" => "/srv:/data",
+            "EXTRA_NSPAWN_FLAGS" => "--quiet",
+            "PRIVATE_USERS" => "pick",
+            "CAPABILITIES" => "CAP_NET_ADMIN",
+            "SYSTEM_CALL_FILTER" => "@mount",
+            "DEVICES" => "/dev/fuse",
+            "INTERFACES" | "MACVLANS" => "eth1",
+            "LOCAL_MAC_ADDRESS" => "02:00:00:00:00:01",
+            "STATE_VERSION" => "24.05",
+            "MEMORY_MAX" => "512M",
+            "CPU_QUOTA" => "150%",
+            "PIDS_MAX" => "64",
+            other => panic!("no test value for {other}: add one"),
+        };
+        // Written in reverse, to see the writer put them in order.
+        let text: String = KEYS.iter().rev().map(|k| format!("{}={}\n", k.name, value(k.name))).collect();
+        let (conf, warnings) = Conf::from_pairs(parse_pairs(text.as_bytes()).unwrap()).unwrap();
+        assert_eq!(warnings, Vec::<String>::new());
+        let written: Vec<String> = conf.pairs().into_iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(written, KEYS.iter().map(|k| k.name).collect::<Vec<_>>());
+        for (key, v) in conf.pairs() {
+            assert_eq!(v.to_str().unwrap(), value(key), "{key}");
+        }
     }
 
     #[test]
@@ -1091,7 +1140,7 @@ COPY_RESOLV_CONF=1
         let mut c =
             parse("PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nAUTO_START=0\n").unwrap();
         let before = c.launch_settings();
-        assert_eq!(before.len(), RESTART_KEYS.len());
+        assert_eq!(before.len(), restart_keys().count());
         assert_eq!(before["LOCAL_ADDRESS"], "10.233.1.2");
         assert_eq!(before["BINDS"], "");
         // Keys that need no restart do not count.
@@ -1119,7 +1168,7 @@ COPY_RESOLV_CONF=1
             parse("MEMORY_MAX=lots\n").unwrap_err().to_string().contains("MEMORY_MAX: 'lots' is not a memory size")
         );
         // Limits apply live: a change needs no restart.
-        assert!(!RESTART_KEYS.iter().any(|k| k.ends_with("_MAX") || *k == "CPU_QUOTA"));
+        assert!(!restart_keys().any(|k| k.ends_with("_MAX") || k == "CPU_QUOTA"));
     }
 
     #[test]

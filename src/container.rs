@@ -62,7 +62,7 @@ pub struct RunState {
     pub started_at: u64,
     /// The system store path the container booted.
     pub system: String,
-    /// The conf's `RESTART_KEYS` as they were at start (`Conf::launch_settings`),
+    /// The values of the conf's `restart_keys()` as they were at start (`Conf::launch_settings`),
     /// so that `update` can tell when a change needs a restart. Absent in
     /// state written by an older supervisor.
     #[serde(default)]
