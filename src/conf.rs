@@ -68,6 +68,20 @@ pub enum Protocol {
     Udp,
 }
 
+impl Protocol {
+    /// The name nspawn's `--port`, the conf and nft use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Protocol> {
+        [Protocol::Tcp, Protocol::Udp].into_iter().find(|p| p.name() == name)
+    }
+}
+
 /// A forwarded port, in systemd-nspawn's `--port` syntax:
 /// `[tcp:|udp:]HOSTPORT[:CONTAINERPORT]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,20 +96,16 @@ impl FromStr for PortForward {
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let mut parts: Vec<&str> = s.split(':').collect();
-        let protocol = match parts.first() {
-            Some(&"tcp") => {
-                parts.remove(0);
-                Protocol::Tcp
-            }
-            Some(&"udp") => {
-                parts.remove(0);
-                Protocol::Udp
-            }
+        let protocol = if let Some(protocol) = parts.first().and_then(|p| Protocol::from_name(p)) {
+            parts.remove(0);
+            protocol
+        } else if let Some(p) =
+            parts.first().filter(|p| parts.len() > 1 && p.starts_with(|c: char| c.is_ascii_alphabetic()))
+        {
             // A word where a protocol goes: name the protocol as the problem.
-            Some(p) if parts.len() > 1 && p.starts_with(|c: char| c.is_ascii_alphabetic()) => {
-                return Err(format!("'{p}' is not a protocol for port forwards: use tcp or udp"));
-            }
-            _ => Protocol::Tcp,
+            return Err(format!("'{p}' is not a protocol for port forwards: use tcp or udp"));
+        } else {
+            Protocol::Tcp
         };
         let port = |p: &str| -> std::result::Result<u16, String> {
             p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("'{p}' is not a port number (1-65535)"))
@@ -113,11 +123,7 @@ impl FromStr for PortForward {
 
 impl std::fmt::Display for PortForward {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = match self.protocol {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        };
-        write!(f, "{proto}:{}:{}", self.host, self.container)
+        write!(f, "{}:{}:{}", self.protocol.name(), self.host, self.container)
     }
 }
 
@@ -251,15 +257,6 @@ pub struct Conf {
     /// Keys we do not know, with their values as read (bytes: not
     /// necessarily UTF-8).
     pub extra: Vec<(String, OsString)>,
-}
-
-/// Splits `REF#ATTR`; the attribute defaults to `container` as in the anchor.
-pub fn split_flake(flake: &str) -> (&str, &str) {
-    match flake.rsplit_once('#') {
-        Some((r, attr)) if !attr.is_empty() => (r, attr),
-        Some((r, _)) => (r, "container"),
-        None => (flake, "container"),
-    }
 }
 
 /// What the tool knows about one conf key.
@@ -1252,13 +1249,6 @@ COPY_RESOLV_CONF=1
             }
         }
         assert!(written > 1000 && refused > 1000, "both paths taken: {written} {refused}");
-    }
-
-    #[test]
-    fn flake_attr_defaults_to_container() {
-        assert_eq!(split_flake("/src/f"), ("/src/f", "container"));
-        assert_eq!(split_flake("/src/f#web"), ("/src/f", "web"));
-        assert_eq!(split_flake("github:a/b#"), ("github:a/b", "container"));
     }
 
     #[test]

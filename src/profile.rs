@@ -66,7 +66,7 @@ pub enum SystemSource {
 impl SystemSource {
     /// From a conf's FLAKE value, `REF[#ATTR]`.
     pub fn flake(flake: &str) -> SystemSource {
-        let (reference, attr) = crate::conf::split_flake(flake);
+        let (reference, attr) = split_flake(flake);
         SystemSource::Flake { reference: reference.into(), attr: attr.into() }
     }
 }
@@ -332,6 +332,15 @@ pub fn nixos_release(nixos_path: &str, flags: &NixFlags) -> Result<String> {
 pub fn parse_release(printed: &str) -> Option<String> {
     let r = printed.trim().strip_prefix('"')?.strip_suffix('"')?;
     is_release(r).then(|| r.to_string())
+}
+
+/// Splits `REF#ATTR`; the attribute defaults to `container` as in the anchor.
+pub fn split_flake(flake: &str) -> (&str, &str) {
+    match flake.rsplit_once('#') {
+        Some((r, attr)) if !attr.is_empty() => (r, attr),
+        Some((r, _)) => (r, "container"),
+        None => (flake, "container"),
+    }
 }
 
 /// A NixOS release as stateVersion takes it: `20.09`, `20.09pre-git`.
@@ -753,5 +762,12 @@ mod tests {
              last 2 log lines:\n> boom-from-builder\n> line2\n\
              error: 1 dependencies of derivation '/nix/store/b-etc.drv' failed to build"
         );
+    }
+
+    #[test]
+    fn flake_attr_defaults_to_container() {
+        assert_eq!(split_flake("/src/f"), ("/src/f", "container"));
+        assert_eq!(split_flake("/src/f#web"), ("/src/f", "web"));
+        assert_eq!(split_flake("github:a/b#"), ("github:a/b", "container"));
     }
 }
