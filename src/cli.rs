@@ -454,7 +454,7 @@ pub struct StartArgs {
     #[arg(long, conflicts_with = "name")]
     pub auto: bool,
     /// Seconds to wait for the container to be ready
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = START_TIMEOUT, value_parser = parse_seconds)]
     pub timeout: Duration,
 }
 
@@ -467,7 +467,7 @@ pub struct StopArgs {
     #[arg(long, conflicts_with = "name")]
     pub all: bool,
     /// Seconds to wait for a clean halt before killing
-    #[arg(long, value_name = "SECONDS", default_value = "90", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = STOP_TIMEOUT, value_parser = parse_seconds)]
     pub timeout: Duration,
 }
 
@@ -477,10 +477,10 @@ pub struct RestartArgs {
     #[arg(add = ArgValueCompleter::new(complete_any))]
     pub name: String,
     /// Seconds to wait for a clean halt before killing
-    #[arg(long, value_name = "SECONDS", default_value = "90", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = STOP_TIMEOUT, value_parser = parse_seconds)]
     pub stop_timeout: Duration,
     /// Seconds to wait for the container to be ready
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = START_TIMEOUT, value_parser = parse_seconds)]
     pub timeout: Duration,
 }
 
@@ -590,6 +590,18 @@ pub fn parse_env(s: &str) -> Result<OsString, String> {
 }
 
 /// Parses a number of seconds (fractions allowed) into a Duration.
+/// Seconds `start` and `restart` wait for the container to be ready (and
+/// `update`, when it restarts one).
+pub const START_TIMEOUT: &str = "60";
+/// Seconds `stop` and `restart` wait for a clean halt (and `update`, when it
+/// restarts one).
+pub const STOP_TIMEOUT: &str = "90";
+
+/// One of the defaults above, for callers without a flag.
+pub fn default_timeout(default: &'static str) -> Duration {
+    parse_seconds(default).expect("the timeout defaults are numbers (tested)")
+}
+
 pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
@@ -602,6 +614,12 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn the_timeout_defaults_are_numbers() {
+        assert_eq!(default_timeout(START_TIMEOUT), Duration::from_secs(60));
+        assert_eq!(default_timeout(STOP_TIMEOUT), Duration::from_secs(90));
+    }
 
     #[test]
     fn the_cli_definition_is_consistent() {
