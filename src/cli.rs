@@ -629,7 +629,7 @@ mod tests {
     #[test]
     fn the_help_carries_what_extra_container_looks_for() {
         assert!(AFTER_HELP.contains(EXTRA_CONTAINER_MARKER));
-        let conf_default = crate::paths::ENV_VARS.iter().find(|(k, _)| *k == "NIXOS_CONTAINER_CONF_DIR").unwrap().1;
+        let conf_default = crate::paths::default_of(crate::paths::CONF_DIR_VAR).unwrap();
         assert_eq!(format!("\"{conf_default}\""), EXTRA_CONTAINER_MARKER);
     }
 

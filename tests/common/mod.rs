@@ -156,19 +156,16 @@ impl Env {
     /// pool (also for shells started in tmux).
     pub fn vars(&self) -> Vec<(String, String)> {
         let b = &self.base;
-        let path = |d: &str| b.join(d).to_string_lossy().into_owned();
-        vec![
-            ("NIXOS_CONTAINER_CONF_DIR".into(), path("conf")),
-            ("NIXOS_CONTAINER_STATE_DIR".into(), path("state")),
-            ("NIXOS_CONTAINER_PROFILES_DIR".into(), path("profiles")),
-            ("NIXOS_CONTAINER_GCROOTS_DIR".into(), path("gcroots")),
-            ("NIXOS_CONTAINER_RUN_DIR".into(), path("run")),
-            ("NIXOS_CONTAINER_HOSTS_FILE".into(), path("hosts")),
+        let paths = nixos_container::paths::Paths::under(b);
+        let mut vars: Vec<(String, String)> =
+            paths.env().iter().map(|(k, v)| (k.to_string(), v.to_string_lossy().into_owned())).collect();
+        vars.extend([
             ("NIXOS_CONTAINER_IPV4_POOL".into(), format!("10.{}.0.0/16", self.pool)),
             ("NIXOS_CONTAINER_IPV6_POOL".into(), self.pool6()),
             // These machines have no binary cache; asking for one costs seconds.
             ("NIX_CONFIG".into(), OFFLINE_NIX.into()),
-        ]
+        ]);
+        vars
     }
 
     pub fn command(&self) -> Command {
