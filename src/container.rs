@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{ContainerCgroup, Hierarchy};
 use crate::conf::Conf;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::name;
 use crate::paths::{ContainerPaths, Paths};
 use crate::supervision::RunStatus;
@@ -116,13 +116,8 @@ impl Container {
 
     /// Names of all containers, sorted.
     pub fn list(paths: &Paths) -> Result<Vec<String>> {
-        let entries = match std::fs::read_dir(&paths.conf_dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).context(|| format!("reading {}", paths.conf_dir.display())),
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
+        let mut names: Vec<String> = crate::fsutil::read_dir_or_empty(&paths.conf_dir)?
+            .into_iter()
             .filter_map(|e| {
                 let file = e.file_name();
                 let file = file.to_str()?;

@@ -36,6 +36,16 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     result.context(|| format!("writing {}", path.display()))
 }
 
+/// The entries of a directory; a missing directory has none (nothing
+/// created yet). Entries that fail to read are skipped.
+pub fn read_dir_or_empty(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.flatten().collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).context(|| format!("reading {}", dir.display())),
+    }
+}
+
 /// Creates a directory (and parents) with the given mode for the last part.
 pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
     fs::create_dir_all(path).context(|| format!("creating {}", path.display()))?;

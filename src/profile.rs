@@ -429,13 +429,8 @@ pub fn generations(profile: &Path) -> Result<Vec<Generation>> {
     let Some(dir) = profile.parent() else { return Ok(Vec::new()) };
     let name = profile.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let current = current_generation(profile)?;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).context(|| format!("reading {}", dir.display())),
-    };
     let mut gens = Vec::new();
-    for e in entries.flatten() {
+    for e in crate::fsutil::read_dir_or_empty(dir)? {
         let Some(number) = generation_number(&name, &e.file_name().to_string_lossy()) else { continue };
         let Ok(system) = std::fs::read_link(e.path()) else { continue };
         let created = std::fs::symlink_metadata(e.path()).map(|m| m.mtime()).unwrap_or(0);
