@@ -6,18 +6,9 @@
 use clap::CommandFactory;
 use clap_mangen::Man;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, OTHER_ENV_VARS};
 use crate::error::exit;
 use crate::paths::ENV_VARS;
-
-/// The exit codes every command shares, for the EXIT STATUS sections.
-pub const EXIT_CODES: &[(i32, &str)] = &[
-    (exit::SUCCESS, "success (also: start of a running container, stop of a stopped one)"),
-    (exit::FAILURE, "failure"),
-    (exit::USAGE, "usage error: unknown option, invalid name or value, missing NAME without a terminal"),
-    (exit::NO_SUCH_CONTAINER, "no such container"),
-    (exit::NOT_RUNNING, "the container is not running (run, show-host-key, ...)"),
-];
 
 /// Escapes text for roff: backslashes, and a leading '.' or '\''.
 fn roff_text(s: &str) -> String {
@@ -29,7 +20,7 @@ fn roff_text(s: &str) -> String {
 /// what they ran in the guest (run, root-login), if the page needs one.
 fn exit_status_section(out: &mut Vec<u8>, passes_status: Option<&str>) {
     out.extend_from_slice(b".SH \"EXIT STATUS\"\n");
-    for (code, meaning) in EXIT_CODES {
+    for (code, _, meaning) in exit::TABLE {
         out.extend_from_slice(format!(".TP\n\\fB{code}\\fR\n{}\n", roff_text(meaning)).as_bytes());
     }
     if let Some(sentence) = passes_status {
@@ -53,10 +44,9 @@ fn environment_section(out: &mut Vec<u8>) {
     for (var, default) in ENV_VARS {
         out.extend_from_slice(format!(".TP\n\\fB{var}\\fR\nDefault: {}\n", roff_text(default)).as_bytes());
     }
-    out.extend_from_slice(
-        b".TP\n\\fBNIXOS_CONTAINER_IPV4_POOL\\fR\nThe IPv4 range new containers take addresses from.\n\
-.TP\n\\fBNIXOS_CONTAINER_LOG\\fR\nA tracing filter for the messages on stderr (e.g. nixos_container=debug).\n",
-    );
+    for (var, _, meaning) in OTHER_ENV_VARS {
+        out.extend_from_slice(format!(".TP\n\\fB{var}\\fR\n{}\n", roff_text(meaning)).as_bytes());
+    }
 }
 
 fn render(man: &Man, cmd: &clap::Command, top: bool) -> std::io::Result<Vec<u8>> {
@@ -116,6 +106,29 @@ mod tests {
         assert!(!names.iter().any(|n| n.contains("supervise") || n.contains("help")), "{names:?}");
         for (name, page) in pages().unwrap() {
             assert!(String::from_utf8_lossy(&page).contains(".SH EXAMPLES\n"), "{name} has no EXAMPLES");
+        }
+    }
+
+    /// The man page and `--help` list the same variables and statuses,
+    /// from the one table of each.
+    #[test]
+    fn every_variable_and_exit_status_is_documented_in_both_places() {
+        let top = String::from_utf8(pages().unwrap().remove(0).1).unwrap();
+        let help = crate::cli::after_help();
+        let env = top.split(".SH ENVIRONMENT\n").nth(1).expect("an ENVIRONMENT section");
+        for var in ENV_VARS.iter().map(|(v, _)| *v).chain(OTHER_ENV_VARS.iter().map(|(v, _, _)| *v)) {
+            assert!(env.contains(&format!("\\fB{var}\\fR")), "{var} is missing from the man page");
+        }
+        for (var, form, _) in OTHER_ENV_VARS.iter().filter(|(_, form, _)| !form.is_empty()) {
+            assert!(help.contains(&format!("{var} ({form})")), "{var} is missing from --help:\n{help}");
+        }
+        for (var, _) in ENV_VARS {
+            assert!(help.contains(var), "{var} is missing from --help:\n{help}");
+        }
+        let status = top.split(".SH \"EXIT STATUS\"\n").nth(1).expect("an EXIT STATUS section");
+        for (code, short, _) in exit::TABLE {
+            assert!(status.contains(&format!("\\fB{code}\\fR")), "{code} is missing from the man page");
+            assert!(help.contains(&format!("{code} {short}")), "{code} is missing from --help:\n{help}");
         }
     }
 
