@@ -49,11 +49,33 @@ fn environment_section(out: &mut Vec<u8>) {
     }
 }
 
+/// clap_mangen's SYNOPSIS with each option's value added (it shows
+/// `[--timeout]` where `--timeout SECONDS` is meant).
+fn synopsis_section(man: &Man, cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut section = Vec::new();
+    man.render_synopsis_section(&mut section)?;
+    let mut section = String::from_utf8_lossy(&section).into_owned();
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()) {
+        let (Some(long), Some(range)) = (arg.get_long(), arg.get_num_args()) else { continue };
+        if !range.takes_values() {
+            continue;
+        }
+        let names = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_else(|| arg.get_id().to_string());
+        let value = format!("\\fI{}\\fR", roff_text(&names));
+        let value = if range.min_values() == 0 { format!("[{value}]") } else { value };
+        let flag = format!("\\fB{}\\fR", roff_text(&format!("--{long}")));
+        let close = if arg.is_required_set() { '>' } else { ']' };
+        section = section.replacen(&format!("{flag}{close}"), &format!("{flag} {value}{close}"), 1);
+    }
+    out.extend_from_slice(section.as_bytes());
+    Ok(())
+}
+
 fn render(man: &Man, cmd: &clap::Command, top: bool) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     man.render_title(&mut out)?;
     man.render_name_section(&mut out)?;
-    man.render_synopsis_section(&mut out)?;
+    synopsis_section(man, cmd, &mut out)?;
     man.render_description_section(&mut out)?;
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(&mut out)?;
@@ -130,6 +152,17 @@ mod tests {
             assert!(status.contains(&format!("\\fB{code}\\fR")), "{code} is missing from the man page");
             assert!(help.contains(&format!("{code} {short}")), "{code} is missing from --help:\n{help}");
         }
+    }
+
+    #[test]
+    fn the_synopsis_shows_option_values() {
+        let pages = pages().unwrap();
+        let page = |name: &str| String::from_utf8(pages.iter().find(|(n, _)| n == name).unwrap().1.clone()).unwrap();
+        let synopsis =
+            |name: &str| page(name).split(".SH SYNOPSIS\n").nth(1).unwrap().lines().next().unwrap().to_string();
+        assert!(synopsis("nixos-container-start.1").contains("[\\fB\\-\\-timeout\\fR \\fISECONDS\\fR]"));
+        assert!(synopsis("nixos-container-create.1").contains("[\\fB\\-\\-private\\-users\\fR [\\fIMODE\\fR]]"));
+        assert!(synopsis("nixos-container-create.1").contains("[\\fB\\-\\-auto\\-start\\fR]"));
     }
 
     #[test]
