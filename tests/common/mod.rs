@@ -42,11 +42,24 @@ pub fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures").join(name)
 }
 
+/// Not root: the whole test binary stops at its first test with one line
+/// and a failing status (not one panic per test, and never a skip that
+/// would pass).
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the integration tests drive real containers and must run as root (see README)"
-    );
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if nix::unistd::geteuid().is_root() {
+        return;
+    }
+    ONCE.call_once(|| {
+        // Straight to stderr: the test harness captures eprintln!.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: the integration tests drive real containers and must run as root \
+             (see README; `cargo test --lib --workspace` needs no root)"
+        );
+        std::process::exit(1);
+    });
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
