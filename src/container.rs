@@ -52,6 +52,22 @@ pub struct Summary {
     pub memory_bytes: Option<u64>,
 }
 
+#[cfg(test)]
+impl Summary {
+    /// A running container with every field set: the tests' one example.
+    pub fn example() -> Summary {
+        Summary {
+            name: "web".into(),
+            state: State::Up,
+            address: Some("10.233.1.2".into()),
+            generation: Some(3),
+            auto_start: true,
+            processes: Some(5),
+            memory_bytes: Some(8 << 20),
+        }
+    }
+}
+
 /// What the supervisor records about a running container
 /// (`RUN/NAME/state.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -264,15 +280,7 @@ mod tests {
 
     #[test]
     fn summaries_serialise_with_stable_field_names() {
-        let s = Summary {
-            name: "web".into(),
-            state: State::Up,
-            address: Some("10.233.1.2".into()),
-            generation: Some(3),
-            auto_start: true,
-            processes: Some(5),
-            memory_bytes: Some(8 << 20),
-        };
+        let s = Summary::example();
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
             r#"{"name":"web","state":"up","address":"10.233.1.2","generation":3,"auto_start":true,"processes":5,"memory_bytes":8388608}"#
