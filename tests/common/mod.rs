@@ -431,6 +431,19 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Removes a cgroup and the ones below it (children first: a cgroup
+/// directory goes only when empty); what cannot go stays.
+pub fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
 fn force_cleanup(name: &str) {
     for d in cgroup_dirs(name) {
         let _ = fs::write(d.join("cgroup.kill"), "1");
@@ -439,18 +452,8 @@ fn force_cleanup(name: &str) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
     }
     std::thread::sleep(Duration::from_millis(200));
-    fn rmdirs(dir: &Path) {
-        if let Ok(rd) = fs::read_dir(dir) {
-            for e in rd.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    rmdirs(&e.path());
-                }
-            }
-        }
-        let _ = fs::remove_dir(dir);
-    }
     for d in cgroup_dirs(name) {
-        rmdirs(&d);
+        remove_cgroup_tree(&d);
     }
 }
 
