@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::ArgValueCompleter;
 
-use crate::commands::pick::{complete_any, complete_guest_user, complete_running, complete_stopped};
+use crate::completion::{complete_any, complete_guest_user, complete_running, complete_stopped};
 
 /// The environment variables besides the paths' (`paths::ENV_VARS`): the
 /// name, its form for `--help` (empty: not listed there), and its meaning

@@ -246,6 +246,59 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// Which containers a command can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    All,
+    Running,
+    Stopped,
+}
+
+impl Which {
+    pub fn admits(self, state: State) -> bool {
+        match self {
+            Which::All => true,
+            Which::Running => state == State::Up,
+            Which::Stopped => state == State::Down,
+        }
+    }
+}
+
+/// A container that matched, with what is known of it (no address when its
+/// conf does not load).
+pub struct Candidate {
+    pub name: String,
+    pub state: State,
+    pub address: Option<String>,
+}
+
+impl Candidate {
+    /// "up 10.233.1.2": the help shown beside the name.
+    pub fn describe(&self) -> String {
+        match self.address.as_deref() {
+            Some(addr) => format!("{} {addr}", self.state.as_str()),
+            None => self.state.as_str().to_string(),
+        }
+    }
+}
+
+/// The containers `which` admits, sorted by name. Cheap: a directory
+/// listing, and per container one cgroup file, the supervisor lock and,
+/// for those admitted, the conf. Up and down as `status` says.
+pub fn candidates(paths: &Paths, which: Which) -> Result<Vec<Candidate>> {
+    let hierarchies = crate::cgroup::host_hierarchies()?;
+    let mut out = Vec::new();
+    for name in Container::list(paths)? {
+        let state = state_of(&name, &paths.container(&name), hierarchies);
+        if !which.admits(state) {
+            continue;
+        }
+        let address = Container::open(paths, &name).ok().and_then(|c| c.address());
+        out.push(Candidate { name, state, address });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
