@@ -108,6 +108,14 @@ pub enum Error {
     #[error("{what}: {message}")]
     Systemd { what: String, message: String },
 
+    /// The connection to the guest broke (the guest halting, say).
+    #[error("lost the connection to the container: {0}")]
+    ConnectionLost(#[source] io::Error),
+
+    /// The guest closed the connection before the session's end.
+    #[error("the container closed the connection before the command ended")]
+    ConnectionClosed,
+
     #[error("{0}")]
     Other(String),
 }
