@@ -38,6 +38,28 @@ pub fn nixos_path() -> PathBuf {
     repo().join("nixos")
 }
 
+/// Writes a flake into `dir` over the project's NixOS (`nixos_path()`):
+/// the guest module as `guest.nix`, and one `nixosConfigurations.ATTR` per
+/// `(ATTR, MODULES)`, MODULES being Nix list items after `./guest.nix`.
+pub fn write_flake(dir: &Path, configurations: &[(&str, &str)]) {
+    fs::create_dir_all(dir).unwrap();
+    fs::copy(repo().join("guest/container-login.nix"), dir.join("guest.nix")).unwrap();
+    let systems: String = configurations
+        .iter()
+        .map(|(attr, modules)| {
+            format!(
+                "    nixosConfigurations.{attr} = nixpkgs.lib.nixosSystem {{\n      system = \"x86_64-linux\";\n      \
+                 modules = [ ./guest.nix {modules} ];\n    }};\n"
+            )
+        })
+        .collect();
+    let text = format!(
+        "{{\n  inputs.nixpkgs.url = \"path:{}\";\n  outputs = {{ self, nixpkgs }}: {{\n{systems}  }};\n}}\n",
+        nixos_path().display()
+    );
+    fs::write(dir.join("flake.nix"), text).unwrap();
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures").join(name)
 }
