@@ -8,33 +8,97 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::ArgValueCompleter;
 
-use crate::commands::pick::{complete_any, complete_guest_user, complete_running, complete_stopped};
+use crate::completion::{complete_any, complete_guest_user, complete_running, complete_stopped};
 
-const AFTER_HELP: &str = "\
-Exit status: 0 success, 1 failure, 2 usage error, 3 no such container,
-4 container not running; `run` and `root-login` exit with the status of the
-command or shell they ran.
+/// The environment variables besides the paths' (`paths::ENV_VARS`): the
+/// name, its form for `--help` (empty: not listed there), and its meaning
+/// for the man page.
+pub const OTHER_ENV_VARS: &[(&str, &str, &str)] = &[
+    (
+        crate::addr::POOL_ENV,
+        "A.B.0.0/16",
+        "The IPv4 range new containers take addresses from (A.B.0.0/16; default 10.233.0.0/16).",
+    ),
+    (
+        crate::addr::POOL6_ENV,
+        "a /48",
+        "The IPv6 range new containers take addresses from (a /48; default fd6e:6978:6f73::/48).",
+    ),
+    (
+        crate::supervision::SUPERVISION_VAR,
+        "",
+        "own or systemd: what runs a container (default: its systemd unit nixos-container@NAME.service \
+         where systemd is PID 1, else the tool itself).",
+    ),
+    (LOG_ENV, "", "A tracing filter for the messages on stderr (e.g. nixos_container=debug)."),
+];
 
-Confs are read from \"/etc/nixos-containers\", roots kept in
-/var/lib/nixos-containers, as nixpkgs does for stateVersion 22.05 and later.
-Paths can be moved with NIXOS_CONTAINER_CONF_DIR, NIXOS_CONTAINER_STATE_DIR,
-NIXOS_CONTAINER_PROFILES_DIR, NIXOS_CONTAINER_GCROOTS_DIR,
-NIXOS_CONTAINER_RUN_DIR and NIXOS_CONTAINER_HOSTS_FILE; address pools with
-NIXOS_CONTAINER_IPV4_POOL (A.B.0.0/16) and NIXOS_CONTAINER_IPV6_POOL (a /48).
+/// The tracing filter's variable (read in main.rs).
+pub const LOG_ENV: &str = "NIXOS_CONTAINER_LOG";
 
-Where systemd is PID 1, a running container is the systemd unit
-nixos-container@NAME.service (machinectl and journalctl -M know it);
-elsewhere the tool supervises it itself. NIXOS_CONTAINER_SUPERVISION=own or
-=systemd overrides the choice.";
+/// Words joined into lines of at most `width` characters; `KEEP` joins
+/// words that stay on one line.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line_len = 0;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        if line_len > 0 && line_len + 1 + word.chars().count() > width {
+            out.push('\n');
+            line_len = 0;
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += word.chars().count();
+    }
+    out.replace(KEEP, " ")
+}
+
+const KEEP: char = '\u{a0}';
+
+/// The end of `--help`: the exit statuses (`error::exit::TABLE`) and the
+/// environment variables (`paths::ENV_VARS`, `OTHER_ENV_VARS`).
+pub fn after_help() -> String {
+    let codes: Vec<String> = crate::error::exit::TABLE
+        .iter()
+        .map(|(code, short, _)| format!("{code} {short}").replace(' ', &KEEP.to_string()))
+        .collect();
+    let exit = format!(
+        "Exit status: {}; `run` and `root-login` exit with the status of the command or shell they ran.",
+        codes.join(", ")
+    );
+    let state_default = crate::paths::default_of(crate::paths::STATE_DIR_VAR).unwrap_or_default();
+    let path_vars: Vec<&str> = crate::paths::ENV_VARS.iter().map(|(var, _)| *var).collect();
+    let (last, first) = path_vars.split_last().expect("there are path variables");
+    let pools: Vec<String> = OTHER_ENV_VARS
+        .iter()
+        .filter(|(_, form, _)| !form.is_empty())
+        .map(|(var, form, _)| format!("{var} ({form})"))
+        .collect();
+    let paths = format!(
+        "Confs are read from {EXTRA_CONTAINER_MARKER}, roots kept in {state_default}, as nixpkgs does for \
+         stateVersion 22.05 and later. Paths can be moved with {} and {last}; address pools with {}.",
+        first.join(", "),
+        pools.join(" and ")
+    );
+    let supervision = format!(
+        "Where systemd is PID 1, a running container is the systemd unit nixos-container@NAME.service \
+         (machinectl and journalctl -M know it); elsewhere the tool supervises it itself. \
+         {}=own or =systemd overrides the choice.",
+        crate::supervision::SUPERVISION_VAR
+    );
+    format!("{}\n\n{}\n\n{}", wrap(&exit, 78), wrap(&paths, 78), wrap(&supervision, 78))
+}
 
 /// extra-container picks its layout by grepping the nixos-container program
 /// for this string, quotes included (it means nixpkgs' 22.05 layout, which
-/// is ours); AFTER_HELP carries it, so it is in the binary.
+/// is ours); `after_help` carries it, so it is in the binary.
 pub const EXTRA_CONTAINER_MARKER: &str = "\"/etc/nixos-containers\"";
 
 /// Create, run, update and destroy lightweight NixOS containers.
 #[derive(Debug, Parser)]
-#[command(name = "nixos-container", version, after_help = AFTER_HELP, after_long_help = format!("{}\n{AFTER_HELP}", crate::examples::help("nixos-container")), propagate_version = true)]
+#[command(name = "nixos-container", version, after_help = after_help(), after_long_help = format!("{}\n{}", crate::examples::help("nixos-container"), after_help()), propagate_version = true)]
 pub struct Cli {
     /// Explain what is done (commands run, nspawn command line); twice for more
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -454,7 +518,7 @@ pub struct StartArgs {
     #[arg(long, conflicts_with = "name")]
     pub auto: bool,
     /// Seconds to wait for the container to be ready
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = START_TIMEOUT, value_parser = parse_seconds)]
     pub timeout: Duration,
 }
 
@@ -467,7 +531,7 @@ pub struct StopArgs {
     #[arg(long, conflicts_with = "name")]
     pub all: bool,
     /// Seconds to wait for a clean halt before killing
-    #[arg(long, value_name = "SECONDS", default_value = "90", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = STOP_TIMEOUT, value_parser = parse_seconds)]
     pub timeout: Duration,
 }
 
@@ -477,10 +541,10 @@ pub struct RestartArgs {
     #[arg(add = ArgValueCompleter::new(complete_any))]
     pub name: String,
     /// Seconds to wait for a clean halt before killing
-    #[arg(long, value_name = "SECONDS", default_value = "90", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = STOP_TIMEOUT, value_parser = parse_seconds)]
     pub stop_timeout: Duration,
     /// Seconds to wait for the container to be ready
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = START_TIMEOUT, value_parser = parse_seconds)]
     pub timeout: Duration,
 }
 
@@ -590,6 +654,18 @@ pub fn parse_env(s: &str) -> Result<OsString, String> {
 }
 
 /// Parses a number of seconds (fractions allowed) into a Duration.
+/// Seconds `start` and `restart` wait for the container to be ready (and
+/// `update`, when it restarts one).
+pub const START_TIMEOUT: &str = "60";
+/// Seconds `stop` and `restart` wait for a clean halt (and `update`, when it
+/// restarts one).
+pub const STOP_TIMEOUT: &str = "90";
+
+/// One of the defaults above, for callers without a flag.
+pub fn default_timeout(default: &'static str) -> Duration {
+    parse_seconds(default).expect("the timeout defaults are numbers (tested)")
+}
+
 pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
@@ -604,14 +680,20 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
+    fn the_timeout_defaults_are_numbers() {
+        assert_eq!(default_timeout(START_TIMEOUT), Duration::from_secs(60));
+        assert_eq!(default_timeout(STOP_TIMEOUT), Duration::from_secs(90));
+    }
+
+    #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
 
     #[test]
     fn the_help_carries_what_extra_container_looks_for() {
-        assert!(AFTER_HELP.contains(EXTRA_CONTAINER_MARKER));
-        let conf_default = crate::paths::ENV_VARS.iter().find(|(k, _)| *k == "NIXOS_CONTAINER_CONF_DIR").unwrap().1;
+        assert!(after_help().contains(EXTRA_CONTAINER_MARKER));
+        let conf_default = crate::paths::default_of(crate::paths::CONF_DIR_VAR).unwrap();
         assert_eq!(format!("\"{conf_default}\""), EXTRA_CONTAINER_MARKER);
     }
 

@@ -2,18 +2,21 @@
 //! `completions/` (what `COMPLETE=bash|zsh|fish nixos-container` prints)
 //! call `nixos-container` back at each TAB, which answers from the clap
 //! definitions and, for container names, from the live state
-//! (`commands::pick`). So a new container completes at once, and
+//! (`container::candidates`, as `commands::pick` offers them). So a new container completes at once, and
 //! subcommands and flags can never drift from the binary.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::Path;
 
 use clap::CommandFactory;
 use clap_complete::CompleteEnv;
+use clap_complete::engine::CompletionCandidate;
 use clap_complete::env::{Bash, EnvCompleter, Fish, Shells, Zsh};
 
 use crate::cli::Cli;
+use crate::container::{Container, Which, candidates};
+use crate::paths::Paths;
 
 /// clap's zsh script, made to work both when sourced and when autoloaded
 /// from `$fpath` as `_nixos-container`: clap's version only registers
@@ -78,4 +81,87 @@ pub fn answer_if_asked() {
         // The scripts find the binary on PATH, wherever it was installed.
         .completer("nixos-container")
         .complete();
+}
+
+/// Completion of container names: those `which` admits that start with
+/// `current`, with their state and address as help.
+fn complete(current: &OsStr, which: Which) -> Vec<CompletionCandidate> {
+    let Some(prefix) = current.to_str() else { return Vec::new() };
+    // Completion must never fail loudly: no names is the answer to errors.
+    let Ok(paths) = Paths::from_env() else { return Vec::new() };
+    let Ok(found) = candidates(&paths, which) else { return Vec::new() };
+    found
+        .into_iter()
+        .filter(|c| c.name.starts_with(prefix))
+        .map(|c| {
+            let help = c.describe();
+            CompletionCandidate::new(c.name).help(Some(help.into()))
+        })
+        .collect()
+}
+
+/// Shell completion of NAME for commands that act on any container.
+pub fn complete_any(current: &OsStr) -> Vec<CompletionCandidate> {
+    complete(current, Which::All)
+}
+
+/// Shell completion of NAME for commands that need a running container.
+pub fn complete_running(current: &OsStr) -> Vec<CompletionCandidate> {
+    complete(current, Which::Running)
+}
+
+/// Shell completion of NAME for `start`: the stopped containers, as its
+/// picker offers.
+pub fn complete_stopped(current: &OsStr) -> Vec<CompletionCandidate> {
+    complete(current, Which::Stopped)
+}
+
+/// The container a `run`/`exec` command line being completed names: its
+/// first word after the subcommand that is neither an option nor an
+/// option's value.
+pub fn container_in_command_line(words: &[String]) -> Option<String> {
+    let at = words.iter().position(|w| w == "run" || w == "exec")?;
+    let mut rest = words[at + 1..].iter();
+    while let Some(w) = rest.next() {
+        match w.as_str() {
+            "--" => return None,
+            "--env" | "--cwd" | "--user" => {
+                rest.next();
+            }
+            w if w.starts_with('-') => {}
+            w => return Some(w.to_string()),
+        }
+    }
+    None
+}
+
+/// Shell completion of `run --user`: the user names of the container named
+/// on the command line, from its /etc/passwd (read inside its root).
+pub fn complete_guest_user(current: &OsStr) -> Vec<CompletionCandidate> {
+    let Some(prefix) = current.to_str() else { return Vec::new() };
+    let Some(name) = container_in_command_line(&words()) else { return Vec::new() };
+    let Ok(paths) = Paths::from_env() else { return Vec::new() };
+    let Ok(c) = Container::open(&paths, &name) else { return Vec::new() };
+    crate::rootfs::guest_users(&c.paths.root)
+        .into_iter()
+        .filter(|(user, _)| user.starts_with(prefix))
+        .map(|(user, uid)| CompletionCandidate::new(user).help(Some(format!("uid {uid}").into())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_container_of_a_run_command_line() {
+        let w = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(container_in_command_line(&w("nixos-container run -t web --user ")), Some("web".into()));
+        assert_eq!(
+            container_in_command_line(&w("nixos-container exec --env A=b --cwd /x web --user a")),
+            Some("web".into())
+        );
+        assert_eq!(container_in_command_line(&w("nixos-container run --user ")), None);
+        assert_eq!(container_in_command_line(&w("nixos-container start web")), None);
+    }
 }

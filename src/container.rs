@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{ContainerCgroup, Hierarchy};
 use crate::conf::Conf;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::name;
 use crate::paths::{ContainerPaths, Paths};
 use crate::supervision::RunStatus;
@@ -52,6 +52,22 @@ pub struct Summary {
     pub memory_bytes: Option<u64>,
 }
 
+#[cfg(test)]
+impl Summary {
+    /// A running container with every field set: the tests' one example.
+    pub fn example() -> Summary {
+        Summary {
+            name: "web".into(),
+            state: State::Up,
+            address: Some("10.233.1.2".into()),
+            generation: Some(3),
+            auto_start: true,
+            processes: Some(5),
+            memory_bytes: Some(8 << 20),
+        }
+    }
+}
+
 /// What the supervisor records about a running container
 /// (`RUN/NAME/state.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -62,7 +78,7 @@ pub struct RunState {
     pub started_at: u64,
     /// The system store path the container booted.
     pub system: String,
-    /// The conf's `RESTART_KEYS` as they were at start (`Conf::launch_settings`),
+    /// The values of the conf's `restart_keys()` as they were at start (`Conf::launch_settings`),
     /// so that `update` can tell when a change needs a restart. Absent in
     /// state written by an older supervisor.
     #[serde(default)]
@@ -116,13 +132,8 @@ impl Container {
 
     /// Names of all containers, sorted.
     pub fn list(paths: &Paths) -> Result<Vec<String>> {
-        let entries = match std::fs::read_dir(&paths.conf_dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).context(|| format!("reading {}", paths.conf_dir.display())),
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
+        let mut names: Vec<String> = crate::fsutil::read_dir_or_empty(&paths.conf_dir)?
+            .into_iter()
             .filter_map(|e| {
                 let file = e.file_name();
                 let file = file.to_str()?;
@@ -235,6 +246,59 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// Which containers a command can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    All,
+    Running,
+    Stopped,
+}
+
+impl Which {
+    pub fn admits(self, state: State) -> bool {
+        match self {
+            Which::All => true,
+            Which::Running => state == State::Up,
+            Which::Stopped => state == State::Down,
+        }
+    }
+}
+
+/// A container that matched, with what is known of it (no address when its
+/// conf does not load).
+pub struct Candidate {
+    pub name: String,
+    pub state: State,
+    pub address: Option<String>,
+}
+
+impl Candidate {
+    /// "up 10.233.1.2": the help shown beside the name.
+    pub fn describe(&self) -> String {
+        match self.address.as_deref() {
+            Some(addr) => format!("{} {addr}", self.state.as_str()),
+            None => self.state.as_str().to_string(),
+        }
+    }
+}
+
+/// The containers `which` admits, sorted by name. Cheap: a directory
+/// listing, and per container one cgroup file, the supervisor lock and,
+/// for those admitted, the conf. Up and down as `status` says.
+pub fn candidates(paths: &Paths, which: Which) -> Result<Vec<Candidate>> {
+    let hierarchies = crate::cgroup::host_hierarchies()?;
+    let mut out = Vec::new();
+    for name in Container::list(paths)? {
+        let state = state_of(&name, &paths.container(&name), hierarchies);
+        if !which.admits(state) {
+            continue;
+        }
+        let address = Container::open(paths, &name).ok().and_then(|c| c.address());
+        out.push(Candidate { name, state, address });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,15 +333,7 @@ mod tests {
 
     #[test]
     fn summaries_serialise_with_stable_field_names() {
-        let s = Summary {
-            name: "web".into(),
-            state: State::Up,
-            address: Some("10.233.1.2".into()),
-            generation: Some(3),
-            auto_start: true,
-            processes: Some(5),
-            memory_bytes: Some(8 << 20),
-        };
+        let s = Summary::example();
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
             r#"{"name":"web","state":"up","address":"10.233.1.2","generation":3,"auto_start":true,"processes":5,"memory_bytes":8388608}"#

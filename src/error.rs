@@ -13,6 +13,24 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     pub const NO_SUCH_CONTAINER: i32 = 3;
     pub const NOT_RUNNING: i32 = 4;
+    /// A panic: Rust's own exit status for one (the hook in main.rs prints
+    /// one line).
+    pub const BUG: i32 = 101;
+
+    /// Every status with a short name (`--help`) and a longer meaning (the
+    /// man pages' EXIT STATUS).
+    pub const TABLE: &[(i32, &str, &str)] = &[
+        (
+            SUCCESS,
+            "success",
+            "success (also: start of a running container, stop of a stopped one, destroy of one that does not exist)",
+        ),
+        (FAILURE, "failure", "failure"),
+        (USAGE, "usage error", "usage error: unknown option, invalid name or value, missing NAME without a terminal"),
+        (NO_SUCH_CONTAINER, "no such container", "no such container"),
+        (NOT_RUNNING, "container not running", "the container is not running (run, show-host-key, ...)"),
+        (BUG, "internal error", "internal error: a bug in nixos-container (one line on stderr; please report it)"),
+    ];
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +107,14 @@ pub enum Error {
     /// systemd (over D-Bus) refused or failed a request.
     #[error("{what}: {message}")]
     Systemd { what: String, message: String },
+
+    /// The connection to the guest broke (the guest halting, say).
+    #[error("lost the connection to the container: {0}")]
+    ConnectionLost(#[source] io::Error),
+
+    /// The guest closed the connection before the session's end.
+    #[error("the container closed the connection before the command ended")]
+    ConnectionClosed,
 
     #[error("{0}")]
     Other(String),

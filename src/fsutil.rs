@@ -36,6 +36,50 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     result.context(|| format!("writing {}", path.display()))
 }
 
+/// Replaces `name` in the directory `dir` atomically: a temporary file
+/// `tmp` (created afresh, never through a link), fsync, rename. A symlink
+/// at `name` is replaced, never followed. `what` names the file in errors.
+pub fn write_atomic_at(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    tmp: &str,
+    data: &[u8],
+    mode: u32,
+    what: impl Fn() -> String,
+) -> Result<()> {
+    let _ = unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir);
+    let fd = openat(
+        dir,
+        tmp,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )
+    .context(&what)?;
+    let mut f = fs::File::from(fd);
+    let result = (|| {
+        // The umask must not narrow the mode.
+        nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        nix::fcntl::renameat(dir, tmp, dir, name)?;
+        Ok::<(), std::io::Error>(())
+    })();
+    if result.is_err() {
+        let _ = unlinkat(dir, tmp, UnlinkatFlags::NoRemoveDir);
+    }
+    result.context(what)
+}
+
+/// The entries of a directory; a missing directory has none (nothing
+/// created yet). Entries that fail to read are skipped.
+pub fn read_dir_or_empty(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.flatten().collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).context(|| format!("reading {}", dir.display())),
+    }
+}
+
 /// Creates a directory (and parents) with the given mode for the last part.
 pub fn create_dir(path: &Path, mode: u32) -> Result<()> {
     fs::create_dir_all(path).context(|| format!("creating {}", path.display()))?;

@@ -86,27 +86,37 @@ pub fn format_size(b: u64) -> String {
 
 /// Seconds since the epoch as local time, `2026-12-03 16:55:02 UTC`.
 pub fn format_time(epoch: u64) -> String {
-    let t = epoch as libc::time_t;
-    // SAFETY: localtime_r fills the tm we pass; tm_zone points to static data.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return epoch.to_string();
+    match local_time(epoch as i64) {
+        Some((time, Some(zone))) => format!("{time} {zone}"),
+        Some((time, None)) => time,
+        None => epoch.to_string(),
     }
-    let zone = if tm.tm_zone.is_null() {
-        String::new()
-    } else {
+}
+
+/// Seconds since the epoch as local time, `2026-12-03 16:55:02`, with the
+/// zone's name when the C library knows it.
+pub fn local_time(secs: i64) -> Option<(String, Option<String>)> {
+    let t = secs as libc::time_t;
+    // SAFETY: tm is plain integers and a pointer; all zeroes is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r only writes the tm we pass; tm_zone points to static data.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    let zone = (!tm.tm_zone.is_null()).then(|| {
         // SAFETY: a NUL-terminated string owned by libc.
-        format!(" {}", unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }.to_string_lossy())
-    };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{zone}",
+        unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }.to_string_lossy().into_owned()
+    });
+    let time = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
         tm.tm_year + 1900,
         tm.tm_mon + 1,
         tm.tm_mday,
         tm.tm_hour,
         tm.tm_min,
         tm.tm_sec
-    )
+    );
+    Some((time, zone))
 }
 
 /// The columns `list -o` knows, with their headers.
@@ -187,6 +197,14 @@ mod tests {
     }
 
     #[test]
+    fn local_time_has_the_generations_shape() {
+        let (time, _) = local_time(86_400 * 365).unwrap();
+        assert_eq!(time.len(), "1971-01-01 00:00:00".len(), "{time}");
+        assert!(time.starts_with("197"), "{time}");
+        assert!(format_time(86_400 * 365).starts_with(&time));
+    }
+
+    #[test]
     fn columns_are_checked() {
         assert_eq!(parse_columns("name,IPv6, uptime").unwrap().0, ["name", "ipv6", "uptime"]);
         assert!(parse_columns("name,colour").unwrap_err().starts_with("unknown column 'colour' (known: name,state,"));
@@ -196,15 +214,7 @@ mod tests {
     #[test]
     fn list_json_keeps_its_fields_and_adds_the_new_ones() {
         let d = Details {
-            summary: Summary {
-                name: "web".into(),
-                state: State::Up,
-                address: Some("10.233.1.2".into()),
-                generation: Some(3),
-                auto_start: true,
-                processes: Some(5),
-                memory_bytes: Some(8 << 20),
-            },
+            summary: Summary::example(),
             ipv4: Some("10.233.1.2".into()),
             ipv6: Some("fd6e::2".into()),
             host_ipv4: Some("10.233.1.1".into()),

@@ -14,7 +14,7 @@ fn init_logging(cli: &Cli) {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NIXOS_CONTAINER_LOG")
+            tracing_subscriber::EnvFilter::try_from_env(nixos_container::cli::LOG_ENV)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("nixos_container={level}"))),
         )
         .with_writer(std::io::stderr)

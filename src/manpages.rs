@@ -6,18 +6,9 @@
 use clap::CommandFactory;
 use clap_mangen::Man;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, OTHER_ENV_VARS};
 use crate::error::exit;
 use crate::paths::ENV_VARS;
-
-/// The exit codes every command shares, for the EXIT STATUS sections.
-pub const EXIT_CODES: &[(i32, &str)] = &[
-    (exit::SUCCESS, "success (also: start of a running container, stop of a stopped one)"),
-    (exit::FAILURE, "failure"),
-    (exit::USAGE, "usage error: unknown option, invalid name or value, missing NAME without a terminal"),
-    (exit::NO_SUCH_CONTAINER, "no such container"),
-    (exit::NOT_RUNNING, "the container is not running (run, show-host-key, ...)"),
-];
 
 /// Escapes text for roff: backslashes, and a leading '.' or '\''.
 fn roff_text(s: &str) -> String {
@@ -29,7 +20,7 @@ fn roff_text(s: &str) -> String {
 /// what they ran in the guest (run, root-login), if the page needs one.
 fn exit_status_section(out: &mut Vec<u8>, passes_status: Option<&str>) {
     out.extend_from_slice(b".SH \"EXIT STATUS\"\n");
-    for (code, meaning) in EXIT_CODES {
+    for (code, _, meaning) in exit::TABLE {
         out.extend_from_slice(format!(".TP\n\\fB{code}\\fR\n{}\n", roff_text(meaning)).as_bytes());
     }
     if let Some(sentence) = passes_status {
@@ -53,17 +44,38 @@ fn environment_section(out: &mut Vec<u8>) {
     for (var, default) in ENV_VARS {
         out.extend_from_slice(format!(".TP\n\\fB{var}\\fR\nDefault: {}\n", roff_text(default)).as_bytes());
     }
-    out.extend_from_slice(
-        b".TP\n\\fBNIXOS_CONTAINER_IPV4_POOL\\fR\nThe IPv4 range new containers take addresses from.\n\
-.TP\n\\fBNIXOS_CONTAINER_LOG\\fR\nA tracing filter for the messages on stderr (e.g. nixos_container=debug).\n",
-    );
+    for (var, _, meaning) in OTHER_ENV_VARS {
+        out.extend_from_slice(format!(".TP\n\\fB{var}\\fR\n{}\n", roff_text(meaning)).as_bytes());
+    }
+}
+
+/// clap_mangen's SYNOPSIS with each option's value added (it shows
+/// `[--timeout]` where `--timeout SECONDS` is meant).
+fn synopsis_section(man: &Man, cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut section = Vec::new();
+    man.render_synopsis_section(&mut section)?;
+    let mut section = String::from_utf8_lossy(&section).into_owned();
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()) {
+        let (Some(long), Some(range)) = (arg.get_long(), arg.get_num_args()) else { continue };
+        if !range.takes_values() {
+            continue;
+        }
+        let names = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_else(|| arg.get_id().to_string());
+        let value = format!("\\fI{}\\fR", roff_text(&names));
+        let value = if range.min_values() == 0 { format!("[{value}]") } else { value };
+        let flag = format!("\\fB{}\\fR", roff_text(&format!("--{long}")));
+        let close = if arg.is_required_set() { '>' } else { ']' };
+        section = section.replacen(&format!("{flag}{close}"), &format!("{flag} {value}{close}"), 1);
+    }
+    out.extend_from_slice(section.as_bytes());
+    Ok(())
 }
 
 fn render(man: &Man, cmd: &clap::Command, top: bool) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     man.render_title(&mut out)?;
     man.render_name_section(&mut out)?;
-    man.render_synopsis_section(&mut out)?;
+    synopsis_section(man, cmd, &mut out)?;
     man.render_description_section(&mut out)?;
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(&mut out)?;
@@ -117,6 +129,40 @@ mod tests {
         for (name, page) in pages().unwrap() {
             assert!(String::from_utf8_lossy(&page).contains(".SH EXAMPLES\n"), "{name} has no EXAMPLES");
         }
+    }
+
+    /// The man page and `--help` list the same variables and statuses,
+    /// from the one table of each.
+    #[test]
+    fn every_variable_and_exit_status_is_documented_in_both_places() {
+        let top = String::from_utf8(pages().unwrap().remove(0).1).unwrap();
+        let help = crate::cli::after_help();
+        let env = top.split(".SH ENVIRONMENT\n").nth(1).expect("an ENVIRONMENT section");
+        for var in ENV_VARS.iter().map(|(v, _)| *v).chain(OTHER_ENV_VARS.iter().map(|(v, _, _)| *v)) {
+            assert!(env.contains(&format!("\\fB{var}\\fR")), "{var} is missing from the man page");
+        }
+        for (var, form, _) in OTHER_ENV_VARS.iter().filter(|(_, form, _)| !form.is_empty()) {
+            assert!(help.contains(&format!("{var} ({form})")), "{var} is missing from --help:\n{help}");
+        }
+        for (var, _) in ENV_VARS {
+            assert!(help.contains(var), "{var} is missing from --help:\n{help}");
+        }
+        let status = top.split(".SH \"EXIT STATUS\"\n").nth(1).expect("an EXIT STATUS section");
+        for (code, short, _) in exit::TABLE {
+            assert!(status.contains(&format!("\\fB{code}\\fR")), "{code} is missing from the man page");
+            assert!(help.contains(&format!("{code} {short}")), "{code} is missing from --help:\n{help}");
+        }
+    }
+
+    #[test]
+    fn the_synopsis_shows_option_values() {
+        let pages = pages().unwrap();
+        let page = |name: &str| String::from_utf8(pages.iter().find(|(n, _)| n == name).unwrap().1.clone()).unwrap();
+        let synopsis =
+            |name: &str| page(name).split(".SH SYNOPSIS\n").nth(1).unwrap().lines().next().unwrap().to_string();
+        assert!(synopsis("nixos-container-start.1").contains("[\\fB\\-\\-timeout\\fR \\fISECONDS\\fR]"));
+        assert!(synopsis("nixos-container-create.1").contains("[\\fB\\-\\-private\\-users\\fR [\\fIMODE\\fR]]"));
+        assert!(synopsis("nixos-container-create.1").contains("[\\fB\\-\\-auto\\-start\\fR]"));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! read, which nothing on the host ever reads back. A `--config-file` is
 //! read once and its content copied in (`config-file.nix`): what is built is
 //! what was read, and nobody can change it between the check and the build.
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -182,26 +182,7 @@ impl ConfigDir {
     fn write(&self, file: &str, data: &[u8], mode: u32) -> Result<()> {
         let what = || format!("writing {}", self.real.join(file).display());
         let tmp = format!(".{file}.tmp{}", std::process::id());
-        let _ = unlinkat(self.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-        let fd = openat(
-            self.dir.as_fd(),
-            tmp.as_str(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(mode),
-        )
-        .context(what)?;
-        let mut f = std::fs::File::from(fd);
-        let result = (|| {
-            nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode))?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            nix::fcntl::renameat(self.dir.as_fd(), tmp.as_str(), self.dir.as_fd(), file)?;
-            Ok::<(), std::io::Error>(())
-        })();
-        if result.is_err() {
-            let _ = unlinkat(self.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-        }
-        result.context(what)
+        crate::fsutil::write_atomic_at(self.dir.as_fd(), file, &tmp, data, mode, what)
     }
 
     /// Writes configuration.nix for `user`, the guest module and the copy

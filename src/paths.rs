@@ -26,15 +26,28 @@ pub struct Paths {
     pub hosts_file: PathBuf,
 }
 
+/// The environment variables that move the paths.
+pub const CONF_DIR_VAR: &str = "NIXOS_CONTAINER_CONF_DIR";
+pub const STATE_DIR_VAR: &str = "NIXOS_CONTAINER_STATE_DIR";
+pub const PROFILES_DIR_VAR: &str = "NIXOS_CONTAINER_PROFILES_DIR";
+pub const GCROOTS_DIR_VAR: &str = "NIXOS_CONTAINER_GCROOTS_DIR";
+pub const RUN_DIR_VAR: &str = "NIXOS_CONTAINER_RUN_DIR";
+pub const HOSTS_FILE_VAR: &str = "NIXOS_CONTAINER_HOSTS_FILE";
+
 /// The environment variables that move the paths, with their defaults.
 pub const ENV_VARS: &[(&str, &str)] = &[
-    ("NIXOS_CONTAINER_CONF_DIR", "/etc/nixos-containers"),
-    ("NIXOS_CONTAINER_STATE_DIR", "/var/lib/nixos-containers"),
-    ("NIXOS_CONTAINER_PROFILES_DIR", "/nix/var/nix/profiles/per-container"),
-    ("NIXOS_CONTAINER_GCROOTS_DIR", "/nix/var/nix/gcroots/per-container"),
-    ("NIXOS_CONTAINER_RUN_DIR", "/run/nixos-containers"),
-    ("NIXOS_CONTAINER_HOSTS_FILE", "/etc/hosts"),
+    (CONF_DIR_VAR, "/etc/nixos-containers"),
+    (STATE_DIR_VAR, "/var/lib/nixos-containers"),
+    (PROFILES_DIR_VAR, "/nix/var/nix/profiles/per-container"),
+    (GCROOTS_DIR_VAR, "/nix/var/nix/gcroots/per-container"),
+    (RUN_DIR_VAR, "/run/nixos-containers"),
+    (HOSTS_FILE_VAR, "/etc/hosts"),
 ];
+
+/// A path variable's default.
+pub fn default_of(var: &str) -> Option<&'static str> {
+    ENV_VARS.iter().find(|(name, _)| *name == var).map(|(_, default)| *default)
+}
 
 /// The directory of the locks, beside the containers' run directories:
 /// its name starts with '.', which container names never do, so no
@@ -45,11 +58,7 @@ const LOCK_DIR: &str = ".locks";
 /// absolute paths: a relative one would name other files in every working
 /// directory (a destroy elsewhere would remove nothing and succeed).
 fn path_var(var: &'static str, value: Option<std::ffi::OsString>) -> Result<PathBuf> {
-    let default = ENV_VARS
-        .iter()
-        .find(|(name, _)| *name == var)
-        .map(|(_, default)| *default)
-        .expect("every path variable has a default");
+    let default = default_of(var).expect("every path variable has a default");
     let path = match value {
         Some(value) if !value.is_empty() => PathBuf::from(value),
         _ => return Ok(PathBuf::from(default)),
@@ -77,13 +86,26 @@ impl Paths {
     fn from_vars(get: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Self> {
         let var = |name: &'static str| path_var(name, get(name));
         Ok(Paths {
-            conf_dir: var("NIXOS_CONTAINER_CONF_DIR")?,
-            state_dir: var("NIXOS_CONTAINER_STATE_DIR")?,
-            profiles_dir: var("NIXOS_CONTAINER_PROFILES_DIR")?,
-            gcroots_dir: var("NIXOS_CONTAINER_GCROOTS_DIR")?,
-            run_dir: var("NIXOS_CONTAINER_RUN_DIR")?,
-            hosts_file: var("NIXOS_CONTAINER_HOSTS_FILE")?,
+            conf_dir: var(CONF_DIR_VAR)?,
+            state_dir: var(STATE_DIR_VAR)?,
+            profiles_dir: var(PROFILES_DIR_VAR)?,
+            gcroots_dir: var(GCROOTS_DIR_VAR)?,
+            run_dir: var(RUN_DIR_VAR)?,
+            hosts_file: var(HOSTS_FILE_VAR)?,
         })
+    }
+
+    /// The environment that makes `from_env` give these paths (the tests
+    /// point the CLI at their own directories with it).
+    pub fn env(&self) -> [(&'static str, &Path); 6] {
+        [
+            (CONF_DIR_VAR, &self.conf_dir),
+            (STATE_DIR_VAR, &self.state_dir),
+            (PROFILES_DIR_VAR, &self.profiles_dir),
+            (GCROOTS_DIR_VAR, &self.gcroots_dir),
+            (RUN_DIR_VAR, &self.run_dir),
+            (HOSTS_FILE_VAR, &self.hosts_file),
+        ]
     }
 
     /// All paths under one directory; for tests.
@@ -200,6 +222,16 @@ mod tests {
         assert_eq!(p.conf_dir, Path::new("/etc/nixos-containers"));
         let p = with(&[("NIXOS_CONTAINER_STATE_DIR", "/srv/c")]).unwrap();
         assert_eq!(p.state_dir, Path::new("/srv/c"));
+    }
+
+    #[test]
+    fn env_gives_back_the_paths() {
+        let p = Paths::under(Path::new("/r"));
+        let vars: Vec<(&str, String)> = p.env().iter().map(|(k, v)| (*k, v.to_string_lossy().into_owned())).collect();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let back = with(&vars).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{p:?}"));
+        assert_eq!(p.env().len(), ENV_VARS.len());
     }
 
     #[test]

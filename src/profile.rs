@@ -66,7 +66,7 @@ pub enum SystemSource {
 impl SystemSource {
     /// From a conf's FLAKE value, `REF[#ATTR]`.
     pub fn flake(flake: &str) -> SystemSource {
-        let (reference, attr) = crate::conf::split_flake(flake);
+        let (reference, attr) = split_flake(flake);
         SystemSource::Flake { reference: reference.into(), attr: attr.into() }
     }
 }
@@ -334,6 +334,15 @@ pub fn parse_release(printed: &str) -> Option<String> {
     is_release(r).then(|| r.to_string())
 }
 
+/// Splits `REF#ATTR`; the attribute defaults to `container` as in the anchor.
+pub fn split_flake(flake: &str) -> (&str, &str) {
+    match flake.rsplit_once('#') {
+        Some((r, attr)) if !attr.is_empty() => (r, attr),
+        Some((r, _)) => (r, "container"),
+        None => (flake, "container"),
+    }
+}
+
 /// A NixOS release as stateVersion takes it: `20.09`, `20.09pre-git`.
 pub fn is_release(r: &str) -> bool {
     r.starts_with(|c: char| c.is_ascii_digit())
@@ -420,13 +429,8 @@ pub fn generations(profile: &Path) -> Result<Vec<Generation>> {
     let Some(dir) = profile.parent() else { return Ok(Vec::new()) };
     let name = profile.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let current = current_generation(profile)?;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).context(|| format!("reading {}", dir.display())),
-    };
     let mut gens = Vec::new();
-    for e in entries.flatten() {
+    for e in crate::fsutil::read_dir_or_empty(dir)? {
         let Some(number) = generation_number(&name, &e.file_name().to_string_lossy()) else { continue };
         let Ok(system) = std::fs::read_link(e.path()) else { continue };
         let created = std::fs::symlink_metadata(e.path()).map(|m| m.mtime()).unwrap_or(0);
@@ -753,5 +757,12 @@ mod tests {
              last 2 log lines:\n> boom-from-builder\n> line2\n\
              error: 1 dependencies of derivation '/nix/store/b-etc.drv' failed to build"
         );
+    }
+
+    #[test]
+    fn flake_attr_defaults_to_container() {
+        assert_eq!(split_flake("/src/f"), ("/src/f", "container"));
+        assert_eq!(split_flake("/src/f#web"), ("/src/f", "web"));
+        assert_eq!(split_flake("github:a/b#"), ("github:a/b", "container"));
     }
 }

@@ -129,31 +129,11 @@ pub fn remove_file(root: &Path, dir_rel: &str, name: &str) -> Result<()> {
 /// followed: `cp --remove-destination` as nixpkgs does it, without the
 /// guest's links in the way). Atomic: a temporary file renamed over it.
 pub fn replace_file(root: &Path, dir_rel: &str, name: &str, data: &[u8], mode: u32) -> Result<()> {
-    use std::io::Write;
     ensure_dir(root, dir_rel, 0o755)?;
     let dir = open_in_root(root, dir_rel, OFlag::O_DIRECTORY | OFlag::O_PATH)?;
     let what = || format!("writing {}/{}/{name}", root.display(), dir_rel.trim_matches('/'));
     let tmp = format!(".{name}.nixos-container.{}", std::process::id());
-    let _ = unlinkat(dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-    let fd = nix::fcntl::openat(
-        dir.as_fd(),
-        tmp.as_str(),
-        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(mode),
-    )
-    .context(what)?;
-    let mut f = std::fs::File::from(fd);
-    let result = (|| {
-        nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        nix::fcntl::renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name)?;
-        Ok::<(), std::io::Error>(())
-    })();
-    if result.is_err() {
-        let _ = unlinkat(dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-    }
-    result.context(what)
+    crate::fsutil::write_atomic_at(dir.as_fd(), name, &tmp, data, mode, what)
 }
 
 /// Copies the host's /etc/resolv.conf into the container (COPY_RESOLV_CONF).

@@ -146,25 +146,7 @@ fn nix_flags_pass_through_to_the_build() {
     let env = Env::new();
     let name = env.name("nf");
     let flake = env.base.join("flake");
-    std::fs::create_dir_all(&flake).unwrap();
-    std::fs::copy(repo().join("guest/container-login.nix"), flake.join("guest.nix")).unwrap();
-    std::fs::write(
-        flake.join("flake.nix"),
-        format!(
-            r#"{{
-  inputs.nixpkgs.url = "path:{}";
-  outputs = {{ self, nixpkgs }}: {{
-    nixosConfigurations.container = nixpkgs.lib.nixosSystem {{
-      system = "x86_64-linux";
-      modules = [ ./guest.nix {{ boot.isContainer = true; }} ];
-    }};
-  }};
-}}
-"#,
-            nixos_path().display()
-        ),
-    )
-    .unwrap();
+    write_flake(&flake, &[("container", "{ boot.isContainer = true; }")]);
     let flake_arg = flake.to_str().unwrap();
     let out = env.run([
         "create",

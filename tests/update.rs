@@ -312,29 +312,13 @@ fn a_flakes_attr_is_built_and_remembered() {
     let env = Env::new();
     let name = env.name("flake");
     let flake = env.base.join("flake");
-    std::fs::create_dir_all(&flake).unwrap();
-    std::fs::copy(repo().join("guest/container-login.nix"), flake.join("guest.nix")).unwrap();
-    std::fs::write(
-        flake.join("flake.nix"),
-        format!(
-            r#"{{
-  inputs.nixpkgs.url = "path:{}";
-  outputs = {{ self, nixpkgs }}: {{
-    nixosConfigurations.container = nixpkgs.lib.nixosSystem {{
-      system = "x86_64-linux";
-      modules = [ ./guest.nix {{ boot.isContainer = true; environment.etc.flavour.text = "container"; }} ];
-    }};
-    nixosConfigurations.web = nixpkgs.lib.nixosSystem {{
-      system = "x86_64-linux";
-      modules = [ ./guest.nix ./web.nix ];
-    }};
-  }};
-}}
-"#,
-            nixos_path().display()
-        ),
-    )
-    .unwrap();
+    write_flake(
+        &flake,
+        &[
+            ("container", r#"{ boot.isContainer = true; environment.etc.flavour.text = "container"; }"#),
+            ("web", "./web.nix"),
+        ],
+    );
     let web = |flavour: &str| {
         std::fs::write(
             flake.join("web.nix"),

@@ -370,6 +370,8 @@ fn read_connection(
                 if let Ok(sig) = Signal::try_from(n) {
                     // On a pty the signal goes where the keyboard's would:
                     // the terminal's foreground process group.
+                    // SAFETY: `master` is the raw fd of the pty master that
+                    // the caller keeps open (`_keep`) while this loop runs.
                     let target = master
                         .and_then(|m| nix::unistd::tcgetpgrp(unsafe { std::os::fd::BorrowedFd::borrow_raw(m) }).ok())
                         .map(|pg| Pid::from_raw(-pg.as_raw()))

@@ -6,21 +6,7 @@ use crate::profile::{self, Generation};
 
 /// A local date and time as `nix-env --list-generations` prints it.
 fn local_time(secs: i64) -> String {
-    let t: libc::time_t = secs;
-    // SAFETY: localtime_r only writes the tm we pass.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return secs.to_string();
-    }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    crate::info::local_time(secs).map(|(time, _)| time).unwrap_or_else(|| secs.to_string())
 }
 
 /// One line: number, date, store path, and `(current)` for the selected one.

@@ -113,15 +113,7 @@ mod tests {
     #[test]
     fn the_table_aligns_its_columns() {
         let rows = [
-            Summary {
-                name: "web".into(),
-                state: State::Up,
-                address: Some("10.233.1.2".into()),
-                generation: Some(3),
-                auto_start: true,
-                processes: Some(5),
-                memory_bytes: Some(8 << 20),
-            },
+            Summary::example(),
             Summary {
                 name: "database".into(),
                 state: State::Down,

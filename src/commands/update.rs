@@ -1,15 +1,9 @@
-use std::time::Duration;
-
-use crate::cli::UpdateArgs;
+use crate::cli::{START_TIMEOUT, STOP_TIMEOUT, UpdateArgs, default_timeout};
 use crate::commands::{Ctx, require_root};
 use crate::error::Result;
 use crate::nixos_config::UserConfig;
 use crate::profile::{normalize_flake, normalize_nixos_path};
 use crate::update::{self, Applied, ApplyOptions, NewSource, Updated};
-
-/// The same defaults as `stop` and `start`.
-const STOP_TIMEOUT: Duration = Duration::from_secs(90);
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn source_from_args(args: &UpdateArgs) -> Result<NewSource> {
     if let Some(p) = &args.system_path {
@@ -33,7 +27,12 @@ fn source_from_args(args: &UpdateArgs) -> Result<NewSource> {
 pub fn run(ctx: &Ctx, args: &UpdateArgs) -> Result<i32> {
     crate::name::validate_existing(&args.name)?;
     require_root()?;
-    let opts = ApplyOptions { restart: args.restart, stop_timeout: STOP_TIMEOUT, start_timeout: START_TIMEOUT };
+    // The same defaults as `stop` and `start`.
+    let opts = ApplyOptions {
+        restart: args.restart,
+        stop_timeout: default_timeout(STOP_TIMEOUT),
+        start_timeout: default_timeout(START_TIMEOUT),
+    };
     let updated = if args.rollback || args.switch_generation.is_some() {
         update::switch_generation(&ctx.paths, &args.name, args.switch_generation, opts)?
     } else {

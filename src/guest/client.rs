@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
+use signal_hook::consts::signal::SIGWINCH;
 use signal_hook::iterator::Signals;
 
 use crate::error::{Error, Result};
@@ -20,7 +20,7 @@ use crate::guest::{Io, pty};
 /// Runs one session on a connection whose handshake is done; `leftover` is
 /// what was read past the handshake.
 pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io) -> Result<ExitStatus> {
-    let writer = Arc::new(Mutex::new(conn.try_clone().map_err(lost)?));
+    let writer = Arc::new(Mutex::new(conn.try_clone().map_err(Error::ConnectionLost)?));
     // If this fails, the agent is gone; pump says why (its error frame, or
     // the connection's end).
     let _ = protocol::write_request(&mut *writer.lock().unwrap_or_else(|e| e.into_inner()), &req.encode());
@@ -106,22 +106,15 @@ impl EscapeKey {
     }
 }
 
-fn lost(e: io::Error) -> Error {
-    Error::other(format!("{LOST}: {e}"))
-}
-
-const LOST: &str = "lost the connection to the container";
-const CLOSED: &str = "the container closed the connection before the command ended";
-
 /// The error of a session whose connection the guest closed.
 pub fn closed() -> Error {
-    Error::other(CLOSED)
+    Error::ConnectionClosed
 }
 
 /// Whether a session ended because its connection did (the guest halting,
 /// say), rather than with an error the agent reported.
 pub fn is_lost_connection(e: &Error) -> bool {
-    matches!(e, Error::Other(m) if m == CLOSED || m.starts_with(LOST))
+    matches!(e, Error::ConnectionLost(_) | Error::ConnectionClosed)
 }
 
 /// Sends data as frames of kind `k`; an empty payload as one empty frame.
@@ -136,8 +129,8 @@ fn forward_signals<W: Write + Send + 'static>(
     w: Arc<Mutex<W>>,
     winsize_from: Option<i32>,
 ) -> Result<signal_hook::iterator::Handle> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH])
-        .map_err(|e| Error::other(format!("installing signal handlers: {e}")))?;
+    let mut signals = Signals::new(super::FORWARDED_SIGNALS.into_iter().chain([SIGWINCH]))
+        .map_err(|e| Error::Io { context: "installing signal handlers".into(), source: e })?;
     let handle = signals.handle();
     std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -205,10 +198,10 @@ impl Credit {
 /// passes the agent's stdin credit on.
 fn pump(mut conn: impl Read, stdout: &mut dyn Write, stderr: &mut dyn Write, credit: &Credit) -> Result<ExitStatus> {
     loop {
-        let frame = protocol::read_frame(&mut conn).map_err(lost)?;
+        let frame = protocol::read_frame(&mut conn).map_err(Error::ConnectionLost)?;
         let (k, payload) = match frame {
             Some(f) => f,
-            None => return Err(Error::other(CLOSED)),
+            None => return Err(Error::ConnectionClosed),
         };
         let written = match k {
             kind::STDOUT => stdout.write_all(&payload).and_then(|_| stdout.flush()),
@@ -219,7 +212,7 @@ fn pump(mut conn: impl Read, stdout: &mut dyn Write, stderr: &mut dyn Write, cre
                 }
                 Ok(())
             }
-            kind::EXIT => return protocol::decode_exit(&payload).map_err(lost),
+            kind::EXIT => return protocol::decode_exit(&payload).map_err(Error::ConnectionLost),
             kind::ERROR => return Err(Error::other(String::from_utf8_lossy(&payload).into_owned())),
             _ => Ok(()),
         };

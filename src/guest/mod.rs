@@ -25,6 +25,13 @@ pub mod plain;
 pub mod pty;
 pub mod store_path;
 
+/// The signals a session forwards to the guest's command, as a local
+/// command would receive them (the agent's sessions also forward SIGWINCH).
+pub const FORWARDED_SIGNALS: [std::ffi::c_int; 4] = {
+    use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+};
+
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -20,7 +20,6 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::error::{Error, Result};
@@ -155,8 +154,8 @@ impl Parser {
 /// signals.
 pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, root: PathBuf) -> Result<ExitStatus> {
     let nonce = nonce();
-    let mut writer = conn.try_clone().map_err(lost)?;
-    writer.write_all(&command_line(req, &nonce)?).map_err(lost)?;
+    let mut writer = conn.try_clone().map_err(Error::ConnectionLost)?;
+    writer.write_all(&command_line(req, &nonce)?).map_err(Error::ConnectionLost)?;
 
     let Io { stdin, mut stdout, signals, .. } = io;
     match stdin {
@@ -166,13 +165,13 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, root:
                 let _ = writer.shutdown(Shutdown::Write);
             });
         }
-        None => writer.shutdown(Shutdown::Write).map_err(lost)?,
+        None => writer.shutdown(Shutdown::Write).map_err(Error::ConnectionLost)?,
     }
 
     let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let forwarder = if signals {
-        let mut sigs = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
-            .map_err(|e| Error::other(format!("installing signal handlers: {e}")))?;
+        let mut sigs = Signals::new(super::FORWARDED_SIGNALS)
+            .map_err(|e| Error::Io { context: "installing signal handlers".into(), source: e })?;
         let handle = sigs.handle();
         let pid = pid.clone();
         std::thread::spawn(move || {
@@ -205,7 +204,7 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, root:
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // The guest closed with our stdin unread: its output is complete.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break Ok(None),
-            Err(e) => break Err(lost(e)),
+            Err(e) => break Err(Error::ConnectionLost(e)),
         };
         let chunk = parser.feed(&buf[..n]);
         if let Some(p) = parser.pid {
@@ -227,12 +226,8 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, root:
     }
     match code {
         Some(c) => Ok(ExitStatus::Code(c)),
-        None => Err(Error::other("the container closed the connection before the command ended")),
+        None => Err(Error::ConnectionClosed),
     }
-}
-
-fn lost(e: io::Error) -> Error {
-    Error::other(format!("lost the connection to the container: {e}"))
 }
 
 /// Sends `sig` to the children of the plain session's shell (`pid` in the
@@ -242,9 +237,9 @@ fn kill_children(root: &std::path::Path, pid: u32, sig: i32) -> Result<()> {
     let line = format!(
         "for p in $(cat /proc/{pid}/task/{pid}/children 2>/dev/null); do kill -s {sig} \"$p\"; done 2>/dev/null; exit 0\n"
     );
-    c.write_all(line.as_bytes()).map_err(lost)?;
-    c.shutdown(Shutdown::Write).map_err(lost)?;
-    io::copy(&mut c, &mut io::sink()).map_err(lost)?;
+    c.write_all(line.as_bytes()).map_err(Error::ConnectionLost)?;
+    c.shutdown(Shutdown::Write).map_err(Error::ConnectionLost)?;
+    io::copy(&mut c, &mut io::sink()).map_err(Error::ConnectionLost)?;
     Ok(())
 }
 

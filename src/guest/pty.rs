@@ -55,6 +55,7 @@ pub fn restore_now() {
 
 /// The size of the terminal on `fd`, if it is one.
 pub fn winsize(fd: BorrowedFd<'_>) -> Option<Winsize> {
+    // SAFETY: winsize is plain integers; all zeroes is a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ writes a winsize to the pointer.
     let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()), libc::TIOCGWINSZ, &mut ws) };

@@ -29,7 +29,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::{Plan, names};
-use crate::conf::Protocol;
 use crate::error::{Error, IoContext, Result};
 
 /// The ruleset that installs the container's forwards, replacing an older
@@ -53,10 +52,7 @@ pub fn ruleset(plan: &Plan) -> Option<String> {
             IpAddr::V6(a) => format!("[{a}]:{port}"),
         };
         for p in &plan.ports {
-            let proto = match p.protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-            };
+            let proto = p.protocol.name();
             let dnat = |only: &str| {
                 format!(
                     "meta nfproto {family} {only}fib daddr type local {proto} dport {} dnat {ip} to {}",

@@ -38,15 +38,50 @@ pub fn nixos_path() -> PathBuf {
     repo().join("nixos")
 }
 
+/// Writes a flake into `dir` over the project's NixOS (`nixos_path()`):
+/// the guest module as `guest.nix`, and one `nixosConfigurations.ATTR` per
+/// `(ATTR, MODULES)`, MODULES being Nix list items after `./guest.nix`.
+pub fn write_flake(dir: &Path, configurations: &[(&str, &str)]) {
+    fs::create_dir_all(dir).unwrap();
+    fs::copy(repo().join("guest/container-login.nix"), dir.join("guest.nix")).unwrap();
+    let systems: String = configurations
+        .iter()
+        .map(|(attr, modules)| {
+            format!(
+                "    nixosConfigurations.{attr} = nixpkgs.lib.nixosSystem {{\n      system = \"x86_64-linux\";\n      \
+                 modules = [ ./guest.nix {modules} ];\n    }};\n"
+            )
+        })
+        .collect();
+    let text = format!(
+        "{{\n  inputs.nixpkgs.url = \"path:{}\";\n  outputs = {{ self, nixpkgs }}: {{\n{systems}  }};\n}}\n",
+        nixos_path().display()
+    );
+    fs::write(dir.join("flake.nix"), text).unwrap();
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures").join(name)
 }
 
+/// Not root: the whole test binary stops at its first test with one line
+/// and a failing status (not one panic per test, and never a skip that
+/// would pass).
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the integration tests drive real containers and must run as root (see README)"
-    );
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if nix::unistd::geteuid().is_root() {
+        return;
+    }
+    ONCE.call_once(|| {
+        // Straight to stderr: the test harness captures eprintln!.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: the integration tests drive real containers and must run as root \
+             (see README; `cargo test --lib --workspace` needs no root)"
+        );
+        std::process::exit(1);
+    });
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -156,14 +191,10 @@ impl Env {
     /// pool (also for shells started in tmux).
     pub fn vars(&self) -> Vec<(String, String)> {
         let b = &self.base;
-        let path = |d: &str| b.join(d).to_string_lossy().into_owned();
-        vec![
-            ("NIXOS_CONTAINER_CONF_DIR".into(), path("conf")),
-            ("NIXOS_CONTAINER_STATE_DIR".into(), path("state")),
-            ("NIXOS_CONTAINER_PROFILES_DIR".into(), path("profiles")),
-            ("NIXOS_CONTAINER_GCROOTS_DIR".into(), path("gcroots")),
-            ("NIXOS_CONTAINER_RUN_DIR".into(), path("run")),
-            ("NIXOS_CONTAINER_HOSTS_FILE".into(), path("hosts")),
+        let paths = nixos_container::paths::Paths::under(b);
+        let mut vars: Vec<(String, String)> =
+            paths.env().iter().map(|(k, v)| (k.to_string(), v.to_string_lossy().into_owned())).collect();
+        vars.extend([
             ("NIXOS_CONTAINER_IPV4_POOL".into(), format!("10.{}.0.0/16", self.pool)),
             ("NIXOS_CONTAINER_IPV6_POOL".into(), self.pool6()),
             // These machines have no binary cache; asking for one costs seconds.
@@ -173,7 +204,8 @@ impl Env {
             // backend has its own tests on a booted systemd host
             // (tests/systemd_host.rs).
             ("NIXOS_CONTAINER_SUPERVISION".into(), "own".into()),
-        ]
+        ]);
+        vars
     }
 
     pub fn command(&self) -> Command {
@@ -426,6 +458,19 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Removes a cgroup and the ones below it (children first: a cgroup
+/// directory goes only when empty); what cannot go stays.
+pub fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
 fn force_cleanup(name: &str) {
     for d in cgroup_dirs(name) {
         let _ = fs::write(d.join("cgroup.kill"), "1");
@@ -434,18 +479,8 @@ fn force_cleanup(name: &str) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
     }
     std::thread::sleep(Duration::from_millis(200));
-    fn rmdirs(dir: &Path) {
-        if let Ok(rd) = fs::read_dir(dir) {
-            for e in rd.flatten() {
-                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    rmdirs(&e.path());
-                }
-            }
-        }
-        let _ = fs::remove_dir(dir);
-    }
     for d in cgroup_dirs(name) {
-        rmdirs(&d);
+        remove_cgroup_tree(&d);
     }
 }
 

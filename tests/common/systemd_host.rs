@@ -183,17 +183,6 @@ fn cgroup_pids(dirs: &[PathBuf]) -> Vec<i32> {
     out
 }
 
-fn remove_cgroup_tree(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(dir);
-}
-
 fn mounts_under(dir: &Path) -> Vec<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
@@ -773,7 +762,7 @@ impl SystemdHost {
             let _ = t.join();
         }
         for c in &self.cgroups {
-            remove_cgroup_tree(c);
+            super::remove_cgroup_tree(c);
         }
         // nspawn's own leftovers: it does not remove these when killed.
         let _ = fs::remove_dir_all(Path::new("/run/systemd/nspawn/propagate").join(&self.name));

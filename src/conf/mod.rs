@@ -4,201 +4,26 @@
 //! also read as an `EnvironmentFile`. Files written by nixpkgs (imperative or
 //! declarative containers) must load; keys we do not know are kept when we
 //! rewrite the file, so nothing a user or another tool wrote is lost.
+//!
+//! `format` is the file's syntax, `values` the value types and their
+//! checks; here are the key table (`KEYS`) and `Conf`, which reads and
+//! writes the keys.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::net::names;
 
-/// An address with an optional prefix length, as the conf writes it
-/// (`10.233.1.2` or `10.0.0.2/24`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddrSpec<A> {
-    pub addr: A,
-    pub prefix: Option<u8>,
-}
+mod format;
+mod values;
 
-impl<A: FromStr + Copy> AddrSpec<A> {
-    fn parse(value: &str, max_prefix: u8) -> std::result::Result<Self, String> {
-        let (addr, prefix) = match value.split_once('/') {
-            Some((a, p)) => {
-                let p: u8 = p
-                    .parse()
-                    .ok()
-                    .filter(|p| *p <= max_prefix)
-                    .ok_or_else(|| format!("prefix length must be 0..{max_prefix}"))?;
-                (a, Some(p))
-            }
-            None => (value, None),
-        };
-        let addr = addr.parse().map_err(|_| "not an IP address".to_string())?;
-        Ok(AddrSpec { addr, prefix })
-    }
-}
-
-impl<A: std::fmt::Display> std::fmt::Display for AddrSpec<A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.prefix {
-            Some(p) => write!(f, "{}/{p}", self.addr),
-            None => write!(f, "{}", self.addr),
-        }
-    }
-}
-
-pub type Addr4 = AddrSpec<Ipv4Addr>;
-pub type Addr6 = AddrSpec<Ipv6Addr>;
-
-pub fn parse_addr4(value: &str) -> std::result::Result<Addr4, String> {
-    Addr4::parse(value, 32)
-}
-
-pub fn parse_addr6(value: &str) -> std::result::Result<Addr6, String> {
-    Addr6::parse(value, 128)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-/// A forwarded port, in systemd-nspawn's `--port` syntax:
-/// `[tcp:|udp:]HOSTPORT[:CONTAINERPORT]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortForward {
-    pub protocol: Protocol,
-    pub host: u16,
-    pub container: u16,
-}
-
-impl FromStr for PortForward {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let mut parts: Vec<&str> = s.split(':').collect();
-        let protocol = match parts.first() {
-            Some(&"tcp") => {
-                parts.remove(0);
-                Protocol::Tcp
-            }
-            Some(&"udp") => {
-                parts.remove(0);
-                Protocol::Udp
-            }
-            // A word where a protocol goes: name the protocol as the problem.
-            Some(p) if parts.len() > 1 && p.starts_with(|c: char| c.is_ascii_alphabetic()) => {
-                return Err(format!("'{p}' is not a protocol for port forwards: use tcp or udp"));
-            }
-            _ => Protocol::Tcp,
-        };
-        let port = |p: &str| -> std::result::Result<u16, String> {
-            p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("'{p}' is not a port number (1-65535)"))
-        };
-        match parts.as_slice() {
-            [host] => {
-                let host = port(host)?;
-                Ok(PortForward { protocol, host, container: host })
-            }
-            [host, container] => Ok(PortForward { protocol, host: port(host)?, container: port(container)? }),
-            _ => Err("expected [tcp:|udp:]HOSTPORT[:CONTAINERPORT]".to_string()),
-        }
-    }
-}
-
-impl std::fmt::Display for PortForward {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = match self.protocol {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        };
-        write!(f, "{proto}:{}:{}", self.host, self.container)
-    }
-}
-
-/// A bind mount in systemd-nspawn's syntax `SRC[:DST[:OPTIONS]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bind {
-    pub source: PathBuf,
-    pub target: PathBuf,
-    pub options: Option<String>,
-    pub read_only: bool,
-}
-
-impl Bind {
-    /// Parses `SRC[:DST[:OPTIONS]]`. Both paths must be absolute; the source
-    /// may start with `+` (relative to the container root) as in nspawn.
-    pub fn parse(spec: &str, read_only: bool) -> std::result::Result<Bind, String> {
-        Bind::parse_bytes(spec.as_bytes(), read_only)
-    }
-
-    /// `parse` for a spec read from a conf: Linux paths are bytes, and need
-    /// not be UTF-8 (a Latin-1 file name, say).
-    pub fn parse_bytes(spec: &[u8], read_only: bool) -> std::result::Result<Bind, String> {
-        if spec.iter().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()) {
-            return Err("bind paths must not contain whitespace".into());
-        }
-        // nspawn reads backslashes as escapes (`\:`); keep them out.
-        if spec.contains(&b'\\') {
-            return Err("bind paths must not contain '\\'".into());
-        }
-        let mut parts = spec.splitn(3, |c| *c == b':');
-        let source = parts.next().unwrap_or_default();
-        let target = parts.next().filter(|t| !t.is_empty()).unwrap_or(source);
-        let options = parts
-            .next()
-            .map(|o| String::from_utf8(o.to_vec()).map_err(|_| "bind options must be UTF-8".to_string()))
-            .transpose()?;
-        let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
-        if !(source.starts_with(b"/") || source.starts_with(b"+/")) {
-            return Err(format!("source '{}' must be an absolute path", show(source)));
-        }
-        if !target.starts_with(b"/") {
-            return Err(format!("target '{}' must be an absolute path", show(target)));
-        }
-        let dotdot = |p: &[u8]| p.split(|c| *c == b'/').any(|c| c == b"..");
-        if dotdot(target) || dotdot(source) {
-            return Err("bind paths must not contain '..'".into());
-        }
-        let path = |p: &[u8]| PathBuf::from(OsStr::from_bytes(p));
-        Ok(Bind { source: path(source), target: path(target), options, read_only })
-    }
-
-    /// Checks the OPTIONS of a bind against those systemd-nspawn knows, so
-    /// that a typo fails at create, not at every start.
-    pub fn check_options(&self) -> std::result::Result<(), String> {
-        const KNOWN: &[&str] = &["rbind", "norbind", "idmap", "noidmap", "rootidmap", "owneridmap"];
-        for o in self.options.iter().flat_map(|o| o.split(',')) {
-            if !KNOWN.contains(&o) {
-                return Err(format!("unknown bind option '{o}' (systemd-nspawn knows {})", KNOWN.join(", ")));
-            }
-        }
-        Ok(())
-    }
-
-    /// The nspawn flag for this bind.
-    pub fn nspawn_flag(&self) -> OsString {
-        let mut flag = OsString::from(if self.read_only { "--bind-ro=" } else { "--bind=" });
-        flag.push(self.spec());
-        flag
-    }
-
-    fn spec(&self) -> OsString {
-        let mut s = self.source.as_os_str().to_os_string();
-        s.push(":");
-        s.push(&self.target);
-        if let Some(o) = &self.options {
-            s.push(":");
-            s.push(o);
-        }
-        s
-    }
-}
+pub use format::parse_pairs;
+use format::{quote, shorten, valid_key};
+pub use values::*;
 
 /// The parsed conf file. Unknown keys are kept in `extra`, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -253,283 +78,65 @@ pub struct Conf {
     pub extra: Vec<(String, OsString)>,
 }
 
-/// Splits `REF#ATTR`; the attribute defaults to `container` as in the anchor.
-pub fn split_flake(flake: &str) -> (&str, &str) {
-    match flake.rsplit_once('#') {
-        Some((r, attr)) if !attr.is_empty() => (r, attr),
-        Some((r, _)) => (r, "container"),
-        None => (flake, "container"),
-    }
+/// What the tool knows about one conf key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    /// A running container was started with its value: the nspawn command
+    /// line or the network setup depend on it, so a change takes effect
+    /// only when the container is restarted.
+    pub restart: bool,
+    /// The value is a path or a list of paths: bytes, not necessarily UTF-8.
+    pub bytes: bool,
 }
 
-/// Keys whose values a running container was started with: the nspawn
-/// command line and the network setup depend on them, so a change takes
-/// effect only when the container is restarted.
-pub const RESTART_KEYS: &[&str] = &[
-    "PRIVATE_NETWORK",
-    "HOST_ADDRESS",
-    "LOCAL_ADDRESS",
-    "HOST_ADDRESS6",
-    "LOCAL_ADDRESS6",
-    "HOST_BRIDGE",
-    "HOST_PORT",
-    "BINDS",
-    "BINDS_RO",
-    "EXTRA_NSPAWN_FLAGS",
-    "PRIVATE_USERS",
-    "NIX_DAEMON",
-    "NETWORK_NAMESPACE_PATH",
-    "INTERFACES",
-    "MACVLANS",
-    "CAPABILITIES",
-    "SYSTEM_CALL_FILTER",
-    "DEVICES",
-    "LOCAL_MAC_ADDRESS",
-    "COPY_RESOLV_CONF",
+const fn key(name: &'static str, restart: bool, bytes: bool) -> Key {
+    Key { name, restart, bytes }
+}
+
+/// Every key this tool reads, in the order `render` writes them (the
+/// anchor's keys first, in the anchor's order, then ours). Other keys are
+/// kept as they are. `Conf::from_pairs` and `Conf::pairs` handle each of
+/// these; the tests check both against this table.
+pub const KEYS: &[Key] = &[
+    key("PRIVATE_NETWORK", true, false),
+    key("HOST_ADDRESS", true, false),
+    key("LOCAL_ADDRESS", true, false),
+    key("HOST_ADDRESS6", true, false),
+    key("LOCAL_ADDRESS6", true, false),
+    key("HOST_BRIDGE", true, false),
+    key("HOST_PORT", true, false),
+    key("AUTO_START", false, false),
+    key("FLAKE", false, false),
+    key("NIXOS_PATH", false, false),
+    key("SYSTEM_PATH", false, true),
+    key("BINDS", true, true),
+    key("BINDS_RO", true, true),
+    key("EXTRA_NSPAWN_FLAGS", true, false),
+    key("PRIVATE_USERS", true, false),
+    key("NIX_DAEMON", true, false),
+    key("CAPABILITIES", true, false),
+    key("SYSTEM_CALL_FILTER", true, false),
+    key("DEVICES", true, false),
+    key("NETWORK_NAMESPACE_PATH", true, true),
+    key("INTERFACES", true, false),
+    key("MACVLANS", true, false),
+    key("LOCAL_MAC_ADDRESS", true, false),
+    key("COPY_RESOLV_CONF", true, false),
+    key("STATE_VERSION", false, false),
+    // Limits are applied to the running container's cgroup (`set-limits`).
+    key("MEMORY_MAX", false, false),
+    key("CPU_QUOTA", false, false),
+    key("PIDS_MAX", false, false),
 ];
 
-/// The keys this tool reads (others are kept as they are).
-const KNOWN_KEYS: &[&str] = &[
-    "PRIVATE_NETWORK",
-    "HOST_ADDRESS",
-    "LOCAL_ADDRESS",
-    "HOST_ADDRESS6",
-    "LOCAL_ADDRESS6",
-    "HOST_BRIDGE",
-    "HOST_PORT",
-    "AUTO_START",
-    "FLAKE",
-    "NIXOS_PATH",
-    "SYSTEM_PATH",
-    "BINDS",
-    "BINDS_RO",
-    "EXTRA_NSPAWN_FLAGS",
-    "PRIVATE_USERS",
-    "CAPABILITIES",
-    "SYSTEM_CALL_FILTER",
-    "DEVICES",
-    "NETWORK_NAMESPACE_PATH",
-    "INTERFACES",
-    "MACVLANS",
-    "LOCAL_MAC_ADDRESS",
-    "COPY_RESOLV_CONF",
-    "STATE_VERSION",
-    "NIX_DAEMON",
-    "MEMORY_MAX",
-    "CPU_QUOTA",
-    "PIDS_MAX",
-];
-
-/// A unicast MAC address, `xx:xx:xx:xx:xx:xx`.
-pub fn validate_mac(mac: &str) -> std::result::Result<[u8; 6], String> {
-    let bad = || "not a MAC address (e.g. 02:00:00:00:00:01)".to_string();
-    let parts: Vec<&str> = mac.split(':').collect();
-    if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
-        return Err(bad());
-    }
-    let mut out = [0u8; 6];
-    for (o, p) in out.iter_mut().zip(&parts) {
-        *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    if out[0] & 1 == 1 {
-        return Err("a multicast address cannot name an interface".into());
-    }
-    if out == [0; 6] {
-        return Err(bad());
-    }
-    Ok(out)
+fn known(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
 }
 
-/// Parses `KEY=VALUE` lines into pairs. Errors name the line. The text is
-/// bytes: values (paths above all) need not be UTF-8; keys are ASCII.
-pub fn parse_pairs(text: &[u8]) -> std::result::Result<Vec<(String, OsString)>, (usize, String)> {
-    let mut pairs = Vec::new();
-    for (i, raw) in text.split(|c| *c == b'\n').enumerate() {
-        let lineno = i + 1;
-        let line = raw.trim_ascii();
-        if line.is_empty() || line.starts_with(b"#") || line.starts_with(b";") {
-            continue;
-        }
-        let line = line.strip_prefix(b"export ").map(<[u8]>::trim_ascii_start).unwrap_or(line);
-        let Some(eq) = line.iter().position(|c| *c == b'=') else {
-            return Err((lineno, format!("expected KEY=VALUE, found '{}'", shorten(&String::from_utf8_lossy(raw)))));
-        };
-        let (key, value) = (&line[..eq], &line[eq + 1..]);
-        let key = String::from_utf8_lossy(key);
-        if !valid_key(&key) {
-            return Err((lineno, format!("'{}' is not a valid key", shorten(&key))));
-        }
-        let value = unquote(value).map_err(|e| (lineno, e))?;
-        pairs.push((key.into_owned(), OsString::from_vec(value)));
-    }
-    Ok(pairs)
-}
-
-fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !key.starts_with(|c: char| c.is_ascii_digit())
-}
-
-fn shorten(s: &str) -> String {
-    let s: String = s.chars().filter(|c| !c.is_control()).collect();
-    if s.chars().count() > 60 { format!("{}...", s.chars().take(60).collect::<String>()) } else { s }
-}
-
-/// Shell-like value syntax: bare words, "double" and 'single' quotes, which
-/// may be concatenated. Whitespace outside quotes is kept between words (the
-/// anchor writes space-separated lists unquoted only when they are empty).
-fn unquote(value: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut bytes = value.iter().copied();
-    while let Some(c) = bytes.next() {
-        match c {
-            b'"' => loop {
-                match bytes.next() {
-                    None => return Err("unterminated double quote".into()),
-                    Some(b'"') => break,
-                    Some(b'\\') => match bytes.next() {
-                        Some(e @ (b'"' | b'\\' | b'$' | b'`')) => out.push(e),
-                        Some(b'\n') => {}
-                        Some(e) => out.extend([b'\\', e]),
-                        None => return Err("unterminated double quote".into()),
-                    },
-                    Some(c) => out.push(c),
-                }
-            },
-            b'\'' => loop {
-                match bytes.next() {
-                    None => return Err("unterminated single quote".into()),
-                    Some(b'\'') => break,
-                    Some(c) => out.push(c),
-                }
-            },
-            b'\\' => match bytes.next() {
-                Some(e) => out.push(e),
-                None => return Err("trailing backslash".into()),
-            },
-            c => out.push(c),
-        }
-    }
-    // The line is trimmed already: whitespace left at the end was quoted.
-    Ok(out)
-}
-
-/// Quotes a value so that both sh and systemd read it back unchanged.
-fn quote(value: &[u8]) -> Vec<u8> {
-    let plain = value.iter().all(|c| c.is_ascii_alphanumeric() || b"-_./:,@+%#=".contains(c));
-    if plain && !value.starts_with(b"#") {
-        return value.to_vec();
-    }
-    let mut s = vec![b'"'];
-    for c in value {
-        if matches!(c, b'"' | b'\\' | b'$' | b'`') {
-            s.push(b'\\');
-        }
-        s.push(*c);
-    }
-    s.push(b'"');
-    s
-}
-
-/// The capabilities Linux knows, as systemd-nspawn names them.
-const CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// A capability name (`CAP_NET_ADMIN`; `net_admin` is accepted and normalised).
-pub fn validate_capability(name: &str) -> std::result::Result<String, String> {
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-    if CAPABILITIES.contains(&full.as_str()) {
-        Ok(full)
-    } else {
-        Err("not a Linux capability (e.g. CAP_NET_ADMIN, CAP_SYS_TIME)".into())
-    }
-}
-
-/// A --system-call-filter token: `name`, `@group`, or either prefixed by `~`
-/// to deny it.
-pub fn validate_syscall_filter(token: &str) -> std::result::Result<String, String> {
-    let body = token.strip_prefix('~').unwrap_or(token);
-    let (group, body) = match body.strip_prefix('@') {
-        Some(b) => (true, b),
-        None => (false, body),
-    };
-    // Group names have dashes (@system-service); system calls do not.
-    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (group && c == '-');
-    if body.starts_with(|c: char| c.is_ascii_lowercase()) && body.chars().all(valid_char) {
-        Ok(token.to_string())
-    } else {
-        Err("expected a system call or @group, optionally prefixed with ~ (e.g. @clock, ~chroot)".into())
-    }
-}
-
-/// A device node path under /dev.
-pub fn validate_device_path(path: &str) -> std::result::Result<PathBuf, String> {
-    let p = Path::new(path);
-    if !p.starts_with("/dev/") || p.components().any(|c| c == std::path::Component::ParentDir) {
-        return Err("devices are paths under /dev (e.g. /dev/fuse)".into());
-    }
-    Ok(p.to_path_buf())
-}
-
-/// PRIVATE_USERS as systemd-nspawn takes it: no, yes, pick, identity, or a UID base.
-pub fn validate_private_users(v: &str) -> std::result::Result<(), String> {
-    let ok = matches!(v, "no" | "yes" | "pick" | "identity" | "0" | "1")
-        || v.split(':').all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-    if ok { Ok(()) } else { Err("expected no, yes, pick, identity or a UID base".into()) }
-}
-
-/// Whether the guest's root is a user other than host root: a user
-/// namespace that maps its uid 0 elsewhere (`identity`, or a base of 0,
-/// keeps it host root).
-pub fn guest_root_is_unprivileged(private_users: Option<&str>) -> bool {
-    match private_users {
-        None | Some("no" | "0" | "identity" | "false") => false,
-        Some("yes" | "pick" | "1" | "true") => true,
-        Some(base) => base.split(':').next().and_then(|b| b.parse::<u64>().ok()).is_some_and(|b| b != 0),
-    }
+/// The keys whose values a running container was started with.
+pub fn restart_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().filter(|k| k.restart).map(|k| k.name)
 }
 
 impl Conf {
@@ -595,11 +202,17 @@ impl Conf {
             // Every value reaches a command line, Nix, nft or a file read
             // line by line; none of them has a use for control characters.
             control_free(&key, &value)?;
+            // A key outside the table is kept as it is.
+            let Some(spec) = known(&key) else {
+                warnings.push(format!("unknown key {key} ignored"));
+                conf.extra.retain(|(k, _)| *k != key);
+                conf.extra.push((key, value));
+                continue;
+            };
             // Paths are bytes; every other value we read is text.
-            let bytes_key = matches!(key.as_str(), "BINDS" | "BINDS_RO" | "SYSTEM_PATH" | "NETWORK_NAMESPACE_PATH");
             let v = match value.to_str() {
                 Some(v) => v,
-                None if bytes_key || !KNOWN_KEYS.contains(&key.as_str()) => "",
+                None if spec.bytes => "",
                 None => return Err(format!("{key} is not UTF-8 text ('{}')", shorten(&value.to_string_lossy()))),
             };
             match key.as_str() {
@@ -715,11 +328,9 @@ impl Conf {
                         validate_mac(m).map_err(|e| format!("LOCAL_MAC_ADDRESS='{}': {e}", shorten(m)))?;
                     }
                 }
-                _ => {
-                    warnings.push(format!("unknown key {key} ignored"));
-                    conf.extra.retain(|(k, _)| *k != key);
-                    conf.extra.push((key, value));
-                }
+                // The test `every_key_of_the_table_is_read_and_written_in_its_order`
+                // keeps the table and these arms together.
+                _ => return Err(format!("{key}: in the key table but not read (a bug)")),
             }
         }
         let ipv6_in = |key: &str, in_v4_key: Option<Addr6>, own: &mut Option<Addr6>| match (in_v4_key, *own) {
@@ -778,14 +389,13 @@ impl Conf {
         self.private_network && self.network_namespace_path.is_none()
     }
 
-    /// The values of `RESTART_KEYS` as the conf renders them (absent keys
-    /// as empty), to record what a container was started with.
+    /// The values of the `restart_keys` as the conf renders them (absent
+    /// keys as empty), to record what a container was started with.
     pub fn launch_settings(&self) -> BTreeMap<String, String> {
         let pairs = self.pairs();
-        RESTART_KEYS
-            .iter()
+        restart_keys()
             .map(|k| {
-                let v = pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.to_string_lossy().into_owned());
+                let v = pairs.iter().find(|(pk, _)| *pk == k).map(|(_, v)| v.to_string_lossy().into_owned());
                 (k.to_string(), v.unwrap_or_default())
             })
             .collect()
@@ -831,8 +441,8 @@ impl Conf {
         out
     }
 
-    /// The known keys with their values, in the file's order; optional keys
-    /// only when set.
+    /// The known keys with their values, in the order of `KEYS`; optional
+    /// keys only when set.
     fn pairs(&self) -> Vec<(&'static str, OsString)> {
         let mut out: Vec<(&'static str, OsString)> = Vec::new();
         let mut put = |key: &'static str, value: OsString| out.push((key, value));
@@ -890,6 +500,9 @@ impl Conf {
         for (key, value) in self.limits.conf_pairs() {
             put(key, value.into());
         }
+        // The file's order is the table's (a stable sort: the order above
+        // only has to put each key somewhere).
+        out.sort_by_key(|(key, _)| KEYS.iter().position(|k| k.name == *key));
         out
     }
 }
@@ -976,6 +589,46 @@ COPY_RESOLV_CONF=1
              AUTO_START=1\nFLAKE=/f#web\nBINDS=/srv:/data\nBINDS_RO=/etc/ssl:/etc/ssl\nCAPABILITIES=CAP_NET_ADMIN\n\
              MACVLANS=eth1\nMY_NOTE=x\n"
         );
+    }
+
+    /// The table is the one list of keys: every key in it is read (no
+    /// "unknown key" warning) and written back, in the table's order.
+    #[test]
+    fn every_key_of_the_table_is_read_and_written_in_its_order() {
+        let value = |name: &str| match name {
+            "PRIVATE_NETWORK" | "AUTO_START" | "NIX_DAEMON" | "COPY_RESOLV_CONF" => "1",
+            "HOST_ADDRESS" => "10.233.1.1",
+            "LOCAL_ADDRESS" => "10.233.1.2",
+            "HOST_ADDRESS6" => "fc00::1",
+            "LOCAL_ADDRESS6" => "fc00::2",
+            "HOST_BRIDGE" => "br0",
+            "HOST_PORT" => "tcp:8080:80",
+            "FLAKE" => "/f#web",
+            "NIXOS_PATH" => "/n",
+            "SYSTEM_PATH" | "NETWORK_NAMESPACE_PATH" => "/p",
+            "BINDS" | "BINDS_RO" => "/srv:/data",
+            "EXTRA_NSPAWN_FLAGS" => "--quiet",
+            "PRIVATE_USERS" => "pick",
+            "CAPABILITIES" => "CAP_NET_ADMIN",
+            "SYSTEM_CALL_FILTER" => "@mount",
+            "DEVICES" => "/dev/fuse",
+            "INTERFACES" | "MACVLANS" => "eth1",
+            "LOCAL_MAC_ADDRESS" => "02:00:00:00:00:01",
+            "STATE_VERSION" => "24.05",
+            "MEMORY_MAX" => "512M",
+            "CPU_QUOTA" => "150%",
+            "PIDS_MAX" => "64",
+            other => panic!("no test value for {other}: add one"),
+        };
+        // Written in reverse, to see the writer put them in order.
+        let text: String = KEYS.iter().rev().map(|k| format!("{}={}\n", k.name, value(k.name))).collect();
+        let (conf, warnings) = Conf::from_pairs(parse_pairs(text.as_bytes()).unwrap()).unwrap();
+        assert_eq!(warnings, Vec::<String>::new());
+        let written: Vec<String> = conf.pairs().into_iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(written, KEYS.iter().map(|k| k.name).collect::<Vec<_>>());
+        for (key, v) in conf.pairs() {
+            assert_eq!(v.to_str().unwrap(), value(key), "{key}");
+        }
     }
 
     #[test]
@@ -1091,7 +744,7 @@ COPY_RESOLV_CONF=1
         let mut c =
             parse("PRIVATE_NETWORK=1\nHOST_ADDRESS=10.233.1.1\nLOCAL_ADDRESS=10.233.1.2\nAUTO_START=0\n").unwrap();
         let before = c.launch_settings();
-        assert_eq!(before.len(), RESTART_KEYS.len());
+        assert_eq!(before.len(), restart_keys().count());
         assert_eq!(before["LOCAL_ADDRESS"], "10.233.1.2");
         assert_eq!(before["BINDS"], "");
         // Keys that need no restart do not count.
@@ -1119,7 +772,7 @@ COPY_RESOLV_CONF=1
             parse("MEMORY_MAX=lots\n").unwrap_err().to_string().contains("MEMORY_MAX: 'lots' is not a memory size")
         );
         // Limits apply live: a change needs no restart.
-        assert!(!RESTART_KEYS.iter().any(|k| k.ends_with("_MAX") || *k == "CPU_QUOTA"));
+        assert!(!restart_keys().any(|k| k.ends_with("_MAX") || k == "CPU_QUOTA"));
     }
 
     #[test]
@@ -1203,13 +856,6 @@ COPY_RESOLV_CONF=1
             }
         }
         assert!(written > 1000 && refused > 1000, "both paths taken: {written} {refused}");
-    }
-
-    #[test]
-    fn flake_attr_defaults_to_container() {
-        assert_eq!(split_flake("/src/f"), ("/src/f", "container"));
-        assert_eq!(split_flake("/src/f#web"), ("/src/f", "web"));
-        assert_eq!(split_flake("github:a/b#"), ("github:a/b", "container"));
     }
 
     #[test]
