@@ -1,5 +1,6 @@
-//! nixos-container: lightweight NixOS containers on systemd-nspawn, driven
-//! without systemd, machined or D-Bus on the host.
+//! nixos-container: lightweight NixOS containers on systemd-nspawn: systemd
+//! units registered with machined where systemd is PID 1, supervised by the
+//! tool itself where it is not.
 //!
 //! The CLI (`main.rs`, `cli.rs`, `commands/`) sits on these domain modules:
 //! - `paths`, `name`, `conf`: where things are, what names are valid, the
@@ -16,6 +17,8 @@
 //!   and the one answer to "is it running" (`RunStatus`);
 //! - `cgroup`, `nspawn`, `supervisor`: launching and supervising a guest
 //!   with our own supervisor;
+//! - `systemd`, `unit`: the host's systemd over D-Bus, and the backend that
+//!   runs a container as the transient unit `nixos-container@NAME.service`;
 //! - `limits`: memory, CPU and process limits through the container's cgroup;
 //! - `guest`: the sockets inside a running guest;
 //! - `info`, `logs`: a container's details, its console and journal;
