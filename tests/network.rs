@@ -50,15 +50,6 @@ fn sh(args: &[&str]) -> String {
     stdout(&out)
 }
 
-fn conf_value(env: &Env, name: &str, key: &str) -> String {
-    let conf = std::fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap();
-    conf.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} not in {conf}"))
-        .trim_matches('"')
-        .to_string()
-}
-
 /// A name of exactly `len` characters, unique to this test run.
 fn name_of_len(env: &Env, short: &str, len: usize) -> String {
     let base = env.name(short);

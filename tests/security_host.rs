@@ -15,15 +15,6 @@ use std::time::Duration;
 use common::*;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-fn conf_value(env: &Env, name: &str, key: &str) -> String {
-    let conf = std::fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap();
-    conf.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} not in {conf}"))
-        .trim_matches('"')
-        .to_string()
-}
-
 /// Runs `script` as root in the guest; returns (exit code, stdout, stderr).
 fn guest_sh(env: &Env, name: &str, script: &str) -> (Option<i32>, String, String) {
     let out = env.run(["run", name, "--", "sh", "-c", script]);

@@ -449,6 +449,16 @@ pub fn is_zombie(pid: u32) -> bool {
     stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
 }
 
+/// The value of `key` in container `name`'s conf (quotes removed).
+pub fn conf_value(env: &Env, name: &str, key: &str) -> String {
+    let conf = fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap();
+    conf.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} not in {conf}"))
+        .trim_matches('"')
+        .to_string()
+}
+
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()

@@ -47,7 +47,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 
-use super::{BIN, repo};
+use super::{BIN, mounts_under, repo};
 
 /// Where the root tarball is cached between runs.
 pub const CACHE_DIR: &str = "/var/cache/nixos-container-tests";
@@ -181,15 +181,6 @@ fn cgroup_pids(dirs: &[PathBuf]) -> Vec<i32> {
     out.sort();
     out.dedup();
     out
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| Path::new(m).starts_with(dir))
-        .map(str::to_string)
-        .collect()
 }
 
 /// A login session in a systemd host (see `SystemdHost::open_session`).
