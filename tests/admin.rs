@@ -554,16 +554,21 @@ fn log_in(t: &Tmux, env: &Env, name: &str, password: &str) {
     t.wait_text(":~]#");
 }
 
+/// Gives the guest's root a password (through `run ... chpasswd`).
+fn set_root_password(env: &Env, name: &str, password: &str) {
+    use std::io::Write as _;
+    let mut chpasswd = env.command();
+    chpasswd.args(["run", name, "--", "chpasswd"]).stdin(std::process::Stdio::piped());
+    let mut child = chpasswd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("root:{password}\n").as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn login_is_on_a_par_with_root_login() {
     let env = Env::new();
     let name = started_container(&env, "login");
-    let mut chpasswd = env.command();
-    chpasswd.args(["run", &name, "--", "chpasswd"]).stdin(std::process::Stdio::piped());
-    let mut child = chpasswd.spawn().unwrap();
-    use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(b"root:s3cret-pw\n").unwrap();
-    assert!(child.wait().unwrap().success());
+    set_root_password(&env, &name, "s3cret-pw");
 
     let t = Tmux::bash(&env, 91, 27);
     t.line(&format!("cd {}; stty -g > before.stty", env.base.display()));
@@ -677,12 +682,7 @@ fn cp_owners_follow_the_guests_numbering_with_private_users() {
 fn login_without_the_agent_uses_the_login_socket() {
     let env = Env::new();
     let name = started_container(&env, "lsock");
-    let mut chpasswd = env.command();
-    chpasswd.args(["run", &name, "--", "chpasswd"]).stdin(std::process::Stdio::piped());
-    let mut child = chpasswd.spawn().unwrap();
-    use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(b"root:s3cret-pw\n").unwrap();
-    assert!(child.wait().unwrap().success());
+    set_root_password(&env, &name, "s3cret-pw");
 
     let t = Tmux::bash(&env, 91, 27);
     t.line(&format!("NIXOS_CONTAINER_AGENT=off {}; echo CLI-EXITED-$?", env.shell_command(&["-v", "login", &name])));

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -73,16 +72,6 @@ fn serve_in_guest(env: &Env, name: &str, port: u16, text: &str) {
              systemd-run --unit=web-{port} busybox httpd -f -p {port} -h /srv/www"
         ),
     ]);
-}
-
-/// Fetches `/` from `addr` over plain HTTP/1.0.
-fn http_get(addr: SocketAddr) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
 }
 
 /// Waits (boundedly) for the guest's service to answer at `addr`.

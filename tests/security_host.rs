@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -19,15 +18,6 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 fn guest_sh(env: &Env, name: &str, script: &str) -> (Option<i32>, String, String) {
     let out = env.run(["run", name, "--", "sh", "-c", script]);
     (out.status.code(), stdout(&out), stderr(&out))
-}
-
-fn http_get(addr: SocketAddr) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
 }
 
 /// Perl, run by guest root: sends UDP datagrams to 127.0.0.1 (from source

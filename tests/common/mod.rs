@@ -449,6 +449,17 @@ pub fn is_zombie(pid: u32) -> bool {
     stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
 }
 
+/// Fetches `/` from `addr` over plain HTTP/1.0.
+pub fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
 /// The value of `key` in container `name`'s conf (quotes removed).
 pub fn conf_value(env: &Env, name: &str, key: &str) -> String {
     let conf = fs::read_to_string(env.conf_dir().join(format!("{name}.conf"))).unwrap();
