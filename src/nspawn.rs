@@ -190,6 +190,12 @@ pub fn remove_runtime_leftovers(name: &str, root: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The own supervisor's command line for container `web`, on a host
+    /// that has every path.
+    fn own_line(paths: &ContainerPaths, conf: &Conf, in_own_netns: bool) -> Vec<OsString> {
+        command_line(&Launch { mode: Mode::Own, name: "web", paths, conf, in_own_netns, host_has: &|_: &Path| true })
+    }
     use crate::paths::Paths;
 
     #[test]
@@ -228,15 +234,7 @@ mod tests {
             devices: vec!["/dev/fuse".into()],
             ..Conf::default()
         };
-        let all = |_: &Path| true;
-        let argv = command_line(&Launch {
-            mode: Mode::Own,
-            name: "web",
-            paths: &paths,
-            conf: &conf,
-            in_own_netns: false,
-            host_has: &all,
-        });
+        let argv = own_line(&paths, &conf, false);
         for flag in [
             "--bind-ro=/nix/store:/nix/store:idmap",
             "--bind-ro=/nix/var/nix/daemon-socket:/nix/var/nix/daemon-socket:idmap",
@@ -250,14 +248,7 @@ mod tests {
             assert!(argv.iter().any(|a| a == flag), "{flag} missing from {argv:?}");
         }
         let no = Conf { private_users: Some("no".into()), ..Conf::default() };
-        let argv = command_line(&Launch {
-            mode: Mode::Own,
-            name: "web",
-            paths: &paths,
-            conf: &no,
-            in_own_netns: false,
-            host_has: &all,
-        });
+        let argv = own_line(&paths, &no, false);
         assert!(!display(&argv).contains("idmap") && !display(&argv).contains("--private-users"));
     }
 
@@ -267,15 +258,7 @@ mod tests {
         let paths = Paths::under(Path::new("/x")).container("web");
         let mut conf = Conf::default();
         conf.binds.push(Bind::parse_bytes(b"/srv/caf\xe9:/data", true).unwrap());
-        let all = |_: &Path| true;
-        let argv = command_line(&Launch {
-            mode: Mode::Own,
-            name: "web",
-            paths: &paths,
-            conf: &conf,
-            in_own_netns: false,
-            host_has: &all,
-        });
+        let argv = own_line(&paths, &conf, false);
         assert!(argv.iter().any(|a| a.as_bytes() == b"--bind-ro=/srv/caf\xe9:/data"), "{argv:?}");
     }
 
@@ -315,16 +298,8 @@ mod tests {
         // The one command line that runs and that `-v start` shows: nspawn
         // is started inside the namespace, where /run/netns is not mounted.
         let paths = Paths::under(Path::new("/x")).container("web");
-        let all = |_: &Path| true;
         let conf = Conf::default();
-        let argv = command_line(&Launch {
-            mode: Mode::Own,
-            name: "web",
-            paths: &paths,
-            conf: &conf,
-            in_own_netns: true,
-            host_has: &all,
-        });
+        let argv = own_line(&paths, &conf, true);
         let joins: Vec<&OsString> =
             argv.iter().filter(|a| a.to_string_lossy().starts_with("--network-namespace-path=")).collect();
         assert_eq!(joins, ["--network-namespace-path=/proc/self/ns/net"]);
@@ -332,36 +307,15 @@ mod tests {
         // and INTERFACES were moved into the namespace by us.
         let ifs =
             Conf { interfaces: vec!["eth7".into()], capabilities: vec!["CAP_SYS_TIME".into()], ..Conf::default() };
-        let argv = command_line(&Launch {
-            mode: Mode::Own,
-            name: "web",
-            paths: &paths,
-            conf: &ifs,
-            in_own_netns: true,
-            host_has: &all,
-        });
+        let argv = own_line(&paths, &ifs, true);
         assert!(argv.contains(&"--capability=CAP_SYS_TIME,CAP_NET_ADMIN".into()), "{argv:?}");
         assert!(!argv.iter().any(|a| a.to_string_lossy().starts_with("--network-interface")), "{argv:?}");
-        let argv = command_line(&Launch {
-            mode: Mode::Own,
-            name: "web",
-            paths: &paths,
-            conf: &ifs,
-            in_own_netns: false,
-            host_has: &all,
-        });
+        let argv = own_line(&paths, &ifs, false);
         assert!(
             argv.contains(&"--network-interface=eth7".into()) && argv.contains(&"--capability=CAP_SYS_TIME".into())
         );
         let users = Conf { private_users: Some("pick".into()), ..Conf::default() };
-        let argv = command_line(&Launch {
-            mode: Mode::Own,
-            name: "web",
-            paths: &paths,
-            conf: &users,
-            in_own_netns: true,
-            host_has: &all,
-        });
+        let argv = own_line(&paths, &users, true);
         assert!(!argv.iter().any(|a| a.to_string_lossy().starts_with("--network-namespace-path")), "{argv:?}");
     }
 
