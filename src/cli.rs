@@ -271,29 +271,14 @@ pub struct DestroyArgs {
 }
 
 #[derive(Debug, Args)]
+// create has no configuration to keep: it builds <nixpkgs/nixos> unless told.
+#[command(mut_arg("nixos_path", |a| a.default_value(crate::profile::DEFAULT_NIXOS_PATH)))]
 pub struct CreateArgs {
     /// The container's name (letters, digits and '-', at most 63 characters)
     pub name: String,
 
-    /// The NixOS expression to build with
-    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::AnyPath, default_value = crate::profile::DEFAULT_NIXOS_PATH)]
-    pub nixos_path: String,
-
-    /// Use an already built NixOS system instead of building one
-    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::DirPath, conflicts_with_all = ["config", "config_file", "flake"])]
-    pub system_path: Option<PathBuf>,
-
-    /// NixOS configuration as Nix attribute definitions
-    #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
-    pub config: Option<String>,
-
-    /// A NixOS configuration file (module): its content is read now and kept with the container
-    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
-    pub config_file: Option<PathBuf>,
-
-    /// Build nixosConfigurations.ATTR of a flake (ATTR defaults to 'container')
-    #[arg(long, value_name = "REF[#ATTR]")]
-    pub flake: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
 
     /// If NAME is taken, try NAME-0, NAME-1, ... and print the name chosen
     #[arg(long)]
@@ -461,33 +446,71 @@ impl NixArgs {
     }
 }
 
-/// Without a source option, update rebuilds from what create stored: the
-/// flake (with its attr), else the container's configuration.nix.
+/// Where the system comes from, for create and update: a configuration
+/// (`--config`/`--config-file`, built with `--nixos-path`), a flake, or a
+/// built system. Given none, create builds the default configuration
+/// (`--nixos-path` defaults to `<nixpkgs/nixos>` there) and update rebuilds
+/// what the container has (`NewSource::Stored`).
 #[derive(Debug, Args)]
-pub struct UpdateArgs {
-    /// The container's name
-    #[arg(add = ArgValueCompleter::new(complete_any))]
-    pub name: String,
-
+pub struct SourceArgs {
     /// Build configuration.nix with this NixOS expression (remembered)
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["system_path", "flake"])]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::AnyPath)]
     pub nixos_path: Option<String>,
 
-    /// Select an already built NixOS system instead of building one
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "config_file", "flake"])]
+    /// Use an already built NixOS system instead of building one
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::DirPath, conflicts_with_all = ["config", "config_file", "flake"])]
     pub system_path: Option<PathBuf>,
 
-    /// New NixOS configuration as Nix attribute definitions (replaces configuration.nix)
+    /// NixOS configuration as Nix attribute definitions (replaces any earlier one)
     #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
     pub config: Option<String>,
 
-    /// New NixOS configuration file (module), read now and kept with the container (replaces the configuration)
+    /// A NixOS configuration file (module): its content is read now and kept with the container (replaces any earlier configuration)
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
     pub config_file: Option<PathBuf>,
 
     /// Build nixosConfigurations.ATTR of a flake (ATTR defaults to 'container'; remembered)
     #[arg(long, value_name = "REF[#ATTR]")]
     pub flake: Option<String>,
+}
+
+impl SourceArgs {
+    /// The source for the library: a built system, else a flake, else a
+    /// configuration; `Stored` when no option says anything.
+    pub fn source(&self) -> crate::error::Result<crate::update::NewSource> {
+        use crate::update::NewSource;
+        if let Some(p) = &self.system_path {
+            return Ok(NewSource::SystemPath(p.clone()));
+        }
+        if let Some(f) = &self.flake {
+            return Ok(NewSource::Flake(crate::profile::normalize_flake(f)?));
+        }
+        let user = match (&self.config, &self.config_file) {
+            (Some(s), _) => Some(crate::nixos_config::UserConfig::Inline(s.clone())),
+            (None, Some(f)) => Some(crate::nixos_config::UserConfig::file(f)?),
+            (None, None) => None,
+        };
+        let nixos_path = self.nixos_path.as_deref().map(crate::profile::normalize_nixos_path).transpose()?;
+        if user.is_none() && nixos_path.is_none() {
+            return Ok(NewSource::Stored);
+        }
+        Ok(NewSource::Config { user, nixos_path })
+    }
+}
+
+/// Without a source option, update rebuilds from what create stored: the
+/// flake (with its attr), else the container's configuration.nix.
+#[derive(Debug, Args)]
+// A --nixos-path beside a flake or a built system would be ignored; create
+// accepts it (as nixpkgs' create does), update refuses it.
+#[command(mut_arg("nixos_path", |a| a.conflicts_with_all(["system_path", "flake"])))]
+pub struct UpdateArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
 
     /// Select the generation before the current one instead of building
     #[arg(long, conflicts_with_all = ["nixos_path", "system_path", "config", "config_file", "flake"])]
@@ -758,6 +781,28 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn create_and_update_differ_only_where_said() {
+        let source = |args: &[&str]| match Cli::try_parse_from([&["nixos-container"], args].concat()).unwrap().command {
+            Command::Create(a) => a.source,
+            Command::Update(a) => a.source,
+            other => panic!("{other:?}"),
+        };
+        // create builds <nixpkgs/nixos> unless told; update keeps what it has.
+        let created = source(&["create", "c"]);
+        assert_eq!(created.nixos_path.as_deref(), Some(crate::profile::DEFAULT_NIXOS_PATH));
+        assert!(matches!(created.source().unwrap(), crate::update::NewSource::Config { user: None, .. }));
+        assert!(matches!(source(&["update", "c"]).source().unwrap(), crate::update::NewSource::Stored));
+        // create takes (and ignores) --nixos-path beside a flake, as nixpkgs does.
+        assert!(matches!(
+            source(&["create", "c", "--flake", "github:o/r#web", "--nixos-path", "/n"]).source().unwrap(),
+            crate::update::NewSource::Flake(_)
+        ));
+        assert!(
+            Cli::try_parse_from(["nixos-container", "update", "c", "--flake", "/f", "--nixos-path", "/n"]).is_err()
+        );
     }
 
     #[test]
