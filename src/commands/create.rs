@@ -1,14 +1,14 @@
 use crate::cli::CreateArgs;
 use crate::commands::{Ctx, require_root};
-use crate::conf::{
+use nixos_container::conf::{
     Bind, Conf, parse_addr4, parse_addr6, validate_capability, validate_device_path, validate_private_users,
     validate_syscall_filter,
 };
-use crate::error::{Error, Result};
-use crate::lifecycle::{self, CreateRequest, Source};
-use crate::nixos_config::UserConfig;
-use crate::profile::DEFAULT_NIXOS_PATH;
-use crate::update::NewSource;
+use nixos_container::error::{Error, Result};
+use nixos_container::lifecycle::{self, CreateRequest, Source};
+use nixos_container::nixos_config::UserConfig;
+use nixos_container::profile::DEFAULT_NIXOS_PATH;
+use nixos_container::update::NewSource;
 
 fn invalid(what: &'static str, value: &str, reason: String) -> Error {
     Error::InvalidValue { what, value: value.to_string(), reason }
@@ -19,7 +19,7 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
     let mut conf =
         Conf { private_network: true, auto_start: args.auto_start, nix_daemon: args.nix_daemon, ..Conf::default() };
     if let Some(b) = &args.bridge {
-        crate::net::names::validate_ifname(b).map_err(|r| invalid("bridge", b, r))?;
+        nixos_container::net::names::validate_ifname(b).map_err(|r| invalid("bridge", b, r))?;
         conf.host_bridge = Some(b.clone());
     }
     // As nixpkgs passes them on: --host-address/--local-address may be
@@ -113,7 +113,7 @@ fn finish_conf(args: &CreateArgs, mut conf: Conf) -> Result<Conf> {
 }
 
 pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
-    crate::name::validate(&args.name)?;
+    nixos_container::name::validate(&args.name)?;
     require_root()?;
     let mut conf = conf_from_args(args)?;
     // Nothing is stored yet: no source means the default configuration.

@@ -1,10 +1,10 @@
 use crate::cli::{START_TIMEOUT, STOP_TIMEOUT, UpdateArgs, default_timeout};
 use crate::commands::{Ctx, require_root};
-use crate::error::Result;
-use crate::update::{self, Applied, ApplyOptions, Updated};
+use nixos_container::error::Result;
+use nixos_container::update::{self, Applied, ApplyOptions, Updated};
 
 pub fn run(ctx: &Ctx, args: &UpdateArgs) -> Result<i32> {
-    crate::name::validate_existing(&args.name)?;
+    nixos_container::name::validate_existing(&args.name)?;
     require_root()?;
     // The same defaults as `stop` and `start`.
     let opts = ApplyOptions {

@@ -78,7 +78,7 @@ fn require_root() {
         let _ = writeln!(
             std::io::stderr(),
             "error: the integration tests drive real containers and must run as root \
-             (see README; `cargo test --lib --workspace` needs no root)"
+             (see README; `cargo test --workspace --lib --bins` needs no root)"
         );
         std::process::exit(1);
     });
