@@ -13,13 +13,17 @@
 //! systemd makes and removes it, nspawn manages below it, and we only read
 //! it (and kill through it).
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{OFlag, openat};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::stat::Mode;
+use nix::unistd::{Pid, UnlinkatFlags, unlinkat};
 
 use crate::error::{IoContext, Result};
 
@@ -305,27 +309,93 @@ pub fn join_self(procs_files: &[std::ffi::CString]) -> std::io::Result<()> {
 }
 
 fn collect_pids(dir: &Path, pids: &mut Vec<Pid>) {
-    if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
-        pids.extend(s.lines().filter_map(|l| l.trim().parse().ok()).map(Pid::from_raw));
-    }
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                collect_pids(&e.path(), pids);
+    walk(
+        dir,
+        |fd| {
+            let Ok(procs) = openat(fd, "cgroup.procs", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) else {
+                return;
+            };
+            let mut text = String::new();
+            if std::io::Read::read_to_string(&mut fs::File::from(procs), &mut text).is_ok() {
+                pids.extend(text.lines().filter_map(|l| l.trim().parse().ok()).map(Pid::from_raw));
             }
+        },
+        |_, _| {},
+    );
+}
+
+/// Removes a cgroup and every one below it, deepest first (a cgroup goes
+/// only with rmdir, and only once it has no children and no processes);
+/// what cannot go stays. Whatever the depth: see `walk`.
+pub fn remove_tree(dir: &Path) {
+    walk(
+        dir,
+        |_| {},
+        |parent, name| {
+            let _ = unlinkat(parent, name, UnlinkatFlags::RemoveDir);
+        },
+    );
+    let _ = fs::remove_dir(dir);
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_DIRECTORY.union(OFlag::O_RDONLY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+
+/// Walks the directories of the tree at `top`, depth first, on directory
+/// descriptors, holding one at a time: a guest can make its cgroup tree
+/// deeper than PATH_MAX (or than there are descriptors), which no path
+/// reaches. `enter` sees each directory (`top` too) before the ones below
+/// it; `leave` gets each one below `top` after the ones below it, as its
+/// parent's descriptor and its name there. It goes back up through `..`,
+/// which is the directory it came from: a cgroup can be renamed only within
+/// its parent. Unreadable parts are skipped.
+fn walk(top: &Path, mut enter: impl FnMut(BorrowedFd<'_>), mut leave: impl FnMut(BorrowedFd<'_>, &OsStr)) {
+    let Ok(mut cur) = nix::fcntl::open(top, DIR_FLAGS, Mode::empty()) else { return };
+    enter(cur.as_fd());
+    // The names from `top` down to `cur`, each with the subdirectories
+    // still to visit.
+    let mut levels: Vec<(OsString, Vec<OsString>)> = vec![(OsString::new(), subdirs(cur.as_fd()))];
+    loop {
+        let here = levels.last_mut().expect("the top level stays until the end");
+        if let Some(child) = here.1.pop() {
+            let Ok(sub) = openat(cur.as_fd(), child.as_os_str(), DIR_FLAGS, Mode::empty()) else { continue };
+            enter(sub.as_fd());
+            let below = subdirs(sub.as_fd());
+            levels.push((child, below));
+            cur = sub;
+            continue;
         }
+        let (name, _) = levels.pop().expect("not empty");
+        if levels.is_empty() {
+            return;
+        }
+        let Ok(parent) = openat(cur.as_fd(), "..", DIR_FLAGS, Mode::empty()) else { return };
+        cur = parent;
+        leave(cur.as_fd(), &name);
     }
 }
 
-fn remove_tree(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_tree(&e.path());
-            }
+/// The names of the subdirectories of `dir`.
+fn subdirs(dir: BorrowedFd<'_>) -> Vec<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    // An open file of its own: reading moves its offset, not `dir`'s.
+    let Ok(own) = openat(dir, ".", DIR_FLAGS, Mode::empty()) else { return Vec::new() };
+    let Ok(mut entries) = nix::dir::Dir::from_fd(own) else { return Vec::new() };
+    let mut names = Vec::new();
+    for e in entries.iter().flatten() {
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match e.file_type() {
+            Some(t) => t == nix::dir::Type::Directory,
+            None => nix::sys::stat::fstatat(dir, e.file_name(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR),
+        };
+        if is_dir {
+            names.push(OsStr::from_bytes(name).to_os_string());
         }
     }
-    let _ = fs::remove_dir(dir);
+    names
 }
 
 #[cfg(test)]
@@ -384,5 +454,63 @@ mod tests {
         fs::create_dir_all(dir.join("payload")).unwrap();
         cg.remove();
         assert!(dir.join("payload").is_dir(), "systemd's and nspawn's cgroups are theirs to remove");
+    }
+
+    /// Makes `depth` nested directories of 255-character names below `top`
+    /// on descriptors (their paths are longer than PATH_MAX), each with a
+    /// sibling, and `cgroup.procs` files with `pid` at the bottom; returns
+    /// the descriptor of the deepest one.
+    fn deep_tree(top: &Path, depth: usize, pid: &str) -> std::os::fd::OwnedFd {
+        use nix::sys::stat::mkdirat;
+        let name = "c".repeat(255);
+        let mut cur = nix::fcntl::open(top, DIR_FLAGS, Mode::empty()).unwrap();
+        for _ in 0..depth {
+            mkdirat(cur.as_fd(), "sibling", Mode::from_bits_truncate(0o755)).unwrap();
+            mkdirat(cur.as_fd(), name.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
+            cur = openat(cur.as_fd(), name.as_str(), DIR_FLAGS, Mode::empty()).unwrap();
+        }
+        let procs =
+            openat(cur.as_fd(), "cgroup.procs", OFlag::O_WRONLY | OFlag::O_CREAT, Mode::from_bits_truncate(0o644))
+                .unwrap();
+        nix::unistd::write(&procs, format!("{pid}\n").as_bytes()).unwrap();
+        cur
+    }
+
+    #[test]
+    fn a_tree_deeper_than_path_max_is_walked_and_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let top = base.path().join("NAME");
+        fs::create_dir(&top).unwrap();
+        fs::write(top.join("cgroup.procs"), "7\n8\n").unwrap();
+        let depth = 20;
+        assert!(depth * 256 > libc::PATH_MAX as usize);
+        let bottom = deep_tree(&top, depth, "4242");
+        let mut pids = Vec::new();
+        collect_pids(&top, &mut pids);
+        pids.sort();
+        assert_eq!(pids, [Pid::from_raw(7), Pid::from_raw(8), Pid::from_raw(4242)]);
+
+        // cgroupfs's control files go with their directory; here the test's
+        // are removed first, as a cgroup directory has nothing to unlink.
+        fs::remove_file(top.join("cgroup.procs")).unwrap();
+        unlinkat(bottom.as_fd(), "cgroup.procs", UnlinkatFlags::NoRemoveDir).unwrap();
+        drop(bottom);
+        remove_tree(&top);
+        assert!(!top.exists(), "{:?}", fs::read_dir(&top).map(|d| d.count()));
+    }
+
+    #[test]
+    fn what_cannot_go_stays_with_its_parents_and_the_rest_goes() {
+        let base = tempfile::tempdir().unwrap();
+        let top = base.path().join("NAME");
+        fs::create_dir_all(top.join("a/busy")).unwrap();
+        fs::create_dir_all(top.join("a/empty/deeper")).unwrap();
+        fs::create_dir_all(top.join("b/c")).unwrap();
+        // Like a cgroup with processes: rmdir fails on it.
+        fs::write(top.join("a/busy/cgroup.procs"), "1\n").unwrap();
+        remove_tree(&top);
+        assert!(top.join("a/busy/cgroup.procs").exists());
+        assert!(!top.join("a/empty").exists());
+        assert!(!top.join("b").exists());
     }
 }

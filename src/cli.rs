@@ -15,17 +15,17 @@ use crate::completion::{complete_any, complete_guest_user, complete_running, com
 /// for the man page.
 pub const OTHER_ENV_VARS: &[(&str, &str, &str)] = &[
     (
-        crate::addr::POOL_ENV,
+        nixos_container::addr::POOL_ENV,
         "A.B.0.0/16",
         "The IPv4 range new containers take addresses from (A.B.0.0/16; default 10.233.0.0/16).",
     ),
     (
-        crate::addr::POOL6_ENV,
+        nixos_container::addr::POOL6_ENV,
         "a /48",
         "The IPv6 range new containers take addresses from (a /48; default fd6e:6978:6f73::/48).",
     ),
     (
-        crate::supervision::SUPERVISION_VAR,
+        nixos_container::supervision::SUPERVISION_VAR,
         "",
         "own or systemd: what runs a container (default: its systemd unit nixos-container@NAME.service \
          where systemd is PID 1, else the tool itself).",
@@ -60,7 +60,7 @@ const KEEP: char = '\u{a0}';
 /// The end of `--help`: the exit statuses (`error::exit::TABLE`) and the
 /// environment variables (`paths::ENV_VARS`, `OTHER_ENV_VARS`).
 pub fn after_help() -> String {
-    let codes: Vec<String> = crate::error::exit::TABLE
+    let codes: Vec<String> = nixos_container::error::exit::TABLE
         .iter()
         .map(|(code, short, _)| format!("{code} {short}").replace(' ', &KEEP.to_string()))
         .collect();
@@ -68,8 +68,8 @@ pub fn after_help() -> String {
         "Exit status: {}; `run` and `root-login` exit with the status of the command or shell they ran.",
         codes.join(", ")
     );
-    let state_default = crate::paths::default_of(crate::paths::STATE_DIR_VAR).unwrap_or_default();
-    let path_vars: Vec<&str> = crate::paths::ENV_VARS.iter().map(|(var, _)| *var).collect();
+    let state_default = nixos_container::paths::default_of(nixos_container::paths::STATE_DIR_VAR).unwrap_or_default();
+    let path_vars: Vec<&str> = nixos_container::paths::ENV_VARS.iter().map(|(var, _)| *var).collect();
     let (last, first) = path_vars.split_last().expect("there are path variables");
     let pools: Vec<String> = OTHER_ENV_VARS
         .iter()
@@ -86,7 +86,7 @@ pub fn after_help() -> String {
         "Where systemd is PID 1, a running container is the systemd unit nixos-container@NAME.service \
          (machinectl and journalctl -M know it); elsewhere the tool supervises it itself. \
          {}=own or =systemd overrides the choice.",
-        crate::supervision::SUPERVISION_VAR
+        nixos_container::supervision::SUPERVISION_VAR
     );
     format!("{}\n\n{}\n\n{}", wrap(&exit, 78), wrap(&paths, 78), wrap(&supervision, 78))
 }
@@ -184,6 +184,15 @@ pub enum Command {
     /// (internal) release what a container's systemd unit set up
     #[command(name = "__release", hide = true)]
     Release(InternalName),
+    /// (internal) write the man pages into DIR (for tests/generated.rs and
+    /// scripts/regenerate, as the library has no CLI definition)
+    #[command(name = "__man-pages", hide = true)]
+    ManPages(DirArg),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArg {
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -213,8 +222,8 @@ pub struct ListArgs {
     pub json: bool,
     /// The columns to show, comma-separated: name, state, address, ipv4, ipv6, generation, auto-start,
     /// processes, memory, uptime, since, memory-max, cpu-quota, pids-max, system
-    #[arg(short = 'o', long, value_name = "COLUMNS", value_parser = crate::info::parse_columns)]
-    pub format: Option<crate::info::Columns>,
+    #[arg(short = 'o', long, value_name = "COLUMNS", value_parser = nixos_container::info::parse_columns)]
+    pub format: Option<nixos_container::info::Columns>,
 }
 
 #[derive(Debug, Args)]
@@ -271,29 +280,14 @@ pub struct DestroyArgs {
 }
 
 #[derive(Debug, Args)]
+// create has no configuration to keep: it builds <nixpkgs/nixos> unless told.
+#[command(mut_arg("nixos_path", |a| a.default_value(nixos_container::profile::DEFAULT_NIXOS_PATH)))]
 pub struct CreateArgs {
     /// The container's name (letters, digits and '-', at most 63 characters)
     pub name: String,
 
-    /// The NixOS expression to build with
-    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::AnyPath, default_value = crate::profile::DEFAULT_NIXOS_PATH)]
-    pub nixos_path: String,
-
-    /// Use an already built NixOS system instead of building one
-    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::DirPath, conflicts_with_all = ["config", "config_file", "flake"])]
-    pub system_path: Option<PathBuf>,
-
-    /// NixOS configuration as Nix attribute definitions
-    #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
-    pub config: Option<String>,
-
-    /// A NixOS configuration file (module): its content is read now and kept with the container
-    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
-    pub config_file: Option<PathBuf>,
-
-    /// Build nixosConfigurations.ATTR of a flake (ATTR defaults to 'container')
-    #[arg(long, value_name = "REF[#ATTR]")]
-    pub flake: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
 
     /// If NAME is taken, try NAME-0, NAME-1, ... and print the name chosen
     #[arg(long)]
@@ -371,22 +365,22 @@ pub struct LimitValue<T>(pub Option<T>);
 #[command(next_help_heading = "Limits")]
 pub struct LimitArgs {
     /// Memory the container may use, e.g. 512M or 2G (infinity: no limit)
-    #[arg(long, value_name = "SIZE", value_parser = |s: &str| crate::limits::parse_memory(s).map(LimitValue))]
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| nixos_container::limits::parse_memory(s).map(LimitValue))]
     pub memory_max: Option<LimitValue<u64>>,
     /// CPU time, as a percentage of one CPU, e.g. 50% or 200% (infinity: no limit)
-    #[arg(long, value_name = "PERCENT", value_parser = |s: &str| crate::limits::parse_cpu(s, false).map(LimitValue))]
+    #[arg(long, value_name = "PERCENT", value_parser = |s: &str| nixos_container::limits::parse_cpu(s, false).map(LimitValue))]
     pub cpu_quota: Option<LimitValue<u32>>,
     /// CPU time as a number of CPUs, e.g. 1.5 (docker's form of --cpu-quota 150%)
-    #[arg(long, value_name = "N", conflicts_with = "cpu_quota", value_parser = |s: &str| crate::limits::parse_cpu(s, true).map(LimitValue))]
+    #[arg(long, value_name = "N", conflicts_with = "cpu_quota", value_parser = |s: &str| nixos_container::limits::parse_cpu(s, true).map(LimitValue))]
     pub cpus: Option<LimitValue<u32>>,
     /// Processes and threads the container may have, e.g. 512 (infinity: no limit)
-    #[arg(long, value_name = "N", value_parser = |s: &str| crate::limits::parse_pids(s).map(LimitValue))]
+    #[arg(long, value_name = "N", value_parser = |s: &str| nixos_container::limits::parse_pids(s).map(LimitValue))]
     pub pids_max: Option<LimitValue<u64>>,
 }
 
 impl LimitArgs {
-    pub fn change(&self) -> crate::limits::Change {
-        crate::limits::Change {
+    pub fn change(&self) -> nixos_container::limits::Change {
+        nixos_container::limits::Change {
             memory_max: self.memory_max.map(|v| v.0),
             cpu_quota: self.cpu_quota.or(self.cpus).map(|v| v.0),
             pids_max: self.pids_max.map(|v| v.0),
@@ -447,9 +441,9 @@ pub struct NixArgs {
 
 impl NixArgs {
     /// The flags for the library.
-    pub fn flags(&self) -> crate::profile::NixFlags {
+    pub fn flags(&self) -> nixos_container::profile::NixFlags {
         let pairs = |v: &[String]| v.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or_default())).collect();
-        crate::profile::NixFlags {
+        nixos_container::profile::NixFlags {
             options: pairs(&self.option),
             impure: self.impure,
             update_input: self.update_input.clone(),
@@ -461,33 +455,71 @@ impl NixArgs {
     }
 }
 
-/// Without a source option, update rebuilds from what create stored: the
-/// flake (with its attr), else the container's configuration.nix.
+/// Where the system comes from, for create and update: a configuration
+/// (`--config`/`--config-file`, built with `--nixos-path`), a flake, or a
+/// built system. Given none, create builds the default configuration
+/// (`--nixos-path` defaults to `<nixpkgs/nixos>` there) and update rebuilds
+/// what the container has (`NewSource::Stored`).
 #[derive(Debug, Args)]
-pub struct UpdateArgs {
-    /// The container's name
-    #[arg(add = ArgValueCompleter::new(complete_any))]
-    pub name: String,
-
+pub struct SourceArgs {
     /// Build configuration.nix with this NixOS expression (remembered)
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["system_path", "flake"])]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::AnyPath)]
     pub nixos_path: Option<String>,
 
-    /// Select an already built NixOS system instead of building one
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["config", "config_file", "flake"])]
+    /// Use an already built NixOS system instead of building one
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::DirPath, conflicts_with_all = ["config", "config_file", "flake"])]
     pub system_path: Option<PathBuf>,
 
-    /// New NixOS configuration as Nix attribute definitions (replaces configuration.nix)
+    /// NixOS configuration as Nix attribute definitions (replaces any earlier one)
     #[arg(long, value_name = "STRING", conflicts_with_all = ["config_file", "flake"])]
     pub config: Option<String>,
 
-    /// New NixOS configuration file (module), read now and kept with the container (replaces the configuration)
+    /// A NixOS configuration file (module): its content is read now and kept with the container (replaces any earlier configuration)
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "flake")]
     pub config_file: Option<PathBuf>,
 
     /// Build nixosConfigurations.ATTR of a flake (ATTR defaults to 'container'; remembered)
     #[arg(long, value_name = "REF[#ATTR]")]
     pub flake: Option<String>,
+}
+
+impl SourceArgs {
+    /// The source for the library: a built system, else a flake, else a
+    /// configuration; `Stored` when no option says anything.
+    pub fn source(&self) -> nixos_container::error::Result<nixos_container::update::NewSource> {
+        use nixos_container::update::NewSource;
+        if let Some(p) = &self.system_path {
+            return Ok(NewSource::SystemPath(p.clone()));
+        }
+        if let Some(f) = &self.flake {
+            return Ok(NewSource::Flake(nixos_container::profile::normalize_flake(f)?));
+        }
+        let user = match (&self.config, &self.config_file) {
+            (Some(s), _) => Some(nixos_container::nixos_config::UserConfig::Inline(s.clone())),
+            (None, Some(f)) => Some(nixos_container::nixos_config::UserConfig::file(f)?),
+            (None, None) => None,
+        };
+        let nixos_path = self.nixos_path.as_deref().map(nixos_container::profile::normalize_nixos_path).transpose()?;
+        if user.is_none() && nixos_path.is_none() {
+            return Ok(NewSource::Stored);
+        }
+        Ok(NewSource::Config { user, nixos_path })
+    }
+}
+
+/// Without a source option, update rebuilds from what create stored: the
+/// flake (with its attr), else the container's configuration.nix.
+#[derive(Debug, Args)]
+// A --nixos-path beside a flake or a built system would be ignored; create
+// accepts it (as nixpkgs' create does), update refuses it.
+#[command(mut_arg("nixos_path", |a| a.conflicts_with_all(["system_path", "flake"])))]
+pub struct UpdateArgs {
+    /// The container's name
+    #[arg(add = ArgValueCompleter::new(complete_any))]
+    pub name: String,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
 
     /// Select the generation before the current one instead of building
     #[arg(long, conflicts_with_all = ["nixos_path", "system_path", "config", "config_file", "flake"])]
@@ -693,7 +725,7 @@ mod tests {
     #[test]
     fn the_help_carries_what_extra_container_looks_for() {
         assert!(after_help().contains(EXTRA_CONTAINER_MARKER));
-        let conf_default = crate::paths::default_of(crate::paths::CONF_DIR_VAR).unwrap();
+        let conf_default = nixos_container::paths::default_of(nixos_container::paths::CONF_DIR_VAR).unwrap();
         assert_eq!(format!("\"{conf_default}\""), EXTRA_CONTAINER_MARKER);
     }
 
@@ -758,6 +790,28 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn create_and_update_differ_only_where_said() {
+        let source = |args: &[&str]| match Cli::try_parse_from([&["nixos-container"], args].concat()).unwrap().command {
+            Command::Create(a) => a.source,
+            Command::Update(a) => a.source,
+            other => panic!("{other:?}"),
+        };
+        // create builds <nixpkgs/nixos> unless told; update keeps what it has.
+        let created = source(&["create", "c"]);
+        assert_eq!(created.nixos_path.as_deref(), Some(nixos_container::profile::DEFAULT_NIXOS_PATH));
+        assert!(matches!(created.source().unwrap(), nixos_container::update::NewSource::Config { user: None, .. }));
+        assert!(matches!(source(&["update", "c"]).source().unwrap(), nixos_container::update::NewSource::Stored));
+        // create takes (and ignores) --nixos-path beside a flake, as nixpkgs does.
+        assert!(matches!(
+            source(&["create", "c", "--flake", "github:o/r#web", "--nixos-path", "/n"]).source().unwrap(),
+            nixos_container::update::NewSource::Flake(_)
+        ));
+        assert!(
+            Cli::try_parse_from(["nixos-container", "update", "c", "--flake", "/f", "--nixos-path", "/n"]).is_err()
+        );
     }
 
     #[test]

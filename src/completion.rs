@@ -15,8 +15,8 @@ use clap_complete::engine::CompletionCandidate;
 use clap_complete::env::{Bash, EnvCompleter, Fish, Shells, Zsh};
 
 use crate::cli::Cli;
-use crate::container::{Container, Which, candidates};
-use crate::paths::Paths;
+use nixos_container::container::{Container, Which, candidates};
+use nixos_container::paths::Paths;
 
 /// clap's zsh script, made to work both when sourced and when autoloaded
 /// from `$fpath` as `_nixos-container`: clap's version only registers
@@ -142,7 +142,7 @@ pub fn complete_guest_user(current: &OsStr) -> Vec<CompletionCandidate> {
     let Some(name) = container_in_command_line(&words()) else { return Vec::new() };
     let Ok(paths) = Paths::from_env() else { return Vec::new() };
     let Ok(c) = Container::open(&paths, &name) else { return Vec::new() };
-    crate::rootfs::guest_users(&c.paths.root)
+    nixos_container::rootfs::guest_users(&c.paths.root)
         .into_iter()
         .filter(|(user, _)| user.starts_with(prefix))
         .map(|(user, uid)| CompletionCandidate::new(user).help(Some(format!("uid {uid}").into())))

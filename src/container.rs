@@ -52,9 +52,10 @@ pub struct Summary {
     pub memory_bytes: Option<u64>,
 }
 
-#[cfg(test)]
 impl Summary {
-    /// A running container with every field set: the tests' one example.
+    /// A running container with every field set: the tests' one example
+    /// (also the binary's, which cannot see the library's `cfg(test)`).
+    #[doc(hidden)]
     pub fn example() -> Summary {
         Summary {
             name: "web".into(),

@@ -2,7 +2,9 @@
 //! units registered with machined where systemd is PID 1, supervised by the
 //! tool itself where it is not.
 //!
-//! The CLI (`main.rs`, `cli.rs`, `commands/`) sits on these domain modules:
+//! The CLI is the binary's (`main.rs` and its modules `cli`, `commands`,
+//! `completion`, `examples`, `manpages`); it sits on these domain modules,
+//! which never reach back into it:
 //! - `paths`, `name`, `conf`: where things are, what names are valid, the
 //!   conf file format;
 //! - `addr`: address allocation;
@@ -24,19 +26,14 @@
 //! - `info`, `logs`: a container's details, its console and journal;
 //! - `copy`: files between the host and a container's root (`cp`);
 //! - `lifecycle`: create/start/stop/terminate/destroy on top of all that;
-//! - `manpages`: the man pages, generated from the CLI definition;
 //! - `update`: new generations, live activation, rollback.
 
 pub mod addr;
 pub mod cgroup;
-pub mod cli;
-pub mod commands;
-pub mod completion;
 pub mod conf;
 pub mod container;
 pub mod copy;
 pub mod error;
-pub mod examples;
 pub mod faults;
 pub mod fsutil;
 pub mod guest;
@@ -47,7 +44,6 @@ pub mod lifecycle;
 pub mod limits;
 pub mod lock;
 pub mod logs;
-pub mod manpages;
 pub mod name;
 pub mod net;
 pub mod nixos_config;

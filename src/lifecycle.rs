@@ -91,10 +91,7 @@ fn name_is_free(paths: &Paths, candidate: &str, skip_stray_roots: bool) -> Resul
     Ok(true)
 }
 
-/// The keys of other containers' confs that a new container must not share.
-const TAKEN_KEYS: [&str; 5] = ["HOST_ADDRESS", "LOCAL_ADDRESS", "HOST_ADDRESS6", "LOCAL_ADDRESS6", "HOST_PORT"];
-
-/// The lines of a conf that set one of `TAKEN_KEYS`. Every create reads
+/// The lines of a conf that set one of `conf::reserved_keys()`. Every create reads
 /// every other conf, so nothing else of them is parsed (and a broken line
 /// elsewhere in a conf no longer hides its addresses).
 fn taken_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -102,7 +99,7 @@ fn taken_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         let line = raw.trim_ascii();
         let line = line.strip_prefix(b"export ").map(<[u8]>::trim_ascii_start).unwrap_or(line);
         let key = line.iter().position(|c| *c == b'=').map(|eq| &line[..eq]);
-        key.is_some_and(|key| TAKEN_KEYS.iter().any(|k| k.as_bytes() == key))
+        key.is_some_and(|key| crate::conf::reserved_keys().any(|k| k.as_bytes() == key))
     };
     text.split(|c| *c == b'\n').filter(wanted)
 }
@@ -111,12 +108,7 @@ fn taken_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// being created).
 fn taken_by_others(paths: &Paths, except: &str) -> Result<net::Taken> {
     let mut taken = net::Taken::default();
-    let entries = match std::fs::read_dir(&paths.conf_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(taken),
-        Err(e) => return Err(e).context(|| format!("reading {}", paths.conf_dir.display())),
-    };
-    for e in entries.flatten() {
+    for e in fsutil::read_dir_or_empty(&paths.conf_dir)? {
         let fname = e.file_name();
         let fname = fname.to_string_lossy();
         let Some(other) = fname.strip_suffix(".conf").or_else(|| fname.strip_suffix(".conf.creating")) else {

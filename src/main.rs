@@ -1,7 +1,18 @@
+//! The binary: the command line (`cli`), one function per subcommand
+//! (`commands`), shell completion, the examples and the man pages, on top of
+//! the library's domain modules (`nixos_container`, see its lib.rs). Nothing
+//! in the library reaches back into these.
+
+mod cli;
+mod commands;
+mod completion;
+mod examples;
+mod manpages;
+
 use std::io::IsTerminal;
 
-use nixos_container::cli::{Cli, Command};
-use nixos_container::commands::{self, Ctx};
+use cli::{Cli, Command};
+use commands::Ctx;
 use nixos_container::error::{Error, exit};
 use nixos_container::paths::Paths;
 
@@ -14,7 +25,7 @@ fn init_logging(cli: &Cli) {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env(nixos_container::cli::LOG_ENV)
+            tracing_subscriber::EnvFilter::try_from_env(cli::LOG_ENV)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("nixos_container={level}"))),
         )
         .with_writer(std::io::stderr)
@@ -49,6 +60,7 @@ fn dispatch(ctx: &Ctx, command: &Command) -> Result<i32, Error> {
         Command::Supervise(a) => commands::supervise::run(ctx, a),
         Command::RunUnit(a) => commands::unit::run_unit(ctx, a),
         Command::Release(a) => commands::unit::release(ctx, a),
+        Command::ManPages(a) => manpages::write(&a.dir).map(|()| 0),
     }
 }
 
@@ -117,7 +129,7 @@ fn install_panic_hook() {
 fn main() {
     // Completion requests from the shell scripts in completions/ (COMPLETE=bash
     // etc.) are answered here, before anything else is printed.
-    nixos_container::completion::answer_if_asked();
+    completion::answer_if_asked();
     install_panic_hook();
 
     let cli = Cli::parse_args().unwrap_or_else(|e| usage_error(e));

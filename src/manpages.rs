@@ -7,8 +7,8 @@ use clap::CommandFactory;
 use clap_mangen::Man;
 
 use crate::cli::{Cli, OTHER_ENV_VARS};
-use crate::error::exit;
-use crate::paths::ENV_VARS;
+use nixos_container::error::exit;
+use nixos_container::paths::ENV_VARS;
 
 /// Escapes text for roff: backslashes, and a leading '.' or '\''.
 fn roff_text(s: &str) -> String {
@@ -114,6 +114,16 @@ pub fn pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
         pages.push((man.get_filename(), render(&man, sub, false)?));
     }
     Ok(pages)
+}
+
+/// Writes every page into `dir` (`__man-pages DIR`), which must exist.
+pub fn write(dir: &std::path::Path) -> nixos_container::error::Result<()> {
+    use nixos_container::error::IoContext;
+    for (name, content) in pages().context(|| "rendering the man pages".into())? {
+        let path = dir.join(&name);
+        std::fs::write(&path, content).context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

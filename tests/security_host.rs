@@ -14,6 +14,31 @@ use std::time::Duration;
 use common::*;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
+/// A new container `short` (see `Env::name`), started.
+fn started(env: &Env, short: &str) -> String {
+    let name = env.name(short);
+    env.create(&name, &[]);
+    env.ok(["start", &name]);
+    name
+}
+
+/// Guest root makes a tree of `levels` directories named `dir` where the
+/// shell command `cd` leads, by relative steps (no path is ever that long).
+fn guest_makes_a_deep_tree(env: &Env, name: &str, cd: &str, dir: &str, levels: u32) {
+    let script = format!(
+        "{cd} && perl -e 'for (1..{levels}) {{ mkdir \"{dir}\" or die \"mkdir: $!\"; chdir \"{dir}\" or die \"chdir: $!\" }} print \"deep\\n\"'"
+    );
+    let (code, out, err) = guest_sh(env, name, &script);
+    assert_eq!((code, out.as_str()), (Some(0), "deep\n"), "{err}");
+}
+
+/// Destroys `name`, which must succeed and leave nothing behind.
+fn destroy_leaves_nothing(env: &Env, name: &str) {
+    let out = env.run(["destroy", name]);
+    assert_eq!(out.status.code(), Some(0), "destroy failed: {}", stderr(&out));
+    assert_eq!(env.leftovers(name), Vec::<String>::new());
+}
+
 /// Runs `script` as root in the guest; returns (exit code, stdout, stderr).
 fn guest_sh(env: &Env, name: &str, script: &str) -> (Option<i32>, String, String) {
     let out = env.run(["run", name, "--", "sh", "-c", script]);
@@ -167,18 +192,25 @@ fn watch_opens(paths: &[PathBuf]) -> impl Fn() -> Vec<PathBuf> {
 #[test]
 fn destroy_removes_a_very_deep_tree_the_guest_made() {
     let env = Env::new();
-    let name = env.name("dp");
-    env.create(&name, &[]);
-    env.ok(["start", &name]);
-    let (code, out, err) = guest_sh(
-        &env,
-        &name,
-        "cd /var && perl -e 'for (1..100000) { mkdir \"d\" or die \"mkdir: $!\"; chdir \"d\" or die \"chdir: $!\" } print \"deep\\n\"'",
-    );
-    assert_eq!((code, out.as_str()), (Some(0), "deep\n"), "{err}");
-    let out = env.run(["destroy", &name]);
-    assert_eq!(out.status.code(), Some(0), "destroy failed: {}", stderr(&out));
-    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+    let name = started(&env, "dp");
+    guest_makes_a_deep_tree(&env, &name, "cd /var", "d", 100_000);
+    destroy_leaves_nothing(&env, &name);
+}
+
+// Class 4: the container's cgroup was removed by paths: a guest's cgroup
+// tree deeper than PATH_MAX stayed behind after terminate and destroy.
+#[test]
+fn terminate_removes_a_cgroup_tree_the_guest_made_deeper_than_path_max() {
+    let env = Env::new();
+    let name = started(&env, "dc");
+    // 20 levels of 255-character names: about 5 KiB of path below its
+    // cgroup2 root (hybrid: unified/).
+    let cd = "cd /sys/fs/cgroup && { [ -e cgroup.controllers ] || cd unified; }";
+    guest_makes_a_deep_tree(&env, &name, cd, &"c".repeat(255), 20);
+    // Killed, so that neither the guest's systemd nor nspawn trims it first.
+    env.ok(["terminate", &name]);
+    assert_eq!(cgroup_dirs(&name), Vec::<std::path::PathBuf>::new(), "the cgroup is left after terminate");
+    destroy_leaves_nothing(&env, &name);
 }
 
 // Class 4: destroy opened the guest's device nodes and fifos (to clear
@@ -186,9 +218,7 @@ fn destroy_removes_a_very_deep_tree_the_guest_made() {
 #[test]
 fn destroy_opens_no_device_node_or_fifo_the_guest_made() {
     let env = Env::new();
-    let name = env.name("dv");
-    env.create(&name, &[]);
-    env.ok(["start", &name]);
+    let name = started(&env, "dv");
     // One special file per locked directory: destroy cannot unlink it
     // before it clears the directory's flag, and then it used to open the
     // entry to clear its flags too. Guest root makes them itself where
@@ -219,10 +249,8 @@ fn destroy_opens_no_device_node_or_fifo_the_guest_made() {
     assert_eq!(code, Some(0), "{err}");
     let specials: Vec<_> = ["t1/fifo", "t2/null", "t3/fifo", "t4/loop"].iter().map(|p| root.join(p)).collect();
     let opened = watch_opens(&specials);
-    let out = env.run(["destroy", &name]);
-    assert_eq!(out.status.code(), Some(0), "destroy failed: {}", stderr(&out));
+    destroy_leaves_nothing(&env, &name);
     assert_eq!(opened(), Vec::<PathBuf>::new(), "destroy opened guest-made special files");
-    assert_eq!(env.leftovers(&name), Vec::<String>::new());
 }
 
 // Class 5: a newline in --bridge wrote a conf that broke every later command.

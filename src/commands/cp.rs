@@ -1,9 +1,9 @@
 use crate::cli::CpArgs;
 use crate::commands::{Ctx, require_root};
-use crate::container::Container;
-use crate::copy::{self, Copied, Location, Options};
-use crate::error::{Error, Result};
-use crate::info::format_size;
+use nixos_container::container::Container;
+use nixos_container::copy::{self, Copied, Location, Options};
+use nixos_container::error::{Error, Result};
+use nixos_container::info::format_size;
 
 pub fn run(ctx: &Ctx, args: &CpArgs) -> Result<i32> {
     require_root()?;

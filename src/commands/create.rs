@@ -1,13 +1,14 @@
 use crate::cli::CreateArgs;
 use crate::commands::{Ctx, require_root};
-use crate::conf::{
+use nixos_container::conf::{
     Bind, Conf, parse_addr4, parse_addr6, validate_capability, validate_device_path, validate_private_users,
     validate_syscall_filter,
 };
-use crate::error::{Error, Result};
-use crate::lifecycle::{self, CreateRequest, Source};
-use crate::nixos_config::UserConfig;
-use crate::profile::{DEFAULT_NIXOS_PATH, normalize_flake, normalize_nixos_path};
+use nixos_container::error::{Error, Result};
+use nixos_container::lifecycle::{self, CreateRequest, Source};
+use nixos_container::nixos_config::UserConfig;
+use nixos_container::profile::DEFAULT_NIXOS_PATH;
+use nixos_container::update::NewSource;
 
 fn invalid(what: &'static str, value: &str, reason: String) -> Error {
     Error::InvalidValue { what, value: value.to_string(), reason }
@@ -18,7 +19,7 @@ fn conf_from_args(args: &CreateArgs) -> Result<Conf> {
     let mut conf =
         Conf { private_network: true, auto_start: args.auto_start, nix_daemon: args.nix_daemon, ..Conf::default() };
     if let Some(b) = &args.bridge {
-        crate::net::names::validate_ifname(b).map_err(|r| invalid("bridge", b, r))?;
+        nixos_container::net::names::validate_ifname(b).map_err(|r| invalid("bridge", b, r))?;
         conf.host_bridge = Some(b.clone());
     }
     // As nixpkgs passes them on: --host-address/--local-address may be
@@ -112,26 +113,24 @@ fn finish_conf(args: &CreateArgs, mut conf: Conf) -> Result<Conf> {
 }
 
 pub fn run(ctx: &Ctx, args: &CreateArgs) -> Result<i32> {
-    crate::name::validate(&args.name)?;
+    nixos_container::name::validate(&args.name)?;
     require_root()?;
     let mut conf = conf_from_args(args)?;
-    let source = if let Some(p) = &args.system_path {
-        Source::SystemPath(p.clone())
-    } else if let Some(f) = &args.flake {
-        let f = normalize_flake(f)?;
-        conf.flake = Some(f.clone());
-        Source::Flake(f)
-    } else {
-        let user = match (&args.config, &args.config_file) {
-            (Some(s), _) => UserConfig::Inline(s.clone()),
-            (None, Some(f)) => UserConfig::file(f)?,
-            (None, None) => UserConfig::None,
-        };
-        let nixos_path = normalize_nixos_path(&args.nixos_path)?;
-        if nixos_path != DEFAULT_NIXOS_PATH {
-            conf.nixos_path = Some(nixos_path.clone());
+    // Nothing is stored yet: no source means the default configuration.
+    let source = match args.source.source()? {
+        NewSource::SystemPath(p) => Source::SystemPath(p),
+        NewSource::Flake(f) => {
+            conf.flake = Some(f.clone());
+            Source::Flake(f)
         }
-        Source::Config { nixos_path, user }
+        NewSource::Stored => Source::Config { nixos_path: DEFAULT_NIXOS_PATH.into(), user: UserConfig::None },
+        NewSource::Config { user, nixos_path } => {
+            let nixos_path = nixos_path.unwrap_or_else(|| DEFAULT_NIXOS_PATH.into());
+            if nixos_path != DEFAULT_NIXOS_PATH {
+                conf.nixos_path = Some(nixos_path.clone());
+            }
+            Source::Config { nixos_path, user: user.unwrap_or(UserConfig::None) }
+        }
     };
     let output = ctx.build_output();
     let created = lifecycle::create(

@@ -1,11 +1,11 @@
 use crate::cli::DestroyArgs;
 use crate::commands::{Ctx, pick, require_root};
-use crate::error::{Error, Result};
-use crate::lifecycle;
+use nixos_container::error::{Error, Result};
+use nixos_container::lifecycle;
 
 pub fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<i32> {
     require_root()?;
-    let name = crate::name::validate_existing(&args.name)?;
+    let name = nixos_container::name::validate_existing(&args.name)?;
     let paths = ctx.paths.container(name);
     // Only a person is asked, and only about a container that exists (the
     // remains of an unfinished create, or a name that does not exist, are
@@ -13,7 +13,7 @@ pub fn run(ctx: &Ctx, args: &DestroyArgs) -> Result<i32> {
     // anchor, which never asked.
     if !args.yes && ctx.can_prompt() && paths.conf.exists() {
         // Not asked about what would be refused anyway.
-        lifecycle::refuse_declarative(&crate::container::Container::open_to_destroy(&ctx.paths, name)?.0)?;
+        lifecycle::refuse_declarative(&nixos_container::container::Container::open_to_destroy(&ctx.paths, name)?.0)?;
         let question = format!("Destroy container '{name}' and all its data ({})?", paths.root.display());
         if !pick::confirm(&question)? {
             return Err(Error::Cancelled(format!("container '{name}' is kept")));

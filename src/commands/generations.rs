@@ -1,12 +1,12 @@
 use crate::cli::NameArg;
 use crate::commands::Ctx;
-use crate::container::Container;
-use crate::error::Result;
-use crate::profile::{self, Generation};
+use nixos_container::container::Container;
+use nixos_container::error::Result;
+use nixos_container::profile::{self, Generation};
 
 /// A local date and time as `nix-env --list-generations` prints it.
 fn local_time(secs: i64) -> String {
-    crate::info::local_time(secs).map(|(time, _)| time).unwrap_or_else(|| secs.to_string())
+    nixos_container::info::local_time(secs).map(|(time, _)| time).unwrap_or_else(|| secs.to_string())
 }
 
 /// One line: number, date, store path, and `(current)` for the selected one.

@@ -1,13 +1,13 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use crate::cgroup;
 use crate::cli::InfoArgs;
 use crate::commands::Ctx;
 use crate::commands::set_limits::describe;
-use crate::container::{Container, State};
-use crate::error::{IoContext, Result};
-use crate::info::{Details, details, format_duration, format_size, format_time};
+use nixos_container::cgroup;
+use nixos_container::container::{Container, State};
+use nixos_container::error::{IoContext, Result};
+use nixos_container::info::{Details, details, format_duration, format_size, format_time};
 
 pub fn run(ctx: &Ctx, args: &InfoArgs) -> Result<i32> {
     let c = Container::open(&ctx.paths, &args.name)?;
@@ -36,7 +36,7 @@ fn console_lines(c: &Container, n: usize) -> Vec<String> {
     if n == 0 {
         return Vec::new();
     }
-    let tail = crate::container::log_tail(&c.paths.console_log(), n);
+    let tail = nixos_container::container::log_tail(&c.paths.console_log(), n);
     tail.lines().map(str::to_string).collect()
 }
 

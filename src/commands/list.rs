@@ -1,11 +1,11 @@
 use std::io::{IsTerminal, Write};
 
-use crate::cgroup;
 use crate::cli::ListArgs;
 use crate::commands::Ctx;
-use crate::container::{Container, Summary};
-use crate::error::{IoContext, Result};
-use crate::info::{COLUMNS, Columns, cell, details};
+use nixos_container::cgroup;
+use nixos_container::container::{Container, Summary};
+use nixos_container::error::{IoContext, Result};
+use nixos_container::info::{COLUMNS, Columns, cell, details};
 
 pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<i32> {
     let names = Container::list(&ctx.paths)?;
@@ -108,7 +108,7 @@ fn align(header: &[String], cells: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::State;
+    use nixos_container::container::State;
 
     #[test]
     fn the_table_aligns_its_columns() {

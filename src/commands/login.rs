@@ -6,10 +6,10 @@ use crate::cli::RunningNameArg;
 use crate::commands::pick::{self, Which};
 use crate::commands::run::{connected_note, ended_session, interactive_session, with_callers_terminal};
 use crate::commands::{Ctx, require_root};
-use crate::container::{Container, State};
-use crate::error::{Error, Result};
-use crate::guest::{self, ExitStatus, pty};
-use crate::rootfs;
+use nixos_container::container::{Container, State};
+use nixos_container::error::{Error, Result};
+use nixos_container::guest::{self, ExitStatus, pty};
+use nixos_container::rootfs;
 
 /// The guest's login prompt (its `login` program) on a pty of the caller's
 /// size that follows resizes, as root-login's shell, through the guest

@@ -2,16 +2,16 @@ use std::io::IsTerminal;
 
 use crate::cli::LogsArgs;
 use crate::commands::{Ctx, require_root};
-use crate::container::{Container, State};
-use crate::error::Result;
-use crate::guest::{self, Io};
-use crate::logs;
+use nixos_container::container::{Container, State};
+use nixos_container::error::Result;
+use nixos_container::guest::{self, Io};
+use nixos_container::logs;
 
 pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<i32> {
     require_root()?;
     let c = Container::open(&ctx.paths, &args.name)?;
-    if !args.journal && crate::supervision::units_run_containers() {
-        crate::unit::console(&c.name, args.lines, args.follow, &mut std::io::stdout().lock())?;
+    if !args.journal && nixos_container::supervision::units_run_containers() {
+        nixos_container::unit::console(&c.name, args.lines, args.follow, &mut std::io::stdout().lock())?;
         return Ok(0);
     }
     if !args.journal {

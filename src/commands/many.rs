@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::error::{Error, Result};
+use nixos_container::error::{Error, Result};
 
 /// How many containers are acted on at once: enough to overlap the waits
 /// for guests, few enough not to swamp a small host.

@@ -25,8 +25,8 @@ pub mod terminate;
 pub mod unit;
 pub mod update;
 
-use crate::error::{Error, Result};
-use crate::paths::Paths;
+use nixos_container::error::{Error, Result};
+use nixos_container::paths::Paths;
 
 /// What every command gets from the CLI layer.
 pub struct Ctx {
@@ -45,11 +45,11 @@ impl Ctx {
     }
 
     /// Builds show Nix's progress when a person watches or -v was given.
-    pub fn build_output(&self) -> crate::profile::BuildOutput {
+    pub fn build_output(&self) -> nixos_container::profile::BuildOutput {
         if self.interactive && !self.quiet || self.verbose > 0 {
-            crate::profile::BuildOutput::Show
+            nixos_container::profile::BuildOutput::Show
         } else {
-            crate::profile::BuildOutput::Capture
+            nixos_container::profile::BuildOutput::Capture
         }
     }
 

@@ -6,8 +6,8 @@
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 use crate::commands::Ctx;
-pub use crate::container::{Which, candidates};
-use crate::error::{Error, Result};
+pub use nixos_container::container::{Which, candidates};
+use nixos_container::error::{Error, Result};
 
 /// The container a command acts on: the NAME given, or, at a terminal, the
 /// one the person picks from those `which` admits. Without a terminal a

@@ -1,8 +1,8 @@
 use crate::cli::RestartArgs;
 use crate::commands::progress::Spinner;
 use crate::commands::{Ctx, require_root};
-use crate::error::Result;
-use crate::lifecycle;
+use nixos_container::error::Result;
+use nixos_container::lifecycle;
 
 pub fn run(ctx: &Ctx, args: &RestartArgs) -> Result<i32> {
     require_root()?;

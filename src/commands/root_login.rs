@@ -4,9 +4,9 @@ use crate::cli::RunningNameArg;
 use crate::commands::pick::{self, Which};
 use crate::commands::run::{connected_note, ended_session, interactive_session, with_callers_terminal};
 use crate::commands::{Ctx, require_root};
-use crate::container::Container;
-use crate::error::Result;
-use crate::guest;
+use nixos_container::container::Container;
+use nixos_container::error::Result;
+use nixos_container::guest;
 
 /// root's login shell in the guest: on a pty with the caller's terminal
 /// size and TERM when stdin is a terminal; otherwise, as nixpkgs' `su -l`

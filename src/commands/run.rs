@@ -6,9 +6,9 @@ use crate::commands::pick::{self, Which};
 use crate::commands::{Ctx, require_root};
 use std::time::{Duration, Instant};
 
-use crate::container::{Container, State};
-use crate::error::{Error, Result};
-use crate::guest::{self, ExitStatus, Io, Winsize, pty};
+use nixos_container::container::{Container, State};
+use nixos_container::error::{Error, Result};
+use nixos_container::guest::{self, ExitStatus, Io, Winsize, pty};
 
 /// The size a pty gets when the caller has no terminal to copy it from.
 pub const DEFAULT_SIZE: Winsize = Winsize { rows: 24, cols: 80 };

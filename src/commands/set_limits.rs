@@ -1,10 +1,10 @@
 use crate::cli::SetLimitsArgs;
 use crate::commands::{Ctx, require_root};
-use crate::error::{Error, Result};
-use crate::limits::{self, Limits};
+use nixos_container::error::{Error, Result};
+use nixos_container::limits::{self, Limits};
 
 pub fn run(ctx: &Ctx, args: &SetLimitsArgs) -> Result<i32> {
-    crate::name::validate(&args.name)?;
+    nixos_container::name::validate(&args.name)?;
     require_root()?;
     let change = args.limits.change();
     if change.is_empty() {

@@ -2,10 +2,10 @@ use std::io::Read;
 
 use crate::cli::NameArg;
 use crate::commands::{Ctx, require_root};
-use crate::container::{Container, State};
-use crate::error::{Error, Result};
-use crate::hostkey::{self, PublicKey};
-use crate::{fsutil, rootfs};
+use nixos_container::container::{Container, State};
+use nixos_container::error::{Error, Result};
+use nixos_container::hostkey::{self, PublicKey};
+use nixos_container::{fsutil, rootfs};
 
 /// The guest's public host keys, in the anchor's order of preference.
 const KEYS: &[&str] = &["etc/ssh/ssh_host_ed25519_key.pub", "etc/ssh/ssh_host_ecdsa_key.pub"];

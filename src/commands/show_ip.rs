@@ -1,7 +1,7 @@
 use crate::cli::NameArg;
 use crate::commands::Ctx;
-use crate::container::Container;
-use crate::error::{Error, Result};
+use nixos_container::container::Container;
+use nixos_container::error::{Error, Result};
 
 pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
     let c = Container::open(&ctx.paths, &args.name)?;

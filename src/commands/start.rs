@@ -2,9 +2,9 @@ use crate::cli::StartArgs;
 use crate::commands::pick::{self, Which};
 use crate::commands::progress::Spinner;
 use crate::commands::{Ctx, many, require_root};
-use crate::container::Container;
-use crate::error::Result;
-use crate::lifecycle::{self, Outcome};
+use nixos_container::container::Container;
+use nixos_container::error::Result;
+use nixos_container::lifecycle::{self, Outcome};
 
 pub fn run(ctx: &Ctx, args: &StartArgs) -> Result<i32> {
     require_root()?;

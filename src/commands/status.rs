@@ -1,8 +1,8 @@
-use crate::cgroup;
 use crate::cli::StatusArgs;
 use crate::commands::Ctx;
-use crate::container::Container;
-use crate::error::{Error, Result};
+use nixos_container::cgroup;
+use nixos_container::container::Container;
+use nixos_container::error::{Error, Result};
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<i32> {
     let c = match Container::open(&ctx.paths, &args.name) {
@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<i32> {
         Err(e) => return Err(e),
     };
     if args.json {
-        let details = crate::info::details(&c, cgroup::host_hierarchies()?);
+        let details = nixos_container::info::details(&c, cgroup::host_hierarchies()?);
         println!("{}", serde_json::to_string_pretty(&details).expect("details serialise"));
     } else {
         println!("{}", c.state()?.as_str());

@@ -2,8 +2,8 @@ use crate::cli::StopArgs;
 use crate::commands::pick::{self, Which};
 use crate::commands::progress::Spinner;
 use crate::commands::{Ctx, many, require_root};
-use crate::error::Result;
-use crate::lifecycle::{self, Outcome};
+use nixos_container::error::Result;
+use nixos_container::lifecycle::{self, Outcome};
 
 pub fn run(ctx: &Ctx, args: &StopArgs) -> Result<i32> {
     require_root()?;

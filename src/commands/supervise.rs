@@ -2,9 +2,9 @@ use std::time::Duration;
 
 use crate::cli::SuperviseArgs;
 use crate::commands::Ctx;
-use crate::container::Container;
-use crate::error::Result;
-use crate::supervisor;
+use nixos_container::container::Container;
+use nixos_container::error::Result;
+use nixos_container::supervisor;
 
 /// The hidden `__supervise` command that `start` forks.
 pub fn run(ctx: &Ctx, args: &SuperviseArgs) -> Result<i32> {

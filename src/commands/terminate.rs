@@ -1,7 +1,7 @@
 use crate::cli::NameArg;
 use crate::commands::{Ctx, require_root};
-use crate::error::Result;
-use crate::lifecycle::{self, Outcome};
+use nixos_container::error::Result;
+use nixos_container::lifecycle::{self, Outcome};
 
 pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
     require_root()?;

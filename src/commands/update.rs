@@ -1,31 +1,10 @@
 use crate::cli::{START_TIMEOUT, STOP_TIMEOUT, UpdateArgs, default_timeout};
 use crate::commands::{Ctx, require_root};
-use crate::error::Result;
-use crate::nixos_config::UserConfig;
-use crate::profile::{normalize_flake, normalize_nixos_path};
-use crate::update::{self, Applied, ApplyOptions, NewSource, Updated};
-
-fn source_from_args(args: &UpdateArgs) -> Result<NewSource> {
-    if let Some(p) = &args.system_path {
-        return Ok(NewSource::SystemPath(p.clone()));
-    }
-    if let Some(f) = &args.flake {
-        return Ok(NewSource::Flake(normalize_flake(f)?));
-    }
-    let user = match (&args.config, &args.config_file) {
-        (Some(s), _) => Some(UserConfig::Inline(s.clone())),
-        (None, Some(f)) => Some(UserConfig::file(f)?),
-        (None, None) => None,
-    };
-    let nixos_path = args.nixos_path.as_deref().map(normalize_nixos_path).transpose()?;
-    if user.is_none() && nixos_path.is_none() {
-        return Ok(NewSource::Stored);
-    }
-    Ok(NewSource::Config { user, nixos_path })
-}
+use nixos_container::error::Result;
+use nixos_container::update::{self, Applied, ApplyOptions, Updated};
 
 pub fn run(ctx: &Ctx, args: &UpdateArgs) -> Result<i32> {
-    crate::name::validate_existing(&args.name)?;
+    nixos_container::name::validate_existing(&args.name)?;
     require_root()?;
     // The same defaults as `stop` and `start`.
     let opts = ApplyOptions {
@@ -36,7 +15,7 @@ pub fn run(ctx: &Ctx, args: &UpdateArgs) -> Result<i32> {
     let updated = if args.rollback || args.switch_generation.is_some() {
         update::switch_generation(&ctx.paths, &args.name, args.switch_generation, opts)?
     } else {
-        let source = source_from_args(args)?;
+        let source = args.source.source()?;
         update::update(&ctx.paths, &args.name, source, ctx.build_output(), &args.nix.flags(), opts)?
     };
     report(ctx, &args.name, &updated);

@@ -88,10 +88,19 @@ pub struct Key {
     pub restart: bool,
     /// The value is a path or a list of paths: bytes, not necessarily UTF-8.
     pub bytes: bool,
+    /// No other container may have the same value (addresses, host ports):
+    /// create reads these keys, and only these, from every other conf.
+    pub reserved: bool,
 }
 
 const fn key(name: &'static str, restart: bool, bytes: bool) -> Key {
-    Key { name, restart, bytes }
+    Key { name, restart, bytes, reserved: false }
+}
+
+impl Key {
+    const fn reserved(self) -> Key {
+        Key { reserved: true, ..self }
+    }
 }
 
 /// Every key this tool reads, in the order `render` writes them (the
@@ -100,12 +109,12 @@ const fn key(name: &'static str, restart: bool, bytes: bool) -> Key {
 /// these; the tests check both against this table.
 pub const KEYS: &[Key] = &[
     key("PRIVATE_NETWORK", true, false),
-    key("HOST_ADDRESS", true, false),
-    key("LOCAL_ADDRESS", true, false),
-    key("HOST_ADDRESS6", true, false),
-    key("LOCAL_ADDRESS6", true, false),
+    key("HOST_ADDRESS", true, false).reserved(),
+    key("LOCAL_ADDRESS", true, false).reserved(),
+    key("HOST_ADDRESS6", true, false).reserved(),
+    key("LOCAL_ADDRESS6", true, false).reserved(),
     key("HOST_BRIDGE", true, false),
-    key("HOST_PORT", true, false),
+    key("HOST_PORT", true, false).reserved(),
     key("AUTO_START", false, false),
     key("FLAKE", false, false),
     key("NIXOS_PATH", false, false),
@@ -132,6 +141,11 @@ pub const KEYS: &[Key] = &[
 
 fn known(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == name)
+}
+
+/// The keys whose values no two containers may share.
+pub fn reserved_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().filter(|k| k.reserved).map(|k| k.name)
 }
 
 /// The keys whose values a running container was started with.

@@ -78,7 +78,7 @@ fn require_root() {
         let _ = writeln!(
             std::io::stderr(),
             "error: the integration tests drive real containers and must run as root \
-             (see README; `cargo test --lib --workspace` needs no root)"
+             (see README; `cargo test --workspace --lib --bins` needs no root)"
         );
         std::process::exit(1);
     });
@@ -479,19 +479,6 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Removes a cgroup and the ones below it (children first: a cgroup
-/// directory goes only when empty); what cannot go stays.
-pub fn remove_cgroup_tree(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(dir);
-}
-
 fn force_cleanup(name: &str) {
     for d in cgroup_dirs(name) {
         let _ = fs::write(d.join("cgroup.kill"), "1");
@@ -501,7 +488,7 @@ fn force_cleanup(name: &str) {
     }
     std::thread::sleep(Duration::from_millis(200));
     for d in cgroup_dirs(name) {
-        remove_cgroup_tree(&d);
+        nixos_container::cgroup::remove_tree(&d);
     }
 }
 

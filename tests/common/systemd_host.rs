@@ -753,7 +753,7 @@ impl SystemdHost {
             let _ = t.join();
         }
         for c in &self.cgroups {
-            super::remove_cgroup_tree(c);
+            nixos_container::cgroup::remove_tree(c);
         }
         // nspawn's own leftovers: it does not remove these when killed.
         let _ = fs::remove_dir_all(Path::new("/run/systemd/nspawn/propagate").join(&self.name));
