@@ -127,15 +127,16 @@ pub fn command_line(l: &Launch<'_>) -> Vec<OsString> {
         argv.push(format!("--network-namespace-path={}", ns.display()));
     }
     // With a namespace of our own, the host interfaces named in INTERFACES
-    // were moved into it by `net::start` (nspawn's --network-interface would
-    // make a namespace of its own, which --network-namespace-path excludes).
+    // were moved into it, and the MACVLANS made in it, by `net::start`
+    // (nspawn's --network-interface and --network-macvlan would make a
+    // namespace of their own, which --network-namespace-path excludes).
     if !l.in_own_netns {
         for i in &l.conf.interfaces {
             argv.push(format!("--network-interface={i}"));
         }
-    }
-    for m in &l.conf.macvlans {
-        argv.push(format!("--network-macvlan={m}"));
+        for m in &l.conf.macvlans {
+            argv.push(format!("--network-macvlan={m}"));
+        }
     }
     let mut caps = l.conf.capabilities.clone();
     // nspawn keeps CAP_NET_ADMIN for a guest with --private-network, the
@@ -304,16 +305,29 @@ mod tests {
             argv.iter().filter(|a| a.to_string_lossy().starts_with("--network-namespace-path=")).collect();
         assert_eq!(joins, ["--network-namespace-path=/proc/self/ns/net"]);
         // The guest keeps CAP_NET_ADMIN, as with nspawn's --private-network,
-        // and INTERFACES were moved into the namespace by us.
-        let ifs =
-            Conf { interfaces: vec!["eth7".into()], capabilities: vec!["CAP_SYS_TIME".into()], ..Conf::default() };
+        // and INTERFACES were moved into the namespace, MACVLANS made in it,
+        // by us.
+        let ifs = Conf {
+            interfaces: vec!["eth7".into()],
+            macvlans: vec!["eth8".into(), "eth9".into()],
+            capabilities: vec!["CAP_SYS_TIME".into()],
+            ..Conf::default()
+        };
         let argv = own_line(&paths, &ifs, true);
         assert!(argv.contains(&"--capability=CAP_SYS_TIME,CAP_NET_ADMIN".into()), "{argv:?}");
-        assert!(!argv.iter().any(|a| a.to_string_lossy().starts_with("--network-interface")), "{argv:?}");
-        let argv = own_line(&paths, &ifs, false);
         assert!(
-            argv.contains(&"--network-interface=eth7".into()) && argv.contains(&"--capability=CAP_SYS_TIME".into())
+            !argv.iter().any(|a| {
+                let a = a.to_string_lossy();
+                a.starts_with("--network-interface") || a.starts_with("--network-macvlan")
+            }),
+            "{argv:?}"
         );
+        // Where nspawn makes the namespace itself, it does both.
+        let argv = own_line(&paths, &ifs, false);
+        let net: Vec<String> =
+            argv.iter().map(|a| a.to_string_lossy().into_owned()).filter(|a| a.starts_with("--network-")).collect();
+        assert_eq!(net, ["--network-interface=eth7", "--network-macvlan=eth8", "--network-macvlan=eth9"]);
+        assert!(argv.contains(&"--capability=CAP_SYS_TIME".into()));
         let users = Conf { private_users: Some("pick".into()), ..Conf::default() };
         let argv = own_line(&paths, &users, true);
         assert!(!argv.iter().any(|a| a.to_string_lossy().starts_with("--network-namespace-path")), "{argv:?}");

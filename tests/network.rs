@@ -480,3 +480,82 @@ fn host_and_container_addresses_in_one_subnet() {
     env.ok(["stop", &name]);
     assert_eq!(network_leftovers(&name), Vec::<String>::new());
 }
+
+/// Appends `line` to container `name`'s conf (what nixpkgs' declarative
+/// module writes for options this CLI has no flag for).
+fn append_conf(env: &Env, name: &str, line: &str) {
+    let path = env.conf_dir().join(format!("{name}.conf"));
+    let conf = std::fs::read_to_string(&path).unwrap();
+    assert!(conf.contains("PRIVATE_NETWORK=1"), "{conf}");
+    std::fs::write(&path, format!("{conf}{line}\n")).unwrap();
+}
+
+/// A host interface's promiscuity count: a macvlan that is up on it
+/// (with an address of its own) counts one.
+fn promiscuity(ifname: &str) -> u32 {
+    let out = sh(&["ip", "-d", "link", "show", "dev", ifname]);
+    let word = out.split_whitespace().skip_while(|w| *w != "promiscuity").nth(1);
+    word.and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("no promiscuity in {out}"))
+}
+
+#[test]
+fn macvlans_appear_in_the_guest_and_go_with_its_namespace() {
+    let env = Env::new();
+    let mut net = TestNet::default();
+    // The parent: a veth stands in for a dummy interface (not every kernel
+    // has those); the test's pool makes the name unique on the host.
+    let parent = format!("ncmv{}", env.pool);
+    net.link(&[&parent, "type", "veth", "peer", "name", &format!("ncmp{}", env.pool)]);
+    sh(&["ip", "link", "set", &parent, "up"]);
+    let mv = format!("mv-{parent}");
+    let name = env.name("mv");
+    env.create(&name, &[]);
+    // What nixpkgs' declarative module writes for `macvlans = [ ... ]`.
+    append_conf(&env, &name, &format!("MACVLANS=\"{parent}\""));
+    let mut macs = Vec::new();
+    for round in 0..2 {
+        env.ok(["start", &name]);
+        let seen = env.ok(["run", &name, "--", "ls", "/sys/class/net"]);
+        assert_eq!(seen, format!("eth0\nlo\n{mv}\n"), "round {round}");
+        // As nspawn leaves it: mode bridge, down, for the guest to configure.
+        let link = env.ok(["run", &name, "--", "ip", "-d", "link", "show", "dev", &mv]);
+        assert!(link.contains("macvlan mode bridge") && link.contains("state DOWN"), "round {round}: {link}");
+        macs.push(env.ok(["run", &name, "--", "cat", &format!("/sys/class/net/{mv}/address")]));
+        // The guest may configure it (CAP_NET_ADMIN), and the host's side
+        // shows that it is there: the parent takes its address.
+        env.ok(["run", &name, "--", "ip", "link", "set", "dev", &mv, "up"]);
+        assert_eq!(promiscuity(&parent), 1, "round {round}");
+        assert!(!cmd_ok("ip", &["link", "show", "dev", &mv]), "round {round}: no {mv} on the host");
+        env.ok(["stop", &name]);
+        // The macvlan went with the namespace (the kernel deletes virtual
+        // interfaces of a namespace that goes, a moment later).
+        let gone = wait_for(Duration::from_secs(10), || (promiscuity(&parent) == 0).then_some(()));
+        assert!(gone.is_some(), "round {round}: a macvlan is still up on {parent} after stop");
+        assert_eq!(network_leftovers(&name), Vec::<String>::new(), "round {round}");
+        assert!(!cmd_ok("ip", &["link", "show", "dev", &mv]), "round {round}");
+        assert!(cmd_ok("ip", &["link", "show", "dev", &parent]), "round {round}: the parent stays");
+    }
+    // nspawn's address for it: the same at every start.
+    assert_eq!(macs[0], macs[1]);
+    env.ok(["destroy", &name]);
+    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+}
+
+#[test]
+fn a_missing_macvlan_parent_fails_the_start_in_one_line_and_leaves_nothing() {
+    let env = Env::new();
+    let name = env.name("mvx");
+    let parent = format!("ncmvno{}", env.pool);
+    env.create(&name, &[]);
+    append_conf(&env, &name, &format!("MACVLANS={parent}"));
+    let out = env.run(["start", &name]);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        format!("error: network interface {parent} does not exist on the host (MACVLANS of container '{name}')\n")
+    );
+    assert_eq!(env.ok(["status", &name]), "down\n");
+    assert_eq!(network_leftovers(&name), Vec::<String>::new());
+    env.ok(["destroy", &name]);
+    assert_eq!(env.leftovers(&name), Vec::<String>::new());
+}

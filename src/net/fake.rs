@@ -22,6 +22,8 @@ pub struct FakeLink {
     pub mac: Option<[u8; 6]>,
     /// The other end of a veth: (namespace, name); None = host.
     pub peer: Option<(Option<String>, String)>,
+    /// The host interface a macvlan sits on.
+    pub lower: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -199,6 +201,33 @@ impl Netlink for FakeNet {
             return Err(Error::other(format!("{bridge} is not a bridge")));
         }
         self.get_mut(Ns::Host, name)?.master = Some(bridge.to_string());
+        Ok(())
+    }
+
+    fn macvlan_add(
+        &mut self,
+        parent: &Link,
+        parent_name: &str,
+        ns: &str,
+        name: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<()> {
+        self.step(format!("macvlan_add {parent_name} {ns} {name}"))?;
+        if !self.netns.contains(ns) {
+            return Err(Error::other(format!("no netns {ns}")));
+        }
+        if self.host_link(parent_name).is_none_or(|l| l.index != parent.index) {
+            return Err(Error::other("No such device (os error 19)"));
+        }
+        if self.ns_link(ns, name).is_some() {
+            return Err(Error::other("File exists (os error 17)"));
+        }
+        self.add_plain_link(Some(ns), name);
+        let link = self.get_mut(Ns::Named(ns), name)?;
+        // Like the kernel: a new link is down.
+        link.up = false;
+        link.mac = mac;
+        link.lower = Some(parent_name.to_string());
         Ok(())
     }
 

@@ -52,6 +52,8 @@ pub struct Plan {
     pub local_mac: Option<[u8; 6]>,
     /// Host interfaces the container gets for itself (`INTERFACES`).
     pub interfaces: Vec<String>,
+    /// Host interfaces the container gets a macvlan on (`MACVLANS`).
+    pub macvlans: Vec<String>,
 }
 
 fn spec<A: Into<IpAddr> + Copy>(a: &Option<AddrSpec<A>>) -> Option<(IpAddr, u8)> {
@@ -103,6 +105,7 @@ impl Plan {
             // Checked when the conf was read.
             local_mac: conf.local_mac_address.as_deref().and_then(|m| crate::conf::validate_mac(m).ok()),
             interfaces: conf.interfaces.clone(),
+            macvlans: conf.macvlans.clone(),
         })
     }
 
@@ -355,6 +358,33 @@ pub fn give_back(nl: &mut dyn Netlink, name: &str, moved: &[Moved]) {
     }
 }
 
+/// Creates a macvlan on each of the plan's `MACVLANS` host interfaces, in
+/// the container's namespace, as nspawn's --network-macvlan does for a
+/// namespace of its own: mode bridge, named `mv-PARENT` (see
+/// `names::macvlan_ifname`), nspawn's stable MAC address when the host's
+/// machine ID is known, and left down for the guest to configure. They live
+/// in the namespace only, so they go with it (`teardown`); a failure here
+/// leaves them to the caller's `roll_back` likewise.
+pub fn add_macvlans(nl: &mut dyn Netlink, plan: &Plan, machine_id: Option<&[u8; 16]>) -> Result<()> {
+    for (idx, parent) in (0u64..).zip(&plan.macvlans) {
+        let Some(link) = nl.link(Ns::Host, parent)? else {
+            return Err(Error::other(format!(
+                "network interface {parent} does not exist on the host (MACVLANS of container '{}')",
+                plan.name
+            )));
+        };
+        let ifname = names::macvlan_ifname(parent);
+        let mac = machine_id.map(|id| names::macvlan_mac(id, &plan.name, idx));
+        tracing::info!("macvlan {ifname} on host interface {parent} in {}", plan.netns);
+        nl.macvlan_add(&link, parent, &plan.netns, &ifname, mac)?;
+    }
+    Ok(())
+}
+
+fn host_machine_id() -> Option<[u8; 16]> {
+    std::fs::read_to_string("/etc/machine-id").ok().as_deref().and_then(names::parse_machine_id)
+}
+
 /// Sets up the network of a container about to start. Returns the
 /// namespace nspawn must join, if the container has a private network.
 /// `nft_marker` records that a table may exist, `moved_file` which host
@@ -370,6 +400,11 @@ pub fn start(name: &str, conf: &Conf, nft_marker: &Path, moved_file: &Path) -> R
             return Err(e);
         }
     };
+    if let Err(e) = add_macvlans(&mut nl, &plan, host_machine_id().as_ref()) {
+        give_back(&mut nl, name, &moved);
+        roll_back(&mut nl, name);
+        return Err(e);
+    }
     let record = || -> Result<()> {
         if let Some(dir) = moved_file.parent() {
             std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
@@ -774,6 +809,62 @@ mod tests {
         let err = move_in(&mut nl, &plan).unwrap_err().to_string();
         assert_eq!(err, "network interface nope0 does not exist on the host (INTERFACES of container 'web')");
         assert!(nl.host_link("eth7").is_some());
+    }
+
+    #[test]
+    fn macvlans_are_made_in_the_namespace_and_go_with_it() {
+        let mut nl = FakeNet::new();
+        nl.add_plain_link(None, "eth7");
+        nl.add_plain_link(None, "enp0s31f6abcd");
+        let before = (nl.links.clone(), nl.routes.clone(), nl.netns.clone());
+        let mut c = conf();
+        c.macvlans = vec!["eth7".into(), "enp0s31f6abcd".into()];
+        let plan = Plan::new("web", &c).unwrap();
+        setup(&mut nl, &plan).unwrap();
+        let id = [7u8; 16];
+        add_macvlans(&mut nl, &plan, Some(&id)).unwrap();
+        let mv = nl.ns_link(&plan.netns, "mv-eth7").unwrap();
+        // Down, for the guest to configure, as nspawn leaves it.
+        assert!(!mv.up);
+        assert_eq!(mv.lower.as_deref(), Some("eth7"));
+        assert_eq!(mv.mac, Some(names::macvlan_mac(&id, "web", 0)));
+        let long = nl.ns_link(&plan.netns, "mv-enp0s31fJNwz").unwrap();
+        assert_eq!(long.mac, Some(names::macvlan_mac(&id, "web", 1)));
+        assert!(nl.host_link("eth7").is_some_and(|l| l.up), "the parent stays on the host as it was");
+        assert!(nl.host_link("mv-eth7").is_none());
+        teardown(&mut nl, "web").unwrap();
+        assert_eq!((nl.links.clone(), nl.routes.clone(), nl.netns.clone()), before);
+
+        // Without a machine ID, the kernel picks the address.
+        setup(&mut nl, &plan).unwrap();
+        add_macvlans(&mut nl, &plan, None).unwrap();
+        assert_eq!(nl.ns_link(&plan.netns, "mv-eth7").unwrap().mac, None);
+        teardown(&mut nl, "web").unwrap();
+    }
+
+    #[test]
+    fn a_missing_macvlan_parent_is_a_clear_error_and_leaves_nothing() {
+        let mut nl = FakeNet::new();
+        nl.add_plain_link(None, "eth7");
+        let before = (nl.links.clone(), nl.routes.clone(), nl.netns.clone());
+        let mut c = conf();
+        c.macvlans = vec!["eth7".into(), "nope0".into()];
+        let plan = Plan::new("web", &c).unwrap();
+        setup(&mut nl, &plan).unwrap();
+        let err = add_macvlans(&mut nl, &plan, None).unwrap_err().to_string();
+        assert_eq!(err, "network interface nope0 does not exist on the host (MACVLANS of container 'web')");
+        // What `start` does then.
+        roll_back(&mut nl, "web");
+        assert_eq!((nl.links.clone(), nl.routes.clone(), nl.netns.clone()), before);
+
+        // A failing kernel call is an error too, and the roll-back the same.
+        c.macvlans = vec!["eth7".into()];
+        let plan = Plan::new("web", &c).unwrap();
+        nl.fail_on = Some("macvlan_add".into());
+        setup(&mut nl, &plan).unwrap();
+        assert!(add_macvlans(&mut nl, &plan, None).is_err());
+        roll_back(&mut nl, "web");
+        assert_eq!((nl.links.clone(), nl.routes.clone(), nl.netns.clone()), before);
     }
 
     #[test]

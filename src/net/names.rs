@@ -82,6 +82,74 @@ pub fn nft_table(name: &str) -> String {
     format!("nixos-container-{name}")
 }
 
+/// The interface nspawn's `--network-macvlan=PARENT` makes inside the
+/// guest, which guest configurations name (`mv-PARENT`): a longer name is
+/// shortened as nspawn does since systemd 245 (naming scheme
+/// `nspawn_long_hash`), to its first 11 bytes and 4 characters of a hash.
+/// (nspawn then tries to add the full name as an altname, in the host's
+/// namespace, where the interface is not: the guest never gets one.)
+pub fn macvlan_ifname(parent: &str) -> String {
+    let full = format!("mv-{parent}");
+    if full.len() <= IFNAME_MAX {
+        return full;
+    }
+    let h = siphash24(full.as_bytes(), &NSPAWN_SHORTEN_KEY);
+    let mut short = full.as_bytes()[..IFNAME_MAX - 4].to_vec();
+    short.extend([18, 12, 6, 0].map(|shift| URLSAFE_BASE64[((h >> shift) & 63) as usize]));
+    // Interface names are ASCII (validate_ifname), so is the cut.
+    String::from_utf8_lossy(&short).into_owned()
+}
+
+/// The MAC address nspawn gives the `idx`th macvlan (from 0) of machine
+/// `name` on the host whose /etc/machine-id is `machine_id`: stable across
+/// starts, so a guest keeps its DHCP lease (and the same whether nspawn or
+/// this tool made the macvlan). A locally administered unicast address.
+pub fn macvlan_mac(machine_id: &[u8; 16], name: &str, idx: u64) -> [u8; 6] {
+    let mut input = machine_id.to_vec();
+    input.extend_from_slice(name.as_bytes());
+    if idx > 0 {
+        input.extend_from_slice(&idx.to_le_bytes());
+    }
+    let h = siphash24(&input, &NSPAWN_MACVLAN_KEY).to_le_bytes();
+    let mut mac = [h[0], h[1], h[2], h[3], h[4], h[5]];
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
+}
+
+/// The host's machine ID (`/etc/machine-id`, 32 hex digits) as bytes.
+pub fn parse_machine_id(text: &str) -> Option<[u8; 16]> {
+    let hex = text.trim();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
+/// The fixed keys nspawn hashes with (nspawn-network.c: SHORTEN_IFNAME_HASH_KEY
+/// and MACVLAN_HASH_KEY): the same keys give the same names and addresses.
+const NSPAWN_SHORTEN_KEY: [u8; 16] =
+    [0xe1, 0x90, 0xa4, 0x04, 0xa8, 0xef, 0x4b, 0x51, 0x8c, 0xcc, 0xc3, 0x3a, 0x9f, 0x11, 0xfc, 0xa2];
+const NSPAWN_MACVLAN_KEY: [u8; 16] =
+    [0x00, 0x13, 0x6d, 0xbc, 0x66, 0x83, 0x44, 0x81, 0xbb, 0x0c, 0xf9, 0x51, 0x1f, 0x24, 0xa6, 0x6f];
+const URLSAFE_BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// SipHash-2-4 with a 16-byte key, as systemd's `siphash24()` computes it.
+fn siphash24(data: &[u8], key: &[u8; 16]) -> u64 {
+    use std::hash::Hasher;
+    let k0 = u64::from_le_bytes(key[..8].try_into().unwrap());
+    let k1 = u64::from_le_bytes(key[8..].try_into().unwrap());
+    // std's SipHasher is SipHash-2-4; deprecated only in favour of
+    // DefaultHasher, whose algorithm is unspecified (here it must not change).
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new_with_keys(k0, k1);
+    h.write(data);
+    h.finish()
+}
+
 /// FNV-1a, 64 bits: small, stable across versions and platforms (the names
 /// it helps derive must never change).
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -172,6 +240,33 @@ mod tests {
             let err = validate_ifname(bad).unwrap_err();
             assert!(err.contains(reason), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn siphash_is_the_reference_siphash24() {
+        // The test vector of the SipHash paper (appendix A).
+        let key: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let msg: Vec<u8> = (0..15).collect();
+        assert_eq!(siphash24(&msg, &key), 0xa129_ca61_49be_45e5);
+    }
+
+    #[test]
+    fn macvlans_are_named_and_addressed_as_nspawn_does() {
+        assert_eq!(macvlan_ifname("eth1"), "mv-eth1");
+        assert_eq!(macvlan_ifname("enp0s31f6ab"), "mv-enp0s31f6ab");
+        // What systemd-nspawn 252 made of `--network-macvlan=enp0s31f6abcd`
+        // (and the addresses below of two macvlans of machine `web`), on a
+        // host with this machine ID.
+        assert_eq!(macvlan_ifname("enp0s31f6abcd"), "mv-enp0s31fJNwz");
+        let id = parse_machine_id("3d1219c7c4c5404aaa1f6d2a48adfda4\n").unwrap();
+        assert_eq!(id[0], 0x3d);
+        assert_eq!(id[15], 0xa4);
+        assert_eq!(parse_machine_id("3d12"), None);
+        assert_eq!(parse_machine_id(&"zz".repeat(16)), None);
+        assert_eq!(macvlan_mac(&id, "web", 0), [0x56, 0x86, 0x2f, 0xec, 0x53, 0x40]);
+        assert_eq!(macvlan_mac(&id, "web", 1), [0x12, 0x50, 0xa0, 0xd5, 0x13, 0xfe]);
+        let other = macvlan_mac(&id, "web2", 0);
+        assert_eq!(other[0] & 0x03, 0x02, "unicast, locally administered: {other:02x?}");
     }
 
     #[test]

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo as NlLinkInfo};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo as NlLinkInfo, MacVlanMode};
 use rtnetlink::packet_route::route::{RouteFlags, RouteScope, RouteType};
-use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkMacVlan, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -75,6 +75,18 @@ pub trait Netlink {
     fn link_set_alias(&mut self, name: &str, alias: &str) -> Result<()>;
     fn link_add_altname(&mut self, name: &str, altname: &str) -> Result<()>;
     fn link_set_master(&mut self, name: &str, bridge: &str) -> Result<()>;
+    /// Creates macvlan interface `name` (mode bridge, as nspawn makes them)
+    /// on the host interface `parent` (as `link()` found it; `parent_name`
+    /// is for messages), directly in namespace `ns`, with address `mac` (or
+    /// one the kernel picks). It is left down, for the guest to configure.
+    fn macvlan_add(
+        &mut self,
+        parent: &Link,
+        parent_name: &str,
+        ns: &str,
+        name: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<()>;
     /// Moves interface `link` (as `link()` found it in `from`; `name` is for
     /// messages) into namespace `to`, keeping its name.
     fn link_move(&mut self, from: Ns<'_>, link: &Link, name: &str, to: Ns<'_>) -> Result<()>;
@@ -314,6 +326,27 @@ impl Netlink for RtNetlink {
         self.rt
             .block_on(async { h.link().set(msg).execute().await })
             .map_err(|e| nl_err(format!("attaching {name} to bridge {bridge}"), e))
+    }
+
+    fn macvlan_add(
+        &mut self,
+        parent: &Link,
+        parent_name: &str,
+        ns: &str,
+        name: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<()> {
+        let path = self.netns_path(ns);
+        let ns_file = File::open(&path).context(|| format!("opening {}", path.display()))?;
+        let mut msg = LinkMacVlan::new(name, parent.index, MacVlanMode::Bridge).setns_by_fd(ns_file.as_raw_fd());
+        if let Some(mac) = mac {
+            msg = msg.address(mac.to_vec());
+        }
+        let msg = msg.build();
+        let h = self.host.clone();
+        self.rt
+            .block_on(async { h.link().add(msg).execute().await })
+            .map_err(|e| nl_err(format!("creating macvlan {name} on {parent_name}"), e))
     }
 
     fn link_move(&mut self, from: Ns<'_>, link: &Link, name: &str, to: Ns<'_>) -> Result<()> {
