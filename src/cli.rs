@@ -419,6 +419,9 @@ pub struct NixArgs {
     /// Set a Nix option for the build: --option NAME VALUE (repeatable)
     #[arg(long = "option", value_names = ["NAME", "VALUE"], num_args = 2, action = clap::ArgAction::Append)]
     pub option: Vec<String>,
+    /// How Nix shows the build's progress and logs
+    #[arg(long, value_name = "FORMAT", value_parser = ["raw", "raw-with-logs", "internal-json", "bar", "bar-with-logs"])]
+    pub log_format: Option<String>,
     /// Allow impure evaluation of a flake
     #[arg(long)]
     pub impure: bool,
@@ -437,6 +440,15 @@ pub struct NixArgs {
     /// Commit changes to the flake's lock file
     #[arg(long)]
     pub commit_lock_file: bool,
+    /// Do not look flakes up in the flake registries
+    #[arg(long)]
+    pub no_registries: bool,
+    /// Do not change the flake's lock file (fail if it must change)
+    #[arg(long)]
+    pub no_update_lock_file: bool,
+    /// Refuse to build a flake from a dirty Git tree
+    #[arg(long)]
+    pub no_allow_dirty: bool,
 }
 
 impl NixArgs {
@@ -445,12 +457,16 @@ impl NixArgs {
         let pairs = |v: &[String]| v.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or_default())).collect();
         nixos_container::profile::NixFlags {
             options: pairs(&self.option),
+            log_format: self.log_format.clone(),
             impure: self.impure,
             update_input: self.update_input.clone(),
             override_input: pairs(&self.override_input),
             no_write_lock_file: self.no_write_lock_file,
             recreate_lock_file: self.recreate_lock_file,
             commit_lock_file: self.commit_lock_file,
+            no_registries: self.no_registries,
+            no_update_lock_file: self.no_update_lock_file,
+            no_allow_dirty: self.no_allow_dirty,
         }
     }
 }

@@ -88,20 +88,32 @@ pub const DEFAULT_NIXOS_PATH: &str = "<nixpkgs/nixos>";
 pub struct NixFlags {
     /// `--option NAME VALUE`, for every kind of build.
     pub options: Vec<(String, String)>,
+    /// `--log-format FORMAT`, for every kind of build.
+    pub log_format: Option<String>,
     /// `--impure`: for flakes (a `nix-env` evaluation is impure anyway).
     pub impure: bool,
     /// The flake-only flags: `--update-input`, `--override-input`,
-    /// `--no-write-lock-file`, `--recreate-lock-file`, `--commit-lock-file`.
+    /// `--no-write-lock-file`, `--recreate-lock-file`, `--commit-lock-file`,
+    /// `--no-registries`, `--no-update-lock-file`, `--no-allow-dirty`.
     pub update_input: Vec<String>,
     pub override_input: Vec<(String, String)>,
     pub no_write_lock_file: bool,
     pub recreate_lock_file: bool,
     pub commit_lock_file: bool,
+    pub no_registries: bool,
+    pub no_update_lock_file: bool,
+    pub no_allow_dirty: bool,
 }
 
 impl NixFlags {
+    /// The flags every kind of build takes.
     fn options(&self) -> Vec<String> {
-        self.options.iter().flat_map(|(n, v)| ["--option".to_string(), n.clone(), v.clone()]).collect()
+        let mut out: Vec<String> =
+            self.options.iter().flat_map(|(n, v)| ["--option".to_string(), n.clone(), v.clone()]).collect();
+        if let Some(format) = &self.log_format {
+            out.extend(["--log-format".to_string(), format.clone()]);
+        }
+        out
     }
 
     fn for_flake(&self) -> Vec<String> {
@@ -115,6 +127,9 @@ impl NixFlags {
         flag(self.no_write_lock_file, "--no-write-lock-file");
         flag(self.recreate_lock_file, "--recreate-lock-file");
         flag(self.commit_lock_file, "--commit-lock-file");
+        flag(self.no_registries, "--no-registries");
+        flag(self.no_update_lock_file, "--no-update-lock-file");
+        flag(self.no_allow_dirty, "--no-allow-dirty");
         for i in &self.update_input {
             out.extend(["--update-input".to_string(), i.clone()]);
         }
@@ -132,6 +147,9 @@ impl NixFlags {
             (self.no_write_lock_file, "--no-write-lock-file"),
             (self.recreate_lock_file, "--recreate-lock-file"),
             (self.commit_lock_file, "--commit-lock-file"),
+            (self.no_registries, "--no-registries"),
+            (self.no_update_lock_file, "--no-update-lock-file"),
+            (self.no_allow_dirty, "--no-allow-dirty"),
         ]
         .into_iter()
         .find_map(|(given, name)| given.then_some(name))
@@ -624,28 +642,46 @@ mod tests {
     fn nix_flags_pass_through_as_nixpkgs_does() {
         let flags = NixFlags {
             options: vec![("cores".into(), "2".into()), ("sandbox".into(), "false".into())],
+            log_format: Some("bar-with-logs".into()),
             impure: true,
             update_input: vec!["nixpkgs".into()],
             override_input: vec![("nixpkgs".into(), "/src/nixpkgs".into())],
             no_write_lock_file: true,
             recreate_lock_file: true,
             commit_lock_file: true,
+            no_registries: true,
+            no_update_lock_file: true,
+            no_allow_dirty: true,
         };
         let flake = SystemSource::Flake { reference: "/src/f".into(), attr: "web".into() };
         assert_eq!(
             shell_words(&command(Path::new("/p/system"), &flake, &flags)),
             "nix --extra-experimental-features 'nix-command flakes' build --no-link --json --option cores 2 \
-             --option sandbox false --impure --no-write-lock-file --recreate-lock-file --commit-lock-file \
-             --update-input nixpkgs --override-input nixpkgs /src/nixpkgs --option sandbox true -- \
+             --option sandbox false --log-format bar-with-logs --impure --no-write-lock-file --recreate-lock-file \
+             --commit-lock-file --no-registries --no-update-lock-file --no-allow-dirty --update-input nixpkgs --override-input nixpkgs /src/nixpkgs --option sandbox true -- \
              '/src/f#nixosConfigurations.\"web\".config.system.build.toplevel'"
         );
         let config = SystemSource::NixosConfig { nixos_path: "<nixpkgs/nixos>".into(), config: "/c.nix".into() };
-        let nix_env = NixFlags { options: flags.options.clone(), impure: true, ..NixFlags::default() };
+        let nix_env = NixFlags {
+            options: flags.options.clone(),
+            log_format: flags.log_format.clone(),
+            impure: true,
+            ..NixFlags::default()
+        };
         assert_eq!(
             shell_words(&command(Path::new("/p/system"), &config, &nix_env)),
-            "nix-env -p /p/system -I nixos-config=/c.nix -f <nixpkgs/nixos> --set -A system --option cores 2 --option sandbox false --option sandbox true"
+            "nix-env -p /p/system -I nixos-config=/c.nix -f <nixpkgs/nixos> --set -A system --option cores 2 --option sandbox false --log-format bar-with-logs --option sandbox true"
         );
         assert_eq!(nix_env.flake_only(), None);
+        for only in ["--no-registries", "--no-update-lock-file", "--no-allow-dirty"] {
+            let one = NixFlags {
+                no_registries: only == "--no-registries",
+                no_update_lock_file: only == "--no-update-lock-file",
+                no_allow_dirty: only == "--no-allow-dirty",
+                ..NixFlags::default()
+            };
+            assert_eq!(one.flake_only(), Some(only));
+        }
         assert_eq!(flags.flake_only(), Some("--update-input"));
         let err = build(Path::new("/nonexistent/p/system"), &config, BuildOutput::Capture, &flags).unwrap_err();
         assert!(matches!(err, Error::Usage(_)), "{err}");

@@ -180,6 +180,28 @@ fn nix_flags_pass_through_to_the_build() {
     assert!(release.contains("VERSION_ID=\"26.11\""), "{release}");
     assert!(!flake.join("flake.lock").exists());
 
+    // The other flags reach nix build as given (`-v` shows what runs), and
+    // --log-format has its effect: Nix's JSON log lines.
+    let out = env.run([
+        "update",
+        &name,
+        "-v",
+        "--no-write-lock-file",
+        "--no-registries",
+        "--no-allow-dirty",
+        "--log-format",
+        "internal-json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--log-format internal-json --no-write-lock-file --no-registries --no-allow-dirty"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("@nix {"), "{}", stderr(&out));
+    let out = env.run(["update", &name, "-v", "--no-update-lock-file", "--no-write-lock-file"]);
+    assert!(stderr(&out).contains(" --no-write-lock-file --no-update-lock-file "), "{}", stderr(&out));
+
     // Flake-only flags on a build that is not from a flake.
     let out = env.run(["create", &env.name("nf2"), "--config", "", "--update-input", "nixpkgs"]);
     assert_eq!(out.status.code(), Some(2));
