@@ -4,9 +4,12 @@
 //! against a hostile guest: the host's Nix store and database read-only,
 //! the daemon socket only where guest root is not a trusted Nix user (or
 //! the admin asks), the container's profiles and GC roots read-only (the
-//! anchor bound them read-write), then the conf's binds and flags. `--keep-unit
-//! --register=no` keep nspawn away from systemd and machined, which the host
-//! may not run; the supervisor puts nspawn into the container's cgroup.
+//! anchor bound them read-write), then the conf's binds and flags. Under
+//! our own supervisor, `--keep-unit --register=no` keep nspawn away from
+//! systemd and machined, which the host may not run, and the supervisor puts
+//! nspawn into the container's cgroup; as a systemd unit (`Mode::Unit`),
+//! `--keep-unit --register=yes` run it in the unit's cgroup and register it
+//! with machined.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

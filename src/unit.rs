@@ -132,7 +132,9 @@ pub fn console(name: &str, lines: Option<usize>, follow: bool, out: &mut dyn std
     cmd.args(["--no-pager", "-o", "cat", "-u", &unit_name(name)]);
     match lines {
         Some(n) => cmd.arg(format!("--lines={n}")),
-        // Since the unit last started, as the console log holds one run.
+        // Every run of the unit since the host booted: a stopped transient
+        // unit leaves nothing to narrow it to its last run (the own
+        // supervisor's console log holds one run).
         None => cmd.arg("--boot").arg("--lines=all"),
     };
     if follow {
