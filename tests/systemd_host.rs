@@ -49,6 +49,11 @@ fn the_tool_runs_a_nested_container_from_start_to_destroy() {
     assert_eq!(host.tool_ok(&["run", "web", "--", "readlink", "/proc/1/exe"]), "/usr/lib/systemd/systemd\n");
     let run = host.tool(&["run", "web", "--", "sh", "-c", "exit 7"]);
     assert_eq!(run.status.code(), Some(7), "{}", text(&run));
+    // The console is the unit's journal here: info and logs show the boot.
+    let info = host.tool_ok(&["info", "web", "-n", "200"]);
+    assert!(info.contains("Reached target"), "{info}");
+    let logs = host.tool_ok(&["logs", "web"]);
+    assert!(logs.contains("Reached target"), "{logs}");
     host.tool_ok(&["stop", "web"]);
     assert_eq!(host.tool_ok(&["status", "web"]), "down\n");
     host.tool_ok(&["destroy", "web"]);

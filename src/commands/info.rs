@@ -31,12 +31,21 @@ pub fn run(ctx: &Ctx, args: &InfoArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The console's last `n` lines, as `log_tail` cleans them.
+/// The console's last `n` lines, cleaned of terminal controls: from the
+/// unit's journal where containers are systemd units, else from the own
+/// supervisor's console log.
 fn console_lines(c: &Container, n: usize) -> Vec<String> {
     if n == 0 {
         return Vec::new();
     }
-    let tail = nixos_container::container::log_tail(&c.paths.console_log(), n);
+    let tail = if nixos_container::supervision::units_run_containers() {
+        let mut out = Vec::new();
+        // No journal (the unit never ran): no lines, as with no console log.
+        let _ = nixos_container::unit::console(&c.name, Some(n), false, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    } else {
+        nixos_container::container::log_tail(&c.paths.console_log(), n)
+    };
     tail.lines().map(str::to_string).collect()
 }
 
