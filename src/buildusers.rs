@@ -13,8 +13,9 @@
 //!
 //! The group is `build-users-group` from `$NIX_CONF_DIR/nix.conf`
 //! (`/etc/nix/nix.conf`) or `NIX_CONFIG`, else `nixbld`; its users are its
-//! members and the users whose primary group it is, all looked up on the
-//! host (never in a container's root).
+//! members (which are whom Nix builds as) and, to be safe, the users whose
+//! primary group it is; all looked up on the host, never in a container's
+//! root.
 
 use std::path::PathBuf;
 
