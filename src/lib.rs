@@ -29,6 +29,7 @@
 //! - `update`: new generations, live activation, rollback.
 
 pub mod addr;
+pub mod buildusers;
 pub mod cgroup;
 pub mod conf;
 pub mod container;

@@ -352,6 +352,11 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     crate::nspawn::require_installed()?;
     rootfs::require_host_root_mounted()?;
     crate::hostlimits::ensure_inotify_headroom(crate::cgroup::container_count())?;
+    // A guest in the host's UID space: the host's Nix builds may kill its
+    // system services.
+    if !crate::conf::guest_root_is_unprivileged(c.conf.private_users.as_deref()) {
+        crate::buildusers::warn_if_clashing();
+    }
     if let Err(e) = supervision::for_host().launch(c, timeout) {
         // A supervisor releases what it can on its way out, but one that
         // failed early, or never ran, has not: once it is gone, make sure.

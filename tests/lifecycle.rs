@@ -264,3 +264,115 @@ fn show_host_key_prints_the_guests_public_key() {
         format!("{}\n{}\n", names[0], names[1])
     });
 }
+
+/// Groups and users made on the host for one test; removed on drop (also
+/// when the test fails), users first.
+#[derive(Default)]
+struct HostAccounts {
+    users: Vec<String>,
+    groups: Vec<String>,
+}
+
+impl HostAccounts {
+    fn group(&mut self, name: &str, extra: &[&str]) {
+        let out = std::process::Command::new("groupadd").args(extra).arg(name).output().unwrap();
+        assert!(out.status.success(), "groupadd {name}: {}", stderr(&out));
+        self.groups.push(name.into());
+    }
+
+    /// A user without home or login, in no group of its own; returns its UID.
+    fn user(&mut self, name: &str, extra: &[&str]) -> u32 {
+        let out = std::process::Command::new("useradd")
+            .args(["--no-create-home", "--no-user-group", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
+            .args(extra)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "useradd {name}: {}", stderr(&out));
+        self.users.push(name.into());
+        nix::unistd::User::from_name(name).unwrap().unwrap().uid.as_raw()
+    }
+}
+
+impl Drop for HostAccounts {
+    fn drop(&mut self) {
+        for u in &self.users {
+            let _ = std::process::Command::new("userdel").arg(u).status();
+        }
+        for g in &self.groups {
+            let _ = std::process::Command::new("groupdel").arg(g).status();
+        }
+    }
+}
+
+/// Nix kills every process of a build user's UID before each build, and a
+/// privileged guest's system users take UIDs below 1000 in the host's UID
+/// space: build users there (Debian's) get one warning at start. The
+/// host's own build users are never touched (other tests build with them):
+/// NIX_CONF_DIR points at a nix.conf naming a test group, on `start` only,
+/// which builds nothing.
+#[test]
+fn build_users_with_system_uids_get_a_warning_at_start() {
+    let env = Env::new();
+    let pid = std::process::id();
+    let (low, high) = (format!("ncbl{pid}"), format!("ncbh{pid}"));
+    let mut accounts = HostAccounts::default();
+    accounts.group(&low, &["--system"]);
+    // One by its primary group, one as a member only.
+    let a = accounts.user(&format!("{low}a"), &["--system", "--gid", &low]);
+    let b = accounts.user(&format!("{low}b"), &["--system", "--gid", "nogroup", "--groups", &low]);
+    accounts.group(&high, &[]);
+    let h = accounts.user(&format!("{high}a"), &["--gid", &high, "--groups", &high]);
+    assert!(a < 1000 && b < 1000 && h >= 1000, "{a} {b} {h}");
+    let nix_conf = |group: &str| {
+        let dir = env.base.join(format!("nix-{group}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("nix.conf"), format!("sandbox = true\nbuild-users-group = {group}\n")).unwrap();
+        dir
+    };
+    let (low_conf, high_conf) = (nix_conf(&low), nix_conf(&high));
+    let start = |name: &str, conf_dir: &std::path::Path| {
+        let out = env.command().env("NIX_CONF_DIR", conf_dir).args(["start", name]).output().unwrap();
+        assert!(out.status.success(), "start: {}", stderr(&out));
+        out
+    };
+    let warnings = |out: &std::process::Output| {
+        stderr(out).lines().filter(|l| l.contains("build user")).map(String::from).collect::<Vec<_>>()
+    };
+
+    let name = env.name("bu");
+    env.create(&name, &[]);
+    let warned = start(&name, &low_conf);
+    let lines = warnings(&warned);
+    assert_eq!(lines.len(), 1, "{}", stderr(&warned));
+    let line = &lines[0];
+    for expected in [
+        format!("{low}a (UID {a})"),
+        format!("{low}b (UID {b})"),
+        format!("(group {low})"),
+        "Nix kills every process of its build user's UID".into(),
+        "usermod -u".into(),
+    ] {
+        assert!(line.contains(&expected), "{expected:?} not in {line}");
+    }
+    assert!(!line.contains(&high), "{line}");
+    // The start itself is as without the warning.
+    assert_eq!(env.ok(["status", &name]), "up\n");
+    assert_eq!(env.ok(["run", &name, "--", "echo", "up"]), "up\n");
+    env.ok(["stop", &name]);
+
+    // Build users at 1000 and above: nothing to say, the same output.
+    let quiet = start(&name, &high_conf);
+    assert_eq!(warnings(&quiet), Vec::<String>::new(), "{}", stderr(&quiet));
+    assert_eq!(stdout(&quiet), stdout(&warned));
+    assert_eq!(env.ok(["status", &name]), "up\n");
+    env.ok(["stop", &name]);
+
+    // A guest with its own user namespace shares no UID with the host's
+    // build users.
+    let private = env.name("bp");
+    env.create(&private, &["--private-users"]);
+    let out = start(&private, &low_conf);
+    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", stderr(&out));
+    env.ok(["stop", &private]);
+}
