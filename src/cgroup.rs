@@ -198,6 +198,18 @@ impl ContainerCgroup {
         Ok(())
     }
 
+    /// Lets the guest open only the devices of `rules` (see
+    /// `crate::devices`): a device program on the cgroup2 directory, which
+    /// covers everything below it. Before anything joins the cgroup. Only
+    /// for a cgroup of ours: a unit's policy is a unit property. Returns
+    /// false where the host has no cgroup2 tree (no policy then).
+    pub fn restrict_devices(&self, rules: &[crate::devices::Rule]) -> Result<bool> {
+        match self.dir(Kind::Unified) {
+            Some(d) if self.owned => crate::devices::attach(d, rules).map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     /// The `cgroup.procs` files a process writes "0" to, to join the
     /// container's cgroup in every hierarchy (see `join_self`).
     pub fn procs_files(&self) -> Vec<std::ffi::CString> {

@@ -21,6 +21,7 @@
 //!   with our own supervisor;
 //! - `systemd`, `unit`: the host's systemd over D-Bus, and the backend that
 //!   runs a container as the transient unit `nixos-container@NAME.service`;
+//! - `devices`: which devices a guest may open (its cgroup's device policy);
 //! - `limits`: memory, CPU and process limits through the container's cgroup;
 //! - `guest`: the sockets inside a running guest;
 //! - `info`, `logs`: a container's details, its console and journal;
@@ -34,6 +35,7 @@ pub mod cgroup;
 pub mod conf;
 pub mod container;
 pub mod copy;
+pub mod devices;
 pub mod error;
 pub mod faults;
 pub mod fsutil;

@@ -64,6 +64,8 @@ pub struct UnitSpec {
     pub memory_max: Option<u64>,
     pub cpu_quota_per_sec: Option<Duration>,
     pub tasks_max: Option<u64>,
+    /// The conf's DEVICES (paths under /dev), which the guest may open.
+    pub devices: Vec<String>,
 }
 
 fn exec(argv: &[OsString]) -> Value<'static> {
@@ -113,10 +115,27 @@ pub fn properties(spec: &UnitSpec) -> Vec<(&'static str, Value<'static>)> {
         props.push(("CPUAccounting", Value::from(true)));
         props.push(("CPUQuotaPerSecUSec", usec(quota)));
     }
+    // The device policy systemd-nspawn@.service sets (nspawn with
+    // --keep-unit sets none of its own): a privileged guest keeps
+    // CAP_MKNOD and could otherwise make and open a node of any host
+    // device (its disks). "closed" still allows the standard pseudo
+    // devices (/dev/null, zero, full, random, urandom, tty, ptmx); the
+    // guest's ptys and /dev/net/tun are added, and the conf's DEVICES.
+    // nspawn@'s loop and mapper entries are for --image, which we never use.
+    props.push(("DevicePolicy", Value::from("closed")));
+    props.push(("DeviceAllow", Value::from(device_allow(&spec.devices))));
     props.push(("TasksAccounting", Value::from(true)));
     // systemd's default TasksMax (15% of pid_max) is low for a whole OS.
     props.push(("TasksMax", Value::from(spec.tasks_max.unwrap_or(DEFAULT_TASKS_MAX))));
     props
+}
+
+/// `DeviceAllow=` entries (path or `char-GROUP`, access): the guest's
+/// ptys, /dev/net/tun and the conf's devices.
+pub fn device_allow(devices: &[String]) -> Vec<(String, String)> {
+    let mut allow = vec![("char-pts".to_string(), "rw".to_string()), ("/dev/net/tun".into(), "rwm".into())];
+    allow.extend(devices.iter().map(|d| (d.clone(), "rwm".to_string())));
+    allow
 }
 
 /// What became of a job (`JobRemoved`'s result): "done", "failed",
@@ -293,6 +312,7 @@ mod tests {
             memory_max: None,
             cpu_quota_per_sec: None,
             tasks_max: None,
+            devices: Vec::new(),
         }
     }
 
@@ -357,6 +377,27 @@ mod tests {
         assert_eq!(get(&props, "MemoryMax"), &Value::from(512u64 << 20));
         assert_eq!(get(&props, "CPUQuotaPerSecUSec"), &Value::from(1_500_000u64));
         assert_eq!(get(&props, "TasksMax"), &Value::from(200u64));
+    }
+
+    #[test]
+    fn the_guest_opens_only_pseudo_devices_ptys_tun_and_its_devices() {
+        let props = properties(&spec());
+        assert_eq!(get(&props, "DevicePolicy"), &Value::from("closed"));
+        let allow = get(&props, "DeviceAllow");
+        assert_eq!(allow.value_signature().to_string(), "a(ss)");
+        let pair = |p: &str, a: &str| (p.to_string(), a.to_string());
+        assert_eq!(allow, &Value::from(vec![pair("char-pts", "rw"), pair("/dev/net/tun", "rwm")]));
+        let mut s = spec();
+        s.devices = vec!["/dev/fuse".into(), "/dev/kvm".into()];
+        assert_eq!(
+            get(&properties(&s), "DeviceAllow"),
+            &Value::from(vec![
+                pair("char-pts", "rw"),
+                pair("/dev/net/tun", "rwm"),
+                pair("/dev/fuse", "rwm"),
+                pair("/dev/kvm", "rwm")
+            ])
+        );
     }
 
     #[test]

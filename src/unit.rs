@@ -67,6 +67,20 @@ pub fn unit_environment(vars: impl Iterator<Item = (OsString, OsString)>) -> Vec
         .collect()
 }
 
+/// The conf's DEVICES as `DeviceAllow=` paths: a directory (/dev/dri) as
+/// the nodes below it, which systemd would not take; a path that is no
+/// device stays as it is (nspawn's --bind fails on it with its own words).
+fn device_paths(devices: &[std::path::PathBuf]) -> Vec<String> {
+    devices
+        .iter()
+        .flat_map(|d| match crate::devices::nodes(std::slice::from_ref(d)) {
+            Ok(nodes) => nodes.into_iter().map(|n| n.path).collect(),
+            Err(_) => vec![d.clone()],
+        })
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// The unit that runs container `c`.
 pub fn spec(name: &str, conf: &Conf, exe: &Path, start_timeout: Duration) -> UnitSpec {
     let exe = OsString::from(exe);
@@ -83,6 +97,7 @@ pub fn spec(name: &str, conf: &Conf, exe: &Path, start_timeout: Duration) -> Uni
         // CPU_QUOTA is in percent of one CPU: 100% is 1 s per second.
         cpu_quota_per_sec: limits.cpu_quota.map(|pct| Duration::from_micros(u64::from(pct) * 10_000)),
         tasks_max: limits.pids_max,
+        devices: device_paths(&conf.devices),
     }
 }
 

@@ -358,3 +358,111 @@ fn a_container_named_locks_leaves_the_locks_alone() {
     assert!(lock_of(".global").is_some(), "the global lock file was removed");
     env.ok(["destroy", &other]);
 }
+
+/// A loop device of the host over a file of `content`, detached on drop:
+/// a real block device that host root can read on any host (some refuse
+/// even host root their disk).
+struct HostLoop {
+    dev: PathBuf,
+    _file: tempfile::NamedTempFile,
+}
+
+impl HostLoop {
+    fn new(content: &[u8]) -> HostLoop {
+        let mut file = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+        std::io::Write::write_all(&mut file, content).unwrap();
+        // A loop device's size is whole 512-byte sectors.
+        file.as_file().set_len(content.len().next_multiple_of(4096) as u64).unwrap();
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup: {}", stderr(&out));
+        HostLoop { dev: PathBuf::from(stdout(&out).trim()), _file: file }
+    }
+
+    fn major_minor(&self) -> (u64, u64) {
+        let rdev = self.dev.metadata().unwrap().rdev();
+        (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
+    }
+}
+
+impl Drop for HostLoop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+// A privileged guest keeps CAP_MKNOD and CAP_SYS_ADMIN. nspawn with
+// --keep-unit sets no device policy of its own, so nothing stopped guest
+// root from making a node for a host block device (or mounting devtmpfs,
+// the host's /dev) and reading or writing it: the host's disks, hence host
+// root. The guest may open only the pseudo devices, its ptys, /dev/net/tun
+// and the conf's DEVICES; anything else fails with EPERM. The probes only
+// read (a loop device over a file made for the test) or open for writing
+// and write nothing (/dev/kmsg).
+#[test]
+fn a_privileged_guest_cannot_open_host_devices() {
+    let env = Env::new();
+    let name = env.name("dn");
+    env.create(&name, &["--device", "/dev/fuse"]);
+    env.ok(["start", &name]);
+    let secret = "host-secret";
+    let disk = HostLoop::new(secret.as_bytes());
+    assert_eq!(std::fs::read(&disk.dev).unwrap()[..secret.len()], *secret.as_bytes(), "host root reads it");
+    let (maj, min) = disk.major_minor();
+    let kname = disk.dev.file_name().unwrap().to_string_lossy().into_owned();
+    let script = format!(
+        "mkdir -p /devtest/dt; cd /devtest
+         try() {{ label=$1; shift; if \"$@\" 2>err; then echo \"$label: OPENED\"; else echo \"$label: $(cat err)\"; fi; }}
+         mknod disk b {maj} {min} 2>err || echo \"disk-mknod: $(cat err)\"
+         [ -b disk ] && try disk head -c{len} disk
+         mknod kmsg c 1 11 2>err || echo \"kmsg-mknod: $(cat err)\"
+         [ -c kmsg ] && try kmsg sh -c 'exec 3>kmsg'
+         if mount -t devtmpfs devtmpfs dt 2>err; then try devtmpfs head -c{len} dt/{kname}; umount dt; \
+         else echo \"devtmpfs-mount: $(cat err)\"; fi
+         for d in null zero full random urandom tty ptmx net/tun fuse; do
+           [ -c /dev/$d ] || {{ echo \"$d: missing\"; continue; }}
+           (exec 3<>/dev/$d) 2>err && echo \"$d: ok\" || echo \"$d: $(cat err)\"
+         done
+         head -c1 /dev/urandom | wc -c | sed 's/^/urandom-bytes: /'
+         script -qec tty /dev/null </dev/null | sed 's/^/pty: /'",
+        len = secret.len()
+    );
+    let (code, out, err) = guest_sh(&env, &name, &script);
+    eprintln!("guest ({code:?}):\n{out}{err}");
+    drop(disk);
+    let line = |label: &str| {
+        out.lines()
+            .filter(|l| l.starts_with(&format!("{label}:")) || l.starts_with(&format!("{label}-mknod:")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(!out.contains(secret), "guest root read a host block device:\n{out}");
+    for attack in ["disk", "kmsg"] {
+        let said = line(attack);
+        assert!(!said.contains("OPENED"), "guest root opened a host device:\n{out}");
+        assert!(said.contains("Operation not permitted"), "{attack}: not refused with EPERM:\n{out}");
+    }
+    // devtmpfs is the host's /dev: where the guest can mount it, no node
+    // in it may open either.
+    let devtmpfs = line("devtmpfs");
+    assert!(!devtmpfs.contains("OPENED"), "guest root opened a host disk through devtmpfs:\n{out}");
+    for ok in ["null", "zero", "full", "random", "urandom", "tty", "ptmx", "fuse"] {
+        // /dev/tty opens only with a controlling terminal, which `run`
+        // without -t does not give: ENXIO, not EPERM, shows the device
+        // policy let it through.
+        let said = line(ok);
+        assert!(
+            said == format!("{ok}: ok") || (ok == "tty" && said.contains("No such device or address")),
+            "{ok} must open in the guest: {said}\n{out}"
+        );
+    }
+    if std::path::Path::new("/dev/net/tun").exists() {
+        assert_eq!(line("net/tun"), "net/tun: ok", "{out}");
+    }
+    assert_eq!(line("urandom-bytes"), "urandom-bytes: 1", "{out}");
+    assert!(line("pty").starts_with("pty: /dev/pts/"), "the guest could not use a pty:\n{out}");
+    env.ok(["destroy", &name]);
+}

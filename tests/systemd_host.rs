@@ -251,6 +251,16 @@ fn a_running_container_is_its_systemd_unit_registered_with_machined() {
     for want in ["Slice=machine.slice", "Delegate=yes", "ControlGroup=/machine.slice/nixos-container@web.service"] {
         assert!(show.lines().any(|l| l == want), "{want} in:\n{show}");
     }
+    // The device policy of systemd-nspawn@.service: guest root (CAP_MKNOD)
+    // can neither make nor open a node of a host block device.
+    let devices = host.sh_ok("systemctl show nixos-container@web -p DevicePolicy -p DeviceAllow");
+    for want in ["DevicePolicy=closed", "DeviceAllow=char-pts rw", "DeviceAllow=/dev/net/tun rwm"] {
+        assert!(devices.lines().any(|l| l == want), "{want} in:\n{devices}");
+    }
+    let probe = "mknod /root/loop b 7 0 2>&1; [ -b /root/loop ] && head -c1 /root/loop >/dev/null && echo OPENED; \
+                 rm -f /root/loop; head -c1 /dev/zero | wc -c";
+    let said = host.tool_ok(&["run", "web", "--", "sh", "-c", probe]);
+    assert!(said.contains("Operation not permitted") && !said.contains("OPENED") && said.ends_with("1\n"), "{said}");
     let main_pid = show.lines().find_map(|l| l.strip_prefix("MainPID=")).unwrap().to_string();
     assert_eq!(host.sh_ok(&format!("cat /proc/{main_pid}/comm")), "systemd-nspawn\n");
     // Every process of the container is in the unit's cgroup: nspawn, the

@@ -141,6 +141,7 @@ fn supervise_inner(
         .context(|| "becoming a subreaper".into())
         .and_then(|()| cgroup.create())
         .and_then(|()| crate::limits::apply(&cgroup, &c.conf.limits))
+        .and_then(|()| restrict_devices(c, &cgroup))
         .and_then(|()| run_container(c, args, &cgroup, report, &alive, console));
     set_phase(&alive, Phase::Stopping);
     if let Err(e) = &result {
@@ -153,6 +154,19 @@ fn supervise_inner(
     reap_all();
     crate::lifecycle::release_runtime(c, &cgroup);
     result
+}
+
+/// The guest's device policy, on its cgroup before nspawn joins it.
+fn restrict_devices(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
+    let nodes = crate::devices::nodes(&c.conf.devices)?;
+    if !cgroup.restrict_devices(&crate::devices::rules(&nodes))? {
+        eprintln!(
+            "nixos-container supervisor: this host has no cgroup2 tree: {} gets no device policy, \
+             its root may open any host device (see SECURITY.md)",
+            c.name
+        );
+    }
+    Ok(())
 }
 
 fn run_container(
