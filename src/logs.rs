@@ -243,9 +243,12 @@ pub fn open_journal_files(root: &Path) -> Result<Vec<(File, std::fs::Metadata)>>
             if !(name.ends_with(".journal") || name.ends_with(".journal~")) {
                 continue;
             }
-            let Ok(fd) = openat2(dir.as_fd(), name.as_str(), how(OFlag::O_RDONLY | OFlag::O_NONBLOCK)) else {
+            // Opened as a path, then only if it is a regular file: a
+            // guest's FIFO or device is never opened by host root.
+            let Ok(path_fd) = openat2(dir.as_fd(), name.as_str(), how(OFlag::O_PATH)) else {
                 continue;
             };
+            let Ok(Some(fd)) = crate::fsutil::reopen_regular(&path_fd) else { continue };
             let file = File::from(fd);
             let Ok(meta) = file.metadata() else { continue };
             if meta.file_type().is_file() {
@@ -412,6 +415,17 @@ mod tests {
         std::os::unix::fs::symlink(host.path().join("log"), root2.join("var/log")).unwrap();
         let e = open_journal_files(&root2).unwrap_err().to_string();
         assert!(e.contains("symbolic link"), "{e}");
+
+        // A FIFO or a device named like a journal: skipped, never opened.
+        let fifo = dir.join("fifo.journal");
+        let opened = crate::fsutil::testing::fifo_opened_by(&fifo, || {
+            assert_eq!(open_journal_files(&root).unwrap().len(), 1);
+        });
+        assert!(!opened, "host root opened the guest's FIFO");
+        std::fs::remove_file(&fifo).unwrap();
+        if crate::fsutil::testing::mknod_null(&dir.join("dev.journal")) {
+            assert_eq!(open_journal_files(&root).unwrap().len(), 1);
+        }
     }
 
     #[test]
