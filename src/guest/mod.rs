@@ -284,11 +284,7 @@ fn read_answer(conn: &UnixStream) -> Result<(protocol::Answer, Vec<u8>)> {
             Ok(0) => {
                 return Err(Error::other(format!(
                     "the root shell closed the connection without answering{}",
-                    if seen.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", String::from_utf8_lossy(&seen).trim())
-                    }
+                    if seen.is_empty() { String::new() } else { format!(": {}", shown(&seen)) }
                 )));
             }
             Ok(n) => seen.extend_from_slice(&buf[..n]),
@@ -298,6 +294,16 @@ fn read_answer(conn: &UnixStream) -> Result<(protocol::Answer, Vec<u8>)> {
     };
     conn.set_read_timeout(None).context(|| "socket".into())?;
     Ok(found)
+}
+
+/// What a root shell printed before it hung up, for an error message:
+/// its last KiB, cleaned of terminal escapes.
+fn shown(seen: &[u8]) -> String {
+    const MAX: usize = 1024;
+    let cut = seen.len() > MAX;
+    let text = crate::logs::sanitize(&seen[seen.len().saturating_sub(MAX)..]);
+    let text = text.trim();
+    if cut { format!("...{text}") } else { text.to_string() }
 }
 
 /// A command's result with its output captured.
@@ -398,6 +404,14 @@ pub fn exec(c: &Container, cmd: &Command) -> Result<Output> {
 mod tests {
     use super::*;
     use crate::guest::protocol::{Request, Winsize};
+
+    #[test]
+    fn what_a_shell_printed_is_shown_short_and_clean() {
+        assert_eq!(shown(b"  bash: no such file\x1b]0;x\x07\n"), "bash: no such file");
+        let long = [vec![b'a'; 1 << 20], b"\x1b[2Jend\n".to_vec()].concat();
+        let s = shown(&long);
+        assert!(s.starts_with("...aaa") && s.ends_with("aend") && s.len() < 1100, "{}", s.len());
+    }
 
     #[test]
     fn captured_output_keeps_only_its_last_part() {
