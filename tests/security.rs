@@ -341,3 +341,27 @@ fn a_guest_fifo_in_etc_nixos_does_not_hang_update() {
     let status = status.expect("update hung on the guest's /etc/nixos");
     assert!(status.success(), "{status}");
 }
+
+/// A guest whose /var/lib is a symlink that means a path inside its root
+/// (here /persist/var/lib, as impermanence setups do) starts: the
+/// readiness watch is put on the directory inside the root, never on what
+/// the link names on the host (where /persist/var/lib need not exist).
+#[test]
+fn a_guest_whose_var_lib_is_a_symlink_inside_its_root_starts() {
+    let env = Env::new();
+    let name = env.name("sa");
+    env.create(&name, &[]);
+    let root = env.root(&name);
+    std::fs::create_dir_all(root.join("persist/var")).unwrap();
+    std::fs::create_dir_all(root.join("var")).unwrap();
+    if root.join("var/lib").exists() {
+        std::fs::rename(root.join("var/lib"), root.join("persist/var/lib")).unwrap();
+    } else {
+        std::fs::create_dir(root.join("persist/var/lib")).unwrap();
+    }
+    std::os::unix::fs::symlink("/persist/var/lib", root.join("var/lib")).unwrap();
+    assert!(!Path::new("/persist/var/lib").exists(), "the host has /persist/var/lib: the test proves nothing");
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["run", &name, "--", "readlink", "/var/lib"]), "/persist/var/lib\n");
+    env.ok(["stop", &name]);
+}
