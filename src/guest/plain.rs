@@ -153,7 +153,12 @@ impl Parser {
             marker.extend_from_slice(b" X ");
             let before = &body[..body.len() - digits];
             if digits > 0 && before.ends_with(&marker) {
-                let code = std::str::from_utf8(&body[body.len() - digits..]).ok().and_then(|s| s.parse().ok());
+                // The shell's $? is 0..=255; more (256 would exit 0) is
+                // no status line of its.
+                let code = std::str::from_utf8(&body[body.len() - digits..])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|c| (0..=255).contains(c));
                 return (before[..before.len() - marker.len()].to_vec(), code);
             }
         }
@@ -344,6 +349,18 @@ mod tests {
         assert!(p.feed(&vec![b'y'; MAX_HEAD - 20]).unwrap().is_empty());
         assert!(p.feed(b"\nout").unwrap().is_empty());
         assert_eq!(p.pid, Some(0));
+    }
+
+    #[test]
+    fn a_status_beyond_255_is_no_status() {
+        for line in [&b"nc9 P 1\nnc9 X 256\n"[..], b"nc9 P 1\nnc9 X 99999999999999999999\n"] {
+            let mut p = Parser::new("nc9");
+            p.feed(line).unwrap();
+            assert_eq!(p.finish().1, None, "{}", line.escape_ascii());
+        }
+        let mut p = Parser::new("nc9");
+        p.feed(b"nc9 P 1\nnc9 X 255\n").unwrap();
+        assert_eq!(p.finish().1, Some(255));
     }
 
     #[test]
