@@ -224,27 +224,9 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     // Just after the log started anew, its last lines are in the old file.
     let mut bytes = std::fs::read(crate::supervisor::console::previous(path)).unwrap_or_default();
     bytes.extend_from_slice(&current);
-    let text = String::from_utf8_lossy(&bytes);
-    let clean: Vec<String> = text.lines().map(strip_ansi).filter(|l| !l.trim().is_empty()).collect();
+    let text = crate::logs::sanitize(&bytes);
+    let clean: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     clean[clean.len().saturating_sub(lines)..].join("\n")
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // CSI sequences end with a letter.
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else if c != '\r' {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Which containers a command can act on.
@@ -305,8 +287,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strips_terminal_colours() {
-        assert_eq!(strip_ansi("[\x1b[0;32m  OK  \x1b[0m] Started x.\r"), "[  OK  ] Started x.");
+    fn the_log_tail_is_cleaned_of_escapes_and_controls() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        std::fs::write(
+            &log,
+            b"[\x1b[0;32m  OK  \x1b[0m] Started x.\r\n\x1b]0;t\x07\n\xc2\x9d8;;u\xc2\x9cy\x07\x08\xc2\x9b2Jz\n",
+        )
+        .unwrap();
+        assert_eq!(log_tail(&log, 5), "[  OK  ] Started x.\nyz");
+        assert_eq!(log_tail(&log, 1), "yz");
     }
 
     #[test]

@@ -378,6 +378,41 @@ fn remove_entry(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool, path: &dyn Fn()
     }
 }
 
+/// Helpers for the tests of code that must not open a guest's special files.
+#[cfg(test)]
+pub mod testing {
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// Makes a FIFO at `path` with a writer blocked in open(2) until a
+    /// reader opens it, runs `f`, and says whether `f` opened it for
+    /// reading. The FIFO is left in place.
+    pub fn fifo_opened_by(path: &Path, f: impl FnOnce()) -> bool {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let writer = {
+            let path = path.to_path_buf();
+            std::thread::spawn(move || drop(std::fs::OpenOptions::new().write(true).open(path)))
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        f();
+        std::thread::sleep(Duration::from_millis(200));
+        let opened = writer.is_finished();
+        if !opened {
+            // Release the writer.
+            drop(std::fs::File::open(path));
+        }
+        writer.join().unwrap();
+        opened
+    }
+
+    /// Makes a character device with /dev/null's numbers at `path`; false
+    /// where that is not allowed (not root, or nodev).
+    pub fn mknod_null(path: &Path) -> bool {
+        use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+        mknod(path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o644), makedev(1, 3)).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,52 +33,60 @@ pub const JOURNAL_DIR: &str = "var/log/journal";
 /// At most this much of a stopped guest's journal is read (the newest files).
 const JOURNAL_BYTES_MAX: u64 = 512 << 20;
 
-/// Text of the guest's for a terminal or a file: ANSI escape sequences and
-/// control characters other than newline and tab removed, carriage returns
-/// dropped, invalid UTF-8 replaced.
+/// Text of the guest's for a terminal or a file: escape and control
+/// sequences (CSI, OSC, DCS, SOS, PM and APC strings up to BEL or ST, in
+/// their ESC and their C1 forms, other ESC sequences) and control
+/// characters other than newline and tab removed, carriage returns
+/// dropped, invalid UTF-8 replaced. The one cleaner for everything a guest
+/// wrote that reaches an admin's terminal.
 pub fn sanitize(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\x1b' => match chars.peek() {
-                // CSI: parameters, then a final byte in @..~.
-                Some('[') => {
-                    chars.next();
-                    for d in chars.by_ref() {
-                        if ('@'..='~').contains(&d) {
-                            break;
-                        }
-                    }
+            '\x1b' => match chars.next_if(|d| (' '..='~').contains(d)) {
+                Some('[') => skip_csi(&mut chars),
+                // OSC (titles, hyperlinks, clipboard), DCS, SOS, PM, APC.
+                Some(']' | 'P' | 'X' | '^' | '_') => skip_string(&mut chars),
+                // Intermediates (' '..'/'), then one final character.
+                Some(' '..='/') => {
+                    while chars.next_if(|d| (' '..='/').contains(d)).is_some() {}
+                    chars.next_if(|d| ('0'..='~').contains(d));
                 }
-                // OSC (titles, hyperlinks): up to BEL or ESC \.
-                Some(']') => {
-                    chars.next();
-                    while let Some(d) = chars.next() {
-                        if d == '\x07' || (d == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
-                            break;
-                        }
-                    }
-                }
-                _ => {
-                    chars.next();
-                }
+                // Two-character sequences (ESC 7, ESC c, ...); an ESC
+                // before anything else is dropped alone.
+                _ => {}
             },
-            // The one-character CSI of C1.
-            '\u{9b}' => {
-                for d in chars.by_ref() {
-                    if ('@'..='~').contains(&d) {
-                        break;
-                    }
-                }
-            }
+            // The C1 forms (in UTF-8, as terminals read them).
+            '\u{9b}' => skip_csi(&mut chars),
+            '\u{9d}' | '\u{90}' | '\u{98}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
             '\n' | '\t' => out.push(c),
             c if c.is_control() => {}
             c => out.push(c),
         }
     }
     out
+}
+
+type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
+
+/// A control sequence's parameters and intermediates, then its final
+/// character; stops (keeping it) at anything else.
+fn skip_csi(chars: &mut Chars<'_>) {
+    while chars.next_if(|d| (' '..='?').contains(d)).is_some() {}
+    chars.next_if(|d| ('@'..='~').contains(d));
+}
+
+/// A control string, up to BEL or ST (ESC \ or C1 ST), or the end.
+fn skip_string(chars: &mut Chars<'_>) {
+    while let Some(d) = chars.next() {
+        match d {
+            '\x07' | '\u{9c}' => break,
+            '\x1b' if chars.next_if_eq(&'\\').is_some() => break,
+            _ => {}
+        }
+    }
 }
 
 /// The last `lines` lines of `text` (all of it for None).
@@ -243,9 +251,12 @@ pub fn open_journal_files(root: &Path) -> Result<Vec<(File, std::fs::Metadata)>>
             if !(name.ends_with(".journal") || name.ends_with(".journal~")) {
                 continue;
             }
-            let Ok(fd) = openat2(dir.as_fd(), name.as_str(), how(OFlag::O_RDONLY | OFlag::O_NONBLOCK)) else {
+            // Opened as a path, then only if it is a regular file: a
+            // guest's FIFO or device is never opened by host root.
+            let Ok(path_fd) = openat2(dir.as_fd(), name.as_str(), how(OFlag::O_PATH)) else {
                 continue;
             };
+            let Ok(Some(fd)) = crate::fsutil::reopen_regular(&path_fd) else { continue };
             let file = File::from(fd);
             let Ok(meta) = file.metadata() else { continue };
             if meta.file_type().is_file() {
@@ -354,6 +365,34 @@ mod tests {
     }
 
     #[test]
+    fn nasty_guest_text_is_cleaned() {
+        let cases: &[(&[u8], &str)] = &[
+            // C1 OSC (U+009D) up to C1 ST (U+009C), and up to BEL.
+            (b"a\xc2\x9d0;title\xc2\x9cb", "ab"),
+            (b"a\xc2\x9d52;c;cGF5bG9hZA==\x07b", "ab"),
+            // DCS (ESC P / U+0090), APC, PM, SOS strings up to ST.
+            (b"a\x1bP+q544e\x1b\\b", "ab"),
+            (b"a\xc2\x90$qm\xc2\x9cb", "ab"),
+            (b"a\x1b_apc\x1b\\b\x1b^pm\x07c\x1bXsos\x1b\\d", "abcd"),
+            // An OSC that never ends swallows the rest, nothing leaks.
+            (b"a\x1b]0;title\nrm -rf /\n", "a"),
+            // CSI with private parameters and intermediates; C1 CSI.
+            (b"a\x1b[?1049hb\x1b[2 qc\xc2\x9b?25ld", "abcd"),
+            // A CSI cut by a newline ends there; the newline stays.
+            (b"a\x1b[12\nb", "a\nb"),
+            // Charset designation, keypad mode, reset, save cursor.
+            (b"a\x1b(0b\x1b=c\x1bcd\x1b7e", "abcde"),
+            // Backspace, BEL, DEL, CR, lone C1 controls, lone ESC at the end.
+            (b"ok\x08\x08no\x07\x7f\r\n\xc2\x85\xc2\x8dx\x1b", "okno\nx"),
+            // Escapes split by invalid UTF-8 do not recombine.
+            (b"\x1b\xff[31m", "\u{fffd}[31m"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(sanitize(input), *want, "{}", input.escape_ascii());
+        }
+    }
+
+    #[test]
     fn a_sanitizing_writer_cleans_whole_lines() {
         let mut out = Vec::new();
         {
@@ -412,6 +451,17 @@ mod tests {
         std::os::unix::fs::symlink(host.path().join("log"), root2.join("var/log")).unwrap();
         let e = open_journal_files(&root2).unwrap_err().to_string();
         assert!(e.contains("symbolic link"), "{e}");
+
+        // A FIFO or a device named like a journal: skipped, never opened.
+        let fifo = dir.join("fifo.journal");
+        let opened = crate::fsutil::testing::fifo_opened_by(&fifo, || {
+            assert_eq!(open_journal_files(&root).unwrap().len(), 1);
+        });
+        assert!(!opened, "host root opened the guest's FIFO");
+        std::fs::remove_file(&fifo).unwrap();
+        if crate::fsutil::testing::mknod_null(&dir.join("dev.journal")) {
+            assert_eq!(open_journal_files(&root).unwrap().len(), 1);
+        }
     }
 
     #[test]

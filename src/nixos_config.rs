@@ -28,6 +28,9 @@ use crate::rootfs;
 pub const GUEST_MODULE: &str = include_str!("../guest/container-login.nix");
 pub const GUEST_MODULE_FILE: &str = "nixos-container-guest.nix";
 
+/// The largest configuration file read (the guest's copy may be anything).
+const MAX_FILE: u64 = 8 << 20;
+
 /// Where the user's configuration comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserConfig {
@@ -162,19 +165,43 @@ impl ConfigDir {
         fstatat(self.dir.as_fd(), file, AtFlags::AT_SYMLINK_NOFOLLOW).ok()
     }
 
+    /// Reads `file` (None: there is none). In the guest's copy the file is
+    /// the guest's: it is opened as a path, never followed, and read only
+    /// when it is a regular file (so never a FIFO or device, never blocking)
+    /// of at most `MAX_FILE` bytes.
     fn read(&self, file: &'static str) -> Result<Option<(Vec<u8>, u32)>> {
         let what = || format!("reading {}", self.real.join(file).display());
-        let Some(st) = self.stat(file) else { return Ok(None) };
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(Error::other(format!(
-                "{} is not a regular file; move it away and try again",
-                self.real.join(file).display()
-            )));
+        let not_regular = || {
+            Error::other(format!("{} is not a regular file; move it away and try again", self.real.join(file).display()))
+        };
+        let path_fd = match openat(
+            self.dir.as_fd(),
+            file,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(e).context(what),
+        };
+        let fd = crate::fsutil::reopen_regular(&path_fd).context(what)?;
+        let Some(fd) = fd else { return Err(not_regular()) };
+        let st = nix::sys::stat::fstat(&fd).context(what)?;
+        let too_large = || {
+            Error::other(format!(
+                "{} is larger than {} MiB; move it away and try again",
+                self.real.join(file).display(),
+                MAX_FILE >> 20
+            ))
+        };
+        if st.st_size as u64 > MAX_FILE {
+            return Err(too_large());
         }
-        let fd = openat(self.dir.as_fd(), file, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-            .context(what)?;
         let mut data = Vec::new();
-        std::fs::File::from(fd).read_to_end(&mut data).context(what)?;
+        std::fs::File::from(fd).take(MAX_FILE + 1).read_to_end(&mut data).context(what)?;
+        if data.len() as u64 > MAX_FILE {
+            return Err(too_large());
+        }
         Ok(Some((data, st.st_mode & 0o7777)))
     }
 
@@ -370,6 +397,42 @@ mod tests {
         assert!(!root.join("etc/nixos/config-file.nix").exists());
         let mode = std::fs::metadata(base.path().join("conf/c1")).unwrap().permissions();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
+    }
+
+    #[test]
+    fn guest_fifos_devices_and_huge_files_are_replaced_without_being_read() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("root");
+        std::fs::create_dir_all(root.join("etc/nixos")).unwrap();
+        let etc_nixos = root.join("etc/nixos");
+        let config = etc_nixos.join("configuration.nix");
+        nix::unistd::mkfifo(&config, Mode::from_bits_truncate(0o644)).unwrap();
+        // A character device (/dev/null's numbers), when root may make one.
+        let module = etc_nixos.join(GUEST_MODULE_FILE);
+        let dev = nix::sys::stat::mknod(
+            &module,
+            nix::sys::stat::SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o644),
+            nix::sys::stat::makedev(1, 3),
+        );
+        // A sparse file far larger than any configuration.
+        let huge = std::fs::File::create(etc_nixos.join("config-file.nix")).unwrap();
+        huge.set_len(1 << 40).unwrap();
+        drop(huge);
+        let etc = ConfigDir::open_in_root(&root, false).unwrap();
+        for f in FILES {
+            let err = etc.read(f).unwrap_err().to_string();
+            assert!(err.contains("not a regular file") || err.contains("larger than"), "{f}: {err}");
+        }
+        assert!(dev.is_err() || etc.read(GUEST_MODULE_FILE).unwrap_err().to_string().contains("not a regular"));
+        // Mirroring replaces all three (the read would block on the FIFO).
+        let host = ConfigDir::open_host(&base.path().join("conf/c1"), true).unwrap();
+        host.replace("c1", &UserConfig::File { path: "/f.nix".into(), content: b"{ }".to_vec() }, None).unwrap();
+        copy_to_guest(&host, &root);
+        for f in FILES {
+            assert!(etc_nixos.join(f).symlink_metadata().unwrap().is_file(), "{f}");
+        }
+        assert_eq!(std::fs::read(etc_nixos.join("config-file.nix")).unwrap(), b"{ }");
     }
 
     #[test]

@@ -180,10 +180,12 @@ pub fn exists(root: &Path, rel: &str) -> bool {
 /// are skipped (the file is the guest's).
 pub fn guest_users(root: &Path) -> Vec<(String, u32)> {
     use std::io::Read;
-    let Ok(fd) = open_in_root(root, "etc/passwd", OFlag::O_RDONLY | OFlag::O_NONBLOCK) else { return Vec::new() };
+    // Opened as a path, read only if it is a regular file: a guest's FIFO
+    // or device is never opened by host root.
+    let Ok(path_fd) = open_in_root(root, "etc/passwd", OFlag::O_PATH) else { return Vec::new() };
+    let Ok(Some(fd)) = fsutil::reopen_regular(&path_fd) else { return Vec::new() };
     let mut text = Vec::new();
-    let file = std::fs::File::from(fd);
-    if !file.metadata().is_ok_and(|m| m.is_file()) || file.take(1 << 20).read_to_end(&mut text).is_err() {
+    if std::fs::File::from(fd).take(1 << 20).read_to_end(&mut text).is_err() {
         return Vec::new();
     }
     String::from_utf8_lossy(&text)
@@ -231,6 +233,23 @@ pub fn prepare(paths: &ContainerPaths) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_users_never_opens_a_fifo_or_device() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let passwd = root.join("etc/passwd");
+        std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/sh\n").unwrap();
+        assert_eq!(guest_users(root), [("root".to_string(), 0), ("alice".to_string(), 1000)]);
+        std::fs::remove_file(&passwd).unwrap();
+        assert!(!fsutil::testing::fifo_opened_by(&passwd, || assert!(guest_users(root).is_empty())));
+        std::fs::remove_file(&passwd).unwrap();
+        // A character device (/dev/null's numbers): skipped, not read.
+        if fsutil::testing::mknod_null(&passwd) {
+            assert!(guest_users(root).is_empty());
+        }
+    }
 
     #[test]
     fn a_root_that_is_not_a_mount_point_is_recognised() {

@@ -134,7 +134,7 @@ fn journal_tail(unit: &str, since: SystemTime, lines: usize) -> String {
         .arg(format!("--lines={lines}"))
         .output();
     match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).trim_end().to_string(),
+        Ok(o) => crate::logs::sanitize(&o.stdout).trim_end().to_string(),
         Err(_) => String::new(),
     }
 }

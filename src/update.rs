@@ -262,7 +262,8 @@ fn activate(c: &Container, generation: Option<u64>, before: Option<u64>) -> Resu
     tracing::info!("activating in {}: {}", c.name, ACTIVATE.join(" "));
     let done = guest::exec(c, &guest::Command::new(ACTIVATE))
         .map_err(|e| failed(format!("switch-to-configuration could not be run in the guest ({e})"), String::new()))?;
-    let output = format!("{}{}", String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr));
+    // The guest's text, for the admin's terminal.
+    let output = format!("{}{}", crate::logs::sanitize(&done.stdout), crate::logs::sanitize(&done.stderr));
     if done.code() != 0 {
         return Err(failed(format!("switch-to-configuration exited with status {}", done.code()), output));
     }

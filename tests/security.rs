@@ -303,3 +303,65 @@ fn a_private_users_guest_without_its_socket_is_named() {
     assert!(stderr(&out).contains("/var/lib/root-shell.socket does not exist"), "{}", stderr(&out));
     env.ok(["stop", &name]);
 }
+
+/// The guest's /etc/nixos is the guest's: `update` (which holds the
+/// container's lock) writes its copy there, and must neither block on a
+/// FIFO nor open a device the guest swaps in for a configuration file
+/// between any check and the open. Here the files flip between a FIFO and
+/// a regular file all through the update.
+#[test]
+fn a_guest_fifo_in_etc_nixos_does_not_hang_update() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = Env::new();
+    let name = env.name("s9");
+    env.create(&name, &[]);
+    let etc = env.root(&name).join("etc/nixos");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (etc, stop) = (etc.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+            while !stop.load(Ordering::Relaxed) {
+                for f in ["configuration.nix", "nixos-container-guest.nix", "config-file.nix"] {
+                    let (fifo, file) = (etc.join(".fifo"), etc.join(".file"));
+                    let _ = std::fs::write(&file, "{ }");
+                    let _ = std::fs::rename(&file, etc.join(f));
+                    let _ = nix::unistd::mkfifo(&fifo, mode);
+                    let _ = std::fs::rename(&fifo, etc.join(f));
+                }
+            }
+        })
+    };
+    let mut child = KillOnDrop::spawn(
+        env.command().args(["update", &name, "--config", "environment.etc.\"x\".text = \"1\";"]),
+    );
+    let status = child.wait_timeout(std::time::Duration::from_secs(300));
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().unwrap();
+    let status = status.expect("update hung on the guest's /etc/nixos");
+    assert!(status.success(), "{status}");
+}
+
+/// A guest whose /var/lib is a symlink that means a path inside its root
+/// (here /persist/var/lib, as impermanence setups do) starts: the
+/// readiness watch is put on the directory inside the root, never on what
+/// the link names on the host (where /persist/var/lib need not exist).
+#[test]
+fn a_guest_whose_var_lib_is_a_symlink_inside_its_root_starts() {
+    let env = Env::new();
+    let name = env.name("sa");
+    env.create(&name, &[]);
+    let root = env.root(&name);
+    std::fs::create_dir_all(root.join("persist/var")).unwrap();
+    std::fs::create_dir_all(root.join("var")).unwrap();
+    if root.join("var/lib").exists() {
+        std::fs::rename(root.join("var/lib"), root.join("persist/var/lib")).unwrap();
+    } else {
+        std::fs::create_dir(root.join("persist/var/lib")).unwrap();
+    }
+    std::os::unix::fs::symlink("/persist/var/lib", root.join("var/lib")).unwrap();
+    assert!(!Path::new("/persist/var/lib").exists(), "the host has /persist/var/lib: the test proves nothing");
+    env.ok(["start", &name]);
+    assert_eq!(env.ok(["run", &name, "--", "readlink", "/var/lib"]), "/persist/var/lib\n");
+    env.ok(["stop", &name]);
+}

@@ -239,10 +239,15 @@ pub fn encode_exit(s: ExitStatus) -> [u8; 5] {
 pub fn decode_exit(p: &[u8]) -> io::Result<ExitStatus> {
     match p {
         [k, a, b, c, d] => {
-            let v = u32::from_be_bytes([*a, *b, *c, *d]) as i32;
+            // What a process can end with: an exit code of 0..=255 or a
+            // signal of 1..=64; anything else (a code of 256 would exit 0,
+            // a huge signal overflow 128 + N) is the peer's error.
+            let v = u32::from_be_bytes([*a, *b, *c, *d]);
             match k {
-                0 => Ok(ExitStatus::Code(v)),
-                1 => Ok(ExitStatus::Signal(v)),
+                0 if v <= 255 => Ok(ExitStatus::Code(v as i32)),
+                1 if (1..=64).contains(&v) => Ok(ExitStatus::Signal(v as i32)),
+                0 => Err(bad("bad exit code")),
+                1 => Err(bad("bad exit signal")),
                 _ => Err(bad("bad exit kind")),
             }
         }
@@ -396,6 +401,22 @@ mod tests {
         let mut data = vec![b'z', 0, 0, 0, 2, 1, 2];
         data.extend(Request { argv: vec![b"true".to_vec()], ..Request::default() }.encode());
         assert_eq!(Request::decode(&data).unwrap().argv, [b"true".to_vec()]);
+    }
+
+    #[test]
+    fn exit_statuses_out_of_range_are_refused() {
+        let frame = |k: u8, v: u32| {
+            let b = v.to_be_bytes();
+            [k, b[0], b[1], b[2], b[3]]
+        };
+        for (k, v) in [(0, 256), (0, u32::MAX), (0, i32::MAX as u32), (1, 0), (1, 65), (1, i32::MAX as u32), (1, u32::MAX)]
+        {
+            assert!(decode_exit(&frame(k, v)).is_err(), "{k} {v}");
+        }
+        assert_eq!(decode_exit(&frame(0, 255)).unwrap(), ExitStatus::Code(255));
+        assert_eq!(decode_exit(&frame(1, 64)).unwrap(), ExitStatus::Signal(64));
+        assert_eq!(decode_exit(&frame(1, 1)).unwrap().shell_code(), 129);
+        assert!(decode_exit(&frame(2, 0)).is_err());
     }
 
     #[test]

@@ -213,7 +213,7 @@ fn pump(mut conn: impl Read, stdout: &mut dyn Write, stderr: &mut dyn Write, cre
                 Ok(())
             }
             kind::EXIT => return protocol::decode_exit(&payload).map_err(Error::ConnectionLost),
-            kind::ERROR => return Err(Error::other(String::from_utf8_lossy(&payload).into_owned())),
+            kind::ERROR => return Err(Error::other(crate::logs::sanitize(&payload))),
             _ => Ok(()),
         };
         if let Err(e) = written {

@@ -284,11 +284,7 @@ fn read_answer(conn: &UnixStream) -> Result<(protocol::Answer, Vec<u8>)> {
             Ok(0) => {
                 return Err(Error::other(format!(
                     "the root shell closed the connection without answering{}",
-                    if seen.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", String::from_utf8_lossy(&seen).trim())
-                    }
+                    if seen.is_empty() { String::new() } else { format!(": {}", shown(&seen)) }
                 )));
             }
             Ok(n) => seen.extend_from_slice(&buf[..n]),
@@ -298,6 +294,16 @@ fn read_answer(conn: &UnixStream) -> Result<(protocol::Answer, Vec<u8>)> {
     };
     conn.set_read_timeout(None).context(|| "socket".into())?;
     Ok(found)
+}
+
+/// What a root shell printed before it hung up, for an error message:
+/// its last KiB, cleaned of terminal escapes.
+fn shown(seen: &[u8]) -> String {
+    const MAX: usize = 1024;
+    let cut = seen.len() > MAX;
+    let text = crate::logs::sanitize(&seen[seen.len().saturating_sub(MAX)..]);
+    let text = text.trim();
+    if cut { format!("...{text}") } else { text.to_string() }
 }
 
 /// A command's result with its output captured.
@@ -315,13 +321,61 @@ impl Output {
     }
 }
 
-/// A writer into a shared buffer, for captured output.
-#[derive(Clone, Default)]
-struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+/// How much of each of a command's streams `exec` keeps: the last part
+/// (the guest decides how much it prints; host root holds it in memory).
+const CAPTURE_LIMIT: usize = 256 << 10;
+
+/// A writer into a shared buffer, for captured output: keeps the last
+/// `limit` bytes, and says how many went before them.
+#[derive(Clone)]
+struct Capture {
+    inner: std::sync::Arc<std::sync::Mutex<Captured>>,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct Captured {
+    data: Vec<u8>,
+    dropped: u64,
+}
+
+impl Capture {
+    fn new(limit: usize) -> Capture {
+        Capture { inner: Default::default(), limit }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What was kept; with a note first when the start was cut.
+    fn take(&self) -> Vec<u8> {
+        let mut c = self.lock();
+        let mut data = std::mem::take(&mut c.data);
+        if data.len() > self.limit {
+            c.dropped += (data.len() - self.limit) as u64;
+            data.drain(..data.len() - self.limit);
+        }
+        let dropped = std::mem::take(&mut c.dropped);
+        if dropped == 0 {
+            return data;
+        }
+        let mut out = format!("[{dropped} bytes of output cut]\n").into_bytes();
+        out.extend(data);
+        out
+    }
+}
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        let mut c = self.lock();
+        c.data.extend_from_slice(buf);
+        // Cut back to the limit once twice as much is held.
+        if c.data.len() > 2 * self.limit {
+            let cut = c.data.len() - self.limit;
+            c.data.drain(..cut);
+            c.dropped += cut as u64;
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -329,17 +383,11 @@ impl Write for Capture {
     }
 }
 
-impl Capture {
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
 /// Runs `cmd` in container `c` as root without input and returns its exit
 /// status with stdout and stderr. E.g. for
 /// `exec(&c, &Command::new(["/nix/var/nix/profiles/system/bin/switch-to-configuration", "test"]))`.
 pub fn exec(c: &Container, cmd: &Command) -> Result<Output> {
-    let (out, err) = (Capture::default(), Capture::default());
+    let (out, err) = (Capture::new(CAPTURE_LIMIT), Capture::new(CAPTURE_LIMIT));
     let io = Io {
         stdin: None,
         stdout: Box::new(out.clone()),
@@ -356,6 +404,27 @@ pub fn exec(c: &Container, cmd: &Command) -> Result<Output> {
 mod tests {
     use super::*;
     use crate::guest::protocol::{Request, Winsize};
+
+    #[test]
+    fn what_a_shell_printed_is_shown_short_and_clean() {
+        assert_eq!(shown(b"  bash: no such file\x1b]0;x\x07\n"), "bash: no such file");
+        let long = [vec![b'a'; 1 << 20], b"\x1b[2Jend\n".to_vec()].concat();
+        let s = shown(&long);
+        assert!(s.starts_with("...aaa") && s.ends_with("aend") && s.len() < 1100, "{}", s.len());
+    }
+
+    #[test]
+    fn captured_output_keeps_only_its_last_part() {
+        let mut c = Capture::new(10);
+        c.write_all(b"short").unwrap();
+        assert_eq!(c.take(), b"short");
+        for _ in 0..1000 {
+            c.write_all(b"0123456789abc").unwrap();
+        }
+        assert!(c.lock().data.len() <= 20);
+        assert_eq!(String::from_utf8(c.take()).unwrap(), "[12990 bytes of output cut]\n3456789abc");
+        assert_eq!(c.take(), b"");
+    }
 
     #[test]
     fn a_broken_socket_path_is_described() {
@@ -391,7 +460,7 @@ mod tests {
         std::thread::spawn(move || nixos_container_agent::serve(theirs.into(), out.into()));
         let (answer, leftover) = read_answer(&ours).unwrap();
         assert_eq!(answer, protocol::Answer::Agent);
-        let (o, e) = (Capture::default(), Capture::default());
+        let (o, e) = (Capture::new(64 << 20), Capture::new(64 << 20));
         let io = Io {
             stdin: stdin.map(|d| Box::new(io::Cursor::new(d)) as Box<dyn Read + Send>),
             stdout: Box::new(o.clone()),

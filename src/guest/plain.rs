@@ -79,6 +79,10 @@ pub fn nonce() -> String {
     format!("nc{mixed:016x}")
 }
 
+/// The longest first line accepted (NONCE " P " PID; room for a shell's
+/// chatter before it).
+const MAX_HEAD: usize = 4096;
+
 /// Splits the plain protocol's output stream: the pid line first, then the
 /// command's output, then the status line, which is held back until the end.
 pub struct Parser {
@@ -99,12 +103,20 @@ impl Parser {
     }
 
     /// Feeds bytes read from the connection; returns output that is surely
-    /// the command's.
-    pub fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+    /// the command's. A first line longer than `MAX_HEAD` (the pid line is
+    /// short) is a protocol error, not something to hold in memory.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<u8>> {
         let mut data = data;
         if self.pid.is_none() {
             self.head.extend_from_slice(data);
-            let Some(nl) = self.head.iter().position(|&b| b == b'\n') else { return Vec::new() };
+            let Some(nl) = self.head.iter().position(|&b| b == b'\n') else {
+                if self.head.len() > MAX_HEAD {
+                    return Err(Error::other(format!(
+                        "the root shell sent more than {MAX_HEAD} bytes before its first line ended (its process id was expected)"
+                    )));
+                }
+                return Ok(Vec::new());
+            };
             let line = self.head[..nl].to_vec();
             let mut prefix = self.nonce.clone();
             prefix.extend_from_slice(b" P ");
@@ -122,9 +134,9 @@ impl Parser {
         let keep = self.keep();
         if self.tail.len() > keep {
             let out: Vec<u8> = self.tail.drain(..self.tail.len() - keep).collect();
-            return out;
+            return Ok(out);
         }
-        Vec::new()
+        Ok(Vec::new())
     }
 
     /// At the end of the stream: the remaining output and the status, if
@@ -141,7 +153,12 @@ impl Parser {
             marker.extend_from_slice(b" X ");
             let before = &body[..body.len() - digits];
             if digits > 0 && before.ends_with(&marker) {
-                let code = std::str::from_utf8(&body[body.len() - digits..]).ok().and_then(|s| s.parse().ok());
+                // The shell's $? is 0..=255; more (256 would exit 0) is
+                // no status line of its.
+                let code = std::str::from_utf8(&body[body.len() - digits..])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|c| (0..=255).contains(c));
                 return (before[..before.len() - marker.len()].to_vec(), code);
             }
         }
@@ -206,7 +223,10 @@ pub fn session(conn: UnixStream, leftover: Vec<u8>, req: &Request, io: Io, root:
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break Ok(None),
             Err(e) => break Err(Error::ConnectionLost(e)),
         };
-        let chunk = parser.feed(&buf[..n]);
+        let chunk = match parser.feed(&buf[..n]) {
+            Ok(chunk) => chunk,
+            Err(e) => break Err(e),
+        };
         if let Some(p) = parser.pid {
             pid.store(p, std::sync::atomic::Ordering::SeqCst);
         }
@@ -266,7 +286,7 @@ mod tests {
             req(&[b"printf", b"%s|", b"a b", b"$HOME", b"it's", b"\"q\"", b"*", b"", "h\u{e9}".as_bytes(), b"l1\nl2"]);
         let line = command_line(&r, "nc0123").unwrap();
         let mut p = Parser::new("nc0123");
-        let mut out = p.feed(&through_sh(&line));
+        let mut out = p.feed(&through_sh(&line)).unwrap();
         assert!(p.pid.unwrap() > 0);
         let (rest, code) = p.finish();
         out.extend(rest);
@@ -278,7 +298,7 @@ mod tests {
     fn exit_codes_missing_commands_cwd_and_env() {
         let status = |r: &Request| {
             let mut p = Parser::new("nc1");
-            let mut out = p.feed(&through_sh(&command_line(r, "nc1").unwrap()));
+            let mut out = p.feed(&through_sh(&command_line(r, "nc1").unwrap())).unwrap();
             let (rest, code) = p.finish();
             out.extend(rest);
             (out, code)
@@ -301,7 +321,7 @@ mod tests {
         let stream = b"nc9 P 42\nno newline at the endnc9 X 3\n";
         let mut out = Vec::new();
         for b in stream {
-            out.extend(p.feed(&[*b]));
+            out.extend(p.feed(&[*b]).unwrap());
         }
         assert_eq!(p.pid, Some(42));
         let (rest, code) = p.finish();
@@ -311,9 +331,42 @@ mod tests {
     }
 
     #[test]
+    fn an_endless_first_line_is_a_protocol_error() {
+        let mut p = Parser::new("nc9");
+        let chunk = vec![b'x'; 1024];
+        let mut fed = 0;
+        let err = loop {
+            match p.feed(&chunk) {
+                Ok(out) => assert!(out.is_empty()),
+                Err(e) => break e.to_string(),
+            }
+            fed += chunk.len();
+            assert!(fed <= MAX_HEAD, "the parser kept {fed} bytes of a first line");
+        };
+        assert!(err.contains("before its first line ended"), "{err}");
+        // A first line of normal length still works, after a byte-wise feed.
+        let mut p = Parser::new("nc9");
+        assert!(p.feed(&vec![b'y'; MAX_HEAD - 20]).unwrap().is_empty());
+        assert!(p.feed(b"\nout").unwrap().is_empty());
+        assert_eq!(p.pid, Some(0));
+    }
+
+    #[test]
+    fn a_status_beyond_255_is_no_status() {
+        for line in [&b"nc9 P 1\nnc9 X 256\n"[..], b"nc9 P 1\nnc9 X 99999999999999999999\n"] {
+            let mut p = Parser::new("nc9");
+            p.feed(line).unwrap();
+            assert_eq!(p.finish().1, None, "{}", line.escape_ascii());
+        }
+        let mut p = Parser::new("nc9");
+        p.feed(b"nc9 P 1\nnc9 X 255\n").unwrap();
+        assert_eq!(p.finish().1, Some(255));
+    }
+
+    #[test]
     fn a_cut_stream_has_no_status() {
         let mut p = Parser::new("nc9");
-        let mut out = p.feed(b"nc9 P 42\npartial output");
+        let mut out = p.feed(b"nc9 P 42\npartial output").unwrap();
         let (rest, code) = p.finish();
         out.extend(rest);
         assert_eq!((out.as_slice(), code), (&b"partial output"[..], None));

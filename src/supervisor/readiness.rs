@@ -19,10 +19,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -189,13 +191,32 @@ pub fn describe(status: WaitStatus) -> String {
     }
 }
 
-fn watch_var_lib(c: &Container) -> Result<Inotify> {
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context(|| "inotify".into())?;
-    let var_lib = c.paths.root.join("var/lib");
-    inotify
-        .add_watch(&var_lib, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-        .context(|| format!("watching {}", var_lib.display()))?;
-    Ok(inotify)
+/// An inotify watch on the guest's /var/lib (where its sockets appear), or
+/// None if there is none to be had: then readiness is polled. The
+/// directory is opened with the root as `/` (a guest's /var/lib may be a
+/// symlink, say to /persist/var/lib, that means a path inside its root) and
+/// watched through the descriptor, so the watch never lands on a host path.
+fn watch_var_lib(root: &Path) -> Option<Inotify> {
+    let dir = match crate::rootfs::open_in_root(root, "var/lib", OFlag::O_PATH | OFlag::O_DIRECTORY) {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::debug!("not watching var/lib: {e}");
+            return None;
+        }
+    };
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+        .inspect_err(|e| tracing::debug!("not watching var/lib: inotify: {e}"))
+        .ok()?;
+    // The magic link leads to the opened directory itself.
+    let proc = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR;
+    match inotify.add_watch(proc.as_str(), flags) {
+        Ok(_) => Some(inotify),
+        Err(e) => {
+            tracing::debug!("not watching {}/var/lib: {e}", root.display());
+            None
+        }
+    }
 }
 
 /// READY=1 notifications as the supervisor's notify thread counts them.
@@ -260,10 +281,7 @@ pub fn wait_ready(
 ) -> Ready {
     let deadline = Instant::now() + timeout;
     // Only while waiting: every instance counts against the host's limit.
-    let inotify = match watch_var_lib(c) {
-        Ok(i) => i,
-        Err(e) => return Ready::Failed(e.to_string()),
-    };
+    let inotify = watch_var_lib(&c.paths.root);
     let socket = crate::guest::ROOT_SHELL_SOCKET;
     let mut shell_answers = false;
     let mut systemd = None;
@@ -295,12 +313,14 @@ pub fn wait_ready(
         // Wake on READY=1 or a new file in var/lib; at least every 50 ms to
         // notice nspawn's exit.
         let ms = left.min(Duration::from_millis(50)).as_millis() as u16;
-        let mut fds =
-            [PollFd::new(notes.wake.as_fd(), PollFlags::POLLIN), PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(notes.wake.as_fd(), PollFlags::POLLIN)];
+        fds.extend(inotify.as_ref().map(|i| PollFd::new(i.as_fd(), PollFlags::POLLIN)));
         let _ = poll(&mut fds, PollTimeout::from(ms));
         let mut drained = [0u8; 64];
         while nix::unistd::read(&notes.wake, &mut drained).is_ok_and(|n| n > 0) {}
-        while inotify.read_events().map(|e| !e.is_empty()).unwrap_or(false) {}
+        if let Some(i) = &inotify {
+            while i.read_events().map(|e| !e.is_empty()).unwrap_or(false) {}
+        }
     }
 }
 
@@ -324,6 +344,28 @@ pub fn says_ready(msg: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn var_lib_is_watched_inside_the_root_or_not_at_all() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("root");
+        // The guest's /var/lib: a link to /persist/var/lib, which exists
+        // only inside its root.
+        std::fs::create_dir_all(root.join("persist/var/lib")).unwrap();
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        std::os::unix::fs::symlink("/persist/var/lib", root.join("var/lib")).unwrap();
+        let inotify = watch_var_lib(&root).expect("a watch");
+        std::fs::write(root.join("persist/var/lib/root-shell.socket"), "").unwrap();
+        let events = inotify.read_events().unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].name.as_deref(), Some(std::ffi::OsStr::new("root-shell.socket")));
+        // A link that leads nowhere inside the root (whatever it means on
+        // the host): no watch, and no error.
+        let root2 = base.path().join("root2");
+        std::fs::create_dir_all(root2.join("var")).unwrap();
+        std::os::unix::fs::symlink("/tmp", root2.join("var/lib")).unwrap();
+        assert!(watch_var_lib(&root2).is_none());
+    }
 
     #[test]
     fn reports_round_trip_with_newlines_inside() {
