@@ -1,7 +1,11 @@
 //! Typed errors of the library, and the exit codes they map to.
 //!
-//! Every failure a user can cause or meet has its own variant here; the CLI
-//! turns them into one-line messages in `main.rs` and nowhere else.
+//! Each kind of failure that recurs, or that a caller (a script, by its
+//! exit code or message; the code, by `matches!`) may want to tell apart,
+//! has its own variant here, which words its message. `Other` is for
+//! one-off failures whose text is all a caller needs. The CLI turns every
+//! error into a one-line message and an exit code in `main.rs` and nowhere
+//! else; [`Error::exit_code`] is the one mapping onto [`exit`].
 
 use std::io;
 use std::path::PathBuf;
@@ -35,39 +39,61 @@ pub mod exit {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    // The request: refused as misuse (exit::USAGE), by the user, or for want
+    // of root or a program.
+    /// A container name that is not a DNS label (exit::USAGE).
     #[error("invalid container name '{name}': {reason}")]
     InvalidName { name: String, reason: String },
 
-    #[error("container '{0}' does not exist (see 'nixos-container list')")]
-    NoSuchContainer(String),
-
-    #[error("container '{0}' already exists")]
-    AlreadyExists(String),
-
-    #[error("container '{0}' is not running (start it with 'nixos-container start {0}')")]
-    NotRunning(String),
-
-    #[error("{0}")]
-    Usage(String),
-
-    #[error("this command needs root: run it as root (e.g. with sudo)")]
-    NotRoot,
-
-    #[error("{path}:{line}: {message}")]
-    ConfSyntax { path: PathBuf, line: usize, message: String },
-
-    #[error("{path}: {message}")]
-    ConfValue { path: PathBuf, message: String },
-
+    /// A value of an option or argument that is refused (exit::USAGE).
     #[error("invalid {what} '{}': {reason}", printable(value))]
     InvalidValue { what: &'static str, value: String, reason: String },
 
-    #[error("out of addresses: all {0} address pairs of the pool are in use")]
-    PoolExhausted(usize),
+    /// Any other misuse of the command line, already worded (exit::USAGE).
+    #[error("{0}")]
+    Usage(String),
 
+    /// The person at the terminal said no.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+
+    /// Not run as root, and the command needs it.
+    #[error("this command needs root: run it as root (e.g. with sudo)")]
+    NotRoot,
+
+    /// A program the command needs is not installed.
     #[error("{program} not found: {hint}")]
     MissingProgram { program: &'static str, hint: &'static str },
 
+    // The container, and the state it is in.
+    /// No container by that name (exit::NO_SUCH_CONTAINER).
+    #[error("container '{0}' does not exist (see 'nixos-container list')")]
+    NoSuchContainer(String),
+
+    /// `create` of a name that is taken.
+    #[error("container '{0}' already exists")]
+    AlreadyExists(String),
+
+    /// The command needs the guest running, and it is not
+    /// (exit::NOT_RUNNING).
+    #[error("container '{0}' is not running (start it with 'nixos-container start {0}')")]
+    NotRunning(String),
+
+    // Settings and what they refer to.
+    /// A line of a conf file that is not `KEY=VALUE`.
+    #[error("{path}:{line}: {message}")]
+    ConfSyntax { path: PathBuf, line: usize, message: String },
+
+    /// A conf file's value that is refused.
+    #[error("{path}: {message}")]
+    ConfValue { path: PathBuf, message: String },
+
+    /// No free address pair left in the pool.
+    #[error("out of addresses: all {0} address pairs of the pool are in use")]
+    PoolExhausted(usize),
+
+    // Building, starting and running.
+    /// A Nix build failed; the message says how.
     #[error("{0}")]
     Build(String),
 
@@ -85,18 +111,27 @@ pub enum Error {
         back: Option<(u64, String)>,
     },
 
+    /// The guest did not come up; `reason` says why.
     #[error("container '{name}' failed to start: {reason}")]
     StartFailed { name: String, reason: String },
-
-    /// The person at the terminal said no.
-    #[error("cancelled: {0}")]
-    Cancelled(String),
 
     /// Some containers of a `--all`/`--auto` run failed; `failures` says
     /// why, one error per container.
     #[error("{} of {total} containers failed to {action}", failures.len())]
     SomeFailed { failures: Vec<Error>, total: usize, action: &'static str },
 
+    // Talking to the guest.
+    /// The connection to the guest broke (the guest halting, say).
+    #[error("lost the connection to the container: {0}")]
+    ConnectionLost(#[source] io::Error),
+
+    /// The guest closed the connection before the session's end.
+    #[error("the container closed the connection before the command ended")]
+    ConnectionClosed,
+
+    // The host.
+    /// A system call or file operation failed; `context` says what was
+    /// being done ("writing /etc/foo").
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -108,14 +143,9 @@ pub enum Error {
     #[error("{what}: {message}")]
     Systemd { what: String, message: String },
 
-    /// The connection to the guest broke (the guest halting, say).
-    #[error("lost the connection to the container: {0}")]
-    ConnectionLost(#[source] io::Error),
-
-    /// The guest closed the connection before the session's end.
-    #[error("the container closed the connection before the command ended")]
-    ConnectionClosed,
-
+    /// A one-off failure whose text is all a caller needs: nothing matches
+    /// on it. A failure that recurs, or that a script could act on, gets a
+    /// variant above instead.
     #[error("{0}")]
     Other(String),
 }
