@@ -79,6 +79,43 @@ pub enum Error {
     #[error("container '{0}' is not running (start it with 'nixos-container start {0}')")]
     NotRunning(String),
 
+    /// Another nixos-container command holds the container's lock (the
+    /// remains of an unfinished create being destroyed, say).
+    #[error("container '{name}' is busy: another nixos-container command is changing it")]
+    Busy { name: String },
+
+    /// The container belongs to the host's NixOS configuration: its conf is
+    /// read-only (`destroy`, `set-limits`, ...), or it boots the fixed
+    /// system of its `SYSTEM_PATH` (`update`).
+    #[error("{}", declarative_message(name, conf, fixed_system.as_deref()))]
+    Declarative { name: String, conf: PathBuf, fixed_system: Option<PathBuf> },
+
+    /// `start` of a container without a system to boot (its create did not
+    /// finish).
+    #[error(
+        "container '{name}' has no system (its create did not finish); run 'nixos-container update {name}' to build one"
+    )]
+    NoSystem { name: String },
+
+    /// `update --rollback` with nothing to go back to: no generation is
+    /// selected (`current` None), or none is older than the current one.
+    #[error("{}", no_rollback_message(name, *current))]
+    NothingToRollBack { name: String, current: Option<u64> },
+
+    /// The container's supervision, or processes of it, did not end when
+    /// they should have (start, stop, terminate, destroy).
+    #[error("{}", still_running_message(name, what))]
+    StillRunning { name: String, what: Lingering },
+
+    /// `show-ip` of a container without `LOCAL_ADDRESS`.
+    #[error("container '{name}' has no IP address (LOCAL_ADDRESS is not set)")]
+    NoAddress { name: String },
+
+    /// `show-host-key` of a running guest that has no SSH host key (yet);
+    /// `key` is the one looked for first, relative to the root.
+    #[error("container '{name}' has no SSH host key (/{key} is missing; is services.openssh enabled in it?)")]
+    NoHostKey { name: String, key: &'static str },
+
     // Settings and what they refer to.
     /// A line of a conf file that is not `KEY=VALUE`.
     #[error("{path}:{line}: {message}")]
@@ -150,6 +187,62 @@ pub enum Error {
     Other(String),
 }
 
+/// What of a container did not end in time ([`Error::StillRunning`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lingering {
+    /// `start`: a supervisor of an earlier run still holds its lock.
+    Supervisor,
+    /// `start`: the supervisor of the last run is still cleaning up.
+    SupervisorBusy,
+    /// `terminate`: the supervisor does not exit after SIGKILL.
+    SupervisorAfterKill,
+    /// `terminate` on a systemd host: the container's unit does not stop.
+    Unit(String),
+    /// `terminate`: processes in the container's cgroup survive SIGKILL.
+    Processes(Vec<i32>),
+}
+
+fn declarative_message(name: &str, conf: &std::path::Path, fixed_system: Option<&std::path::Path>) -> String {
+    match fixed_system {
+        None => format!(
+            "container '{name}' is declarative ({} is read-only); remove it from your NixOS configuration instead",
+            conf.display()
+        ),
+        Some(system) => format!(
+            "container '{name}' boots the fixed system {} (SYSTEM_PATH in {}); it is declarative: change it in its NixOS configuration",
+            system.display(),
+            conf.display()
+        ),
+    }
+}
+
+fn no_rollback_message(name: &str, current: Option<u64>) -> String {
+    match current {
+        None => format!("container '{name}' has no system generation selected"),
+        Some(n) => format!(
+            "container '{name}' has no generation before {n} to roll back to (see 'nixos-container generations {name}')"
+        ),
+    }
+}
+
+fn still_running_message(name: &str, what: &Lingering) -> String {
+    match what {
+        Lingering::Supervisor => format!("a supervisor of container '{name}' is still running"),
+        Lingering::SupervisorBusy => format!(
+            "the supervisor of container '{name}' is still busy; try again, or 'nixos-container terminate {name}'"
+        ),
+        Lingering::SupervisorAfterKill => format!("the supervisor of container '{name}' does not exit"),
+        Lingering::Unit(unit) => format!("the unit {unit} of container '{name}' does not stop"),
+        Lingering::Processes(pids) => {
+            let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+            format!(
+                "processes of container '{name}' survive SIGKILL (PIDs {}); they may be stuck in the kernel (D state)",
+                pids.join(" ")
+            )
+        }
+    }
+}
+
 /// `s` with its control characters escaped (`\n`, `\u{1b}`): values
 /// that come from users or guests never drive the terminal.
 pub fn printable(s: &str) -> String {
@@ -216,6 +309,72 @@ impl<T> IoContext<T> for nix::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The messages and exit codes of the typed failures, as they were when
+    /// they were `Other`: scripts may match on either.
+    #[test]
+    fn typed_failures_keep_their_messages_and_exit_codes() {
+        let name = || "web".to_string();
+        let cases: Vec<(Error, &str)> = vec![
+            (Error::Busy { name: name() }, "container 'web' is busy: another nixos-container command is changing it"),
+            (
+                Error::Declarative { name: name(), conf: "/etc/nixos-containers/web.conf".into(), fixed_system: None },
+                "container 'web' is declarative (/etc/nixos-containers/web.conf is read-only); \
+                 remove it from your NixOS configuration instead",
+            ),
+            (
+                Error::Declarative {
+                    name: name(),
+                    conf: "/etc/nixos-containers/web.conf".into(),
+                    fixed_system: Some("/nix/store/abc-system".into()),
+                },
+                "container 'web' boots the fixed system /nix/store/abc-system \
+                 (SYSTEM_PATH in /etc/nixos-containers/web.conf); it is declarative: change it in its NixOS configuration",
+            ),
+            (
+                Error::NoSystem { name: name() },
+                "container 'web' has no system (its create did not finish); run 'nixos-container update web' to build one",
+            ),
+            (
+                Error::NothingToRollBack { name: name(), current: None },
+                "container 'web' has no system generation selected",
+            ),
+            (
+                Error::NothingToRollBack { name: name(), current: Some(1) },
+                "container 'web' has no generation before 1 to roll back to (see 'nixos-container generations web')",
+            ),
+            (
+                Error::StillRunning { name: name(), what: Lingering::Supervisor },
+                "a supervisor of container 'web' is still running",
+            ),
+            (
+                Error::StillRunning { name: name(), what: Lingering::SupervisorBusy },
+                "the supervisor of container 'web' is still busy; try again, or 'nixos-container terminate web'",
+            ),
+            (
+                Error::StillRunning { name: name(), what: Lingering::SupervisorAfterKill },
+                "the supervisor of container 'web' does not exit",
+            ),
+            (
+                Error::StillRunning { name: name(), what: Lingering::Unit("nixos-container@web.service".into()) },
+                "the unit nixos-container@web.service of container 'web' does not stop",
+            ),
+            (
+                Error::StillRunning { name: name(), what: Lingering::Processes(vec![12, 345]) },
+                "processes of container 'web' survive SIGKILL (PIDs 12 345); they may be stuck in the kernel (D state)",
+            ),
+            (Error::NoAddress { name: name() }, "container 'web' has no IP address (LOCAL_ADDRESS is not set)"),
+            (
+                Error::NoHostKey { name: name(), key: "etc/ssh/ssh_host_ed25519_key.pub" },
+                "container 'web' has no SSH host key (/etc/ssh/ssh_host_ed25519_key.pub is missing; \
+                 is services.openssh enabled in it?)",
+            ),
+        ];
+        for (e, message) in cases {
+            assert_eq!(e.to_string(), message);
+            assert_eq!(e.exit_code(), exit::FAILURE, "{e}");
+        }
+    }
 
     #[test]
     fn a_failed_activation_says_how_to_roll_back() {

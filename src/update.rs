@@ -77,11 +77,11 @@ pub struct Updated {
 fn open_locked(paths: &Paths, name: &str) -> Result<(Container, crate::lock::Lock)> {
     let (c, lock) = lifecycle::open_locked(paths, name)?;
     if let Some(system) = &c.conf.system_path {
-        return Err(Error::other(format!(
-            "container '{name}' boots the fixed system {} (SYSTEM_PATH in {}); it is declarative: change it in its NixOS configuration",
-            system.display(),
-            c.paths.conf.display()
-        )));
+        return Err(Error::Declarative {
+            name: name.to_string(),
+            conf: c.paths.conf.clone(),
+            fixed_system: Some(system.clone()),
+        });
     }
     Ok((c, lock))
 }
@@ -204,7 +204,7 @@ pub fn switch_generation(paths: &Paths, name: &str, to: Option<u64>, opts: Apply
     let profile_path = c.paths.system_profile();
     let gens = profile::generations(&profile_path)?;
     let Some(current) = gens.iter().find(|g| g.current) else {
-        return Err(Error::other(format!("container '{name}' has no system generation selected")));
+        return Err(Error::NothingToRollBack { name: name.to_string(), current: None });
     };
     let target = match to {
         Some(n) => gens.iter().find(|g| g.number == n).ok_or_else(|| Error::InvalidValue {
@@ -212,12 +212,8 @@ pub fn switch_generation(paths: &Paths, name: &str, to: Option<u64>, opts: Apply
             value: n.to_string(),
             reason: format!("container '{name}' has no such generation (see 'nixos-container generations {name}')"),
         })?,
-        None => profile::previous_generation(&gens).ok_or_else(|| {
-            Error::other(format!(
-                "container '{name}' has no generation before {} to roll back to (see 'nixos-container generations {name}')",
-                current.number
-            ))
-        })?,
+        None => profile::previous_generation(&gens)
+            .ok_or_else(|| Error::NothingToRollBack { name: name.to_string(), current: Some(current.number) })?,
     };
     let before = Some(current.number);
     profile::switch_generation(&profile_path, target.number)?;

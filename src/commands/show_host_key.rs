@@ -43,8 +43,5 @@ pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
         println!("{}", parsed.known_hosts_line(&hosts));
         return Ok(0);
     }
-    Err(Error::other(format!(
-        "container '{}' has no SSH host key (/{} is missing; is services.openssh enabled in it?)",
-        c.name, KEYS[0]
-    )))
+    Err(Error::NoHostKey { name: c.name, key: KEYS[0] })
 }
