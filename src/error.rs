@@ -129,6 +129,12 @@ pub enum Error {
     #[error("out of addresses: all {0} address pairs of the pool are in use")]
     PoolExhausted(usize),
 
+    /// A network interface is missing: one that the conf's `key` of
+    /// container `container` names on the host (`wanted_by`), or one looked
+    /// up by name (`wanted_by` None).
+    #[error("{}", no_interface_message(ifname, wanted_by))]
+    NoInterface { ifname: String, wanted_by: Option<(&'static str, String)> },
+
     // Building, starting and running.
     /// A Nix build failed; the message says how.
     #[error("{0}")]
@@ -239,6 +245,18 @@ fn still_running_message(name: &str, what: &Lingering) -> String {
                 "processes of container '{name}' survive SIGKILL (PIDs {}); they may be stuck in the kernel (D state)",
                 pids.join(" ")
             )
+        }
+    }
+}
+
+fn no_interface_message(ifname: &str, wanted_by: &Option<(&'static str, String)>) -> String {
+    match wanted_by {
+        None => format!("network interface {ifname} does not exist"),
+        Some(("HOST_BRIDGE", container)) => {
+            format!("bridge {ifname} does not exist (HOST_BRIDGE of container '{container}')")
+        }
+        Some((key, container)) => {
+            format!("network interface {ifname} does not exist on the host ({key} of container '{container}')")
         }
     }
 }
@@ -368,6 +386,19 @@ mod tests {
                 Error::NoHostKey { name: name(), key: "etc/ssh/ssh_host_ed25519_key.pub" },
                 "container 'web' has no SSH host key (/etc/ssh/ssh_host_ed25519_key.pub is missing; \
                  is services.openssh enabled in it?)",
+            ),
+            (Error::NoInterface { ifname: "eth9".into(), wanted_by: None }, "network interface eth9 does not exist"),
+            (
+                Error::NoInterface { ifname: "eth9".into(), wanted_by: Some(("INTERFACES", name())) },
+                "network interface eth9 does not exist on the host (INTERFACES of container 'web')",
+            ),
+            (
+                Error::NoInterface { ifname: "eth9".into(), wanted_by: Some(("MACVLANS", name())) },
+                "network interface eth9 does not exist on the host (MACVLANS of container 'web')",
+            ),
+            (
+                Error::NoInterface { ifname: "br9".into(), wanted_by: Some(("HOST_BRIDGE", name())) },
+                "bridge br9 does not exist (HOST_BRIDGE of container 'web')",
             ),
         ];
         for (e, message) in cases {
