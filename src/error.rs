@@ -164,6 +164,23 @@ pub enum Error {
     SomeFailed { failures: Vec<Error>, total: usize, action: &'static str },
 
     // Talking to the guest.
+    /// The guest's root-shell socket cannot be reached; `problem` says what
+    /// is wrong with it. `socket` is its path in the guest (relative to the
+    /// root), `on_host` where the host sees it.
+    #[error(
+        "container '{name}' has no usable root-shell socket /{socket} (on the host {}): {problem}; \
+         the guest module guest/container-login.nix provides it (README: \"Guest socket contract\")",
+        on_host.display()
+    )]
+    NoRootShell { name: String, socket: &'static str, on_host: PathBuf, problem: String },
+
+    /// A pty or another user needs the guest agent, and the guest cannot
+    /// run it (`why`). `login` then falls back to the login socket.
+    #[error(
+        "a pty or another user in container '{name}' needs the guest agent, and {why}; run the command as root without -t instead"
+    )]
+    NeedsAgent { name: String, why: &'static str },
+
     /// The connection to the guest broke (the guest halting, say).
     #[error("lost the connection to the container: {0}")]
     ConnectionLost(#[source] io::Error),
@@ -399,6 +416,22 @@ mod tests {
             (
                 Error::NoInterface { ifname: "br9".into(), wanted_by: Some(("HOST_BRIDGE", name())) },
                 "bridge br9 does not exist (HOST_BRIDGE of container 'web')",
+            ),
+            (
+                Error::NoRootShell {
+                    name: name(),
+                    socket: "var/lib/root-shell.socket",
+                    on_host: "/var/lib/nixos-containers/web/var/lib/root-shell.socket".into(),
+                    problem: "nothing listens on it".into(),
+                },
+                "container 'web' has no usable root-shell socket /var/lib/root-shell.socket \
+                 (on the host /var/lib/nixos-containers/web/var/lib/root-shell.socket): nothing listens on it; \
+                 the guest module guest/container-login.nix provides it (README: \"Guest socket contract\")",
+            ),
+            (
+                Error::NeedsAgent { name: name(), why: "its root shell could not start the agent" },
+                "a pty or another user in container 'web' needs the guest agent, and its root shell could not \
+                 start the agent; run the command as root without -t instead",
             ),
         ];
         for (e, message) in cases {
