@@ -286,7 +286,7 @@ fn read_answer(conn: &UnixStream) -> Result<(protocol::Answer, Vec<u8>)> {
             }
             Ok(n) => seen.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::other(format!("waiting for the root shell: {e}"))),
+            Err(e) => return Err(e).context(|| "waiting for the root shell".into()),
         }
     };
     conn.set_read_timeout(None).context(|| "socket".into())?;
