@@ -8,7 +8,7 @@
 //! else; [`Error::exit_code`] is the one mapping onto [`exit`].
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Exit codes are part of the CLI's contract with scripts (see README).
 pub mod exit {
@@ -129,6 +129,13 @@ pub enum Error {
     #[error("out of addresses: all {0} address pairs of the pool are in use")]
     PoolExhausted(usize),
 
+    /// `update` without --config, --config-file or --flake of a container
+    /// whose configuration (`config`) is not on the host. `only_in_root`:
+    /// the root whose guest has one in its /etc/nixos, never built as root
+    /// because the guest can change it.
+    #[error("{}", no_host_config_message(name, config, only_in_root.as_deref()))]
+    NoHostConfig { name: String, config: PathBuf, only_in_root: Option<PathBuf> },
+
     /// A network interface is missing: one that the conf's `key` of
     /// container `container` names on the host (`wanted_by`), or one looked
     /// up by name (`wanted_by` None).
@@ -225,7 +232,7 @@ pub enum Lingering {
     Processes(Vec<i32>),
 }
 
-fn declarative_message(name: &str, conf: &std::path::Path, fixed_system: Option<&std::path::Path>) -> String {
+fn declarative_message(name: &str, conf: &Path, fixed_system: Option<&Path>) -> String {
     match fixed_system {
         None => format!(
             "container '{name}' is declarative ({} is read-only); remove it from your NixOS configuration instead",
@@ -263,6 +270,21 @@ fn still_running_message(name: &str, what: &Lingering) -> String {
                 pids.join(" ")
             )
         }
+    }
+}
+
+fn no_host_config_message(name: &str, config: &Path, only_in_root: Option<&Path>) -> String {
+    match only_in_root {
+        Some(root) => format!(
+            "container '{name}' has its configuration only inside its root ({}/etc/nixos/configuration.nix), where its guest can change it, \
+             so it is not built as root: copy it out, review it, and adopt it with \
+             'nixos-container update {name} --config-file FILE' (or give --config or --flake)",
+            root.display()
+        ),
+        None => format!(
+            "container '{name}' has no {} to rebuild from; give --config, --config-file or --flake",
+            config.display()
+        ),
     }
 }
 
@@ -432,6 +454,26 @@ mod tests {
                 Error::NeedsAgent { name: name(), why: "its root shell could not start the agent" },
                 "a pty or another user in container 'web' needs the guest agent, and its root shell could not \
                  start the agent; run the command as root without -t instead",
+            ),
+            (
+                Error::NoHostConfig {
+                    name: name(),
+                    config: "/etc/nixos-containers/web/configuration.nix".into(),
+                    only_in_root: None,
+                },
+                "container 'web' has no /etc/nixos-containers/web/configuration.nix to rebuild from; \
+                 give --config, --config-file or --flake",
+            ),
+            (
+                Error::NoHostConfig {
+                    name: name(),
+                    config: "/etc/nixos-containers/web/configuration.nix".into(),
+                    only_in_root: Some("/var/lib/nixos-containers/web".into()),
+                },
+                "container 'web' has its configuration only inside its root \
+                 (/var/lib/nixos-containers/web/etc/nixos/configuration.nix), where its guest can change it, \
+                 so it is not built as root: copy it out, review it, and adopt it with \
+                 'nixos-container update web --config-file FILE' (or give --config or --flake)",
             ),
         ];
         for (e, message) in cases {

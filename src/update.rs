@@ -173,20 +173,12 @@ pub fn update(
 /// version, or by nixpkgs' tool) is never built: Nix would evaluate what
 /// the guest wrote as host root. The admin reviews it and adopts it.
 fn no_host_config(c: &Container) -> Error {
-    let name = &c.name;
     let guest_has_one = crate::rootfs::lstat_in_root(&c.paths.root, "etc/nixos/configuration.nix").is_ok();
-    if guest_has_one {
-        return Error::other(format!(
-            "container '{name}' has its configuration only inside its root ({}/etc/nixos/configuration.nix), where its guest can change it, \
-             so it is not built as root: copy it out, review it, and adopt it with \
-             'nixos-container update {name} --config-file FILE' (or give --config or --flake)",
-            c.paths.root.display()
-        ));
+    Error::NoHostConfig {
+        name: c.name.clone(),
+        config: c.paths.nixos_config(),
+        only_in_root: guest_has_one.then(|| c.paths.root.clone()),
     }
-    Error::other(format!(
-        "container '{name}' has no {} to rebuild from; give --config, --config-file or --flake",
-        c.paths.nixos_config().display()
-    ))
 }
 
 fn builds_a_flake(source: &NewSource, conf: &crate::conf::Conf) -> bool {
