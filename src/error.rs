@@ -103,7 +103,8 @@ pub enum Error {
     NothingToRollBack { name: String, current: Option<u64> },
 
     /// The container's supervision, or processes of it, did not end when
-    /// they should have (start, stop, terminate, destroy).
+    /// they should have (`what` says which): before a start, or when
+    /// terminating it.
     #[error("{}", still_running_message(name, what))]
     StillRunning { name: String, what: Lingering },
 
@@ -220,15 +221,18 @@ pub enum Error {
 /// What of a container did not end in time ([`Error::StillRunning`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lingering {
-    /// `start`: a supervisor of an earlier run still holds its lock.
+    /// `start` (own supervision): a supervisor of an earlier run still
+    /// holds its lock.
     Supervisor,
-    /// `start`: the supervisor of the last run is still cleaning up.
+    /// `start`: the supervision of the last run (stopping, or a start that
+    /// died) does not end within its wait.
     SupervisorBusy,
-    /// `terminate`: the supervisor does not exit after SIGKILL.
+    /// Terminating (`terminate`, `stop` at its timeout, `destroy`; own
+    /// supervision): the supervisor does not exit after SIGKILL.
     SupervisorAfterKill,
-    /// `terminate` on a systemd host: the container's unit does not stop.
+    /// Terminating on a systemd host: the container's unit does not stop.
     Unit(String),
-    /// `terminate`: processes in the container's cgroup survive SIGKILL.
+    /// Terminating: processes in the container's cgroup survive SIGKILL.
     Processes(Vec<i32>),
 }
 
