@@ -11,7 +11,7 @@ use crate::addr::{Pool4, Pool6};
 use crate::cgroup::ContainerCgroup;
 use crate::conf::Conf;
 use crate::container::Container;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Lingering, Result};
 use crate::faults::crash_point;
 use crate::fsutil;
 use crate::lock::Lock;
@@ -345,9 +345,7 @@ pub fn start_locked(c: &Container, timeout: Duration) -> Result<Outcome> {
     release_runtime(c, &cgroup);
 
     if c.conf.system_path.is_none() && !c.paths.system_profile().exists() {
-        return Err(Error::other(format!(
-            "container '{name}' has no system (its create did not finish); run 'nixos-container update {name}' to build one"
-        )));
+        return Err(Error::NoSystem { name: name.to_string() });
     }
     crate::nspawn::require_installed()?;
     rootfs::require_host_root_mounted()?;
@@ -389,10 +387,7 @@ fn supervision_gone_or_busy(c: &Container) -> Result<()> {
     if supervision::for_host().wait_ended(c, Duration::from_secs(15)) {
         Ok(())
     } else {
-        Err(Error::other(format!(
-            "the supervisor of container '{}' is still busy; try again, or 'nixos-container terminate {}'",
-            c.name, c.name
-        )))
+        Err(Error::StillRunning { name: c.name.clone(), what: Lingering::SupervisorBusy })
     }
 }
 
@@ -476,12 +471,8 @@ fn finish_off(c: &Container, cgroup: &ContainerCgroup) -> Result<()> {
     supervision::for_host().terminate(c, cgroup)?;
     // Something the supervisor launched just before it died.
     if !cgroup.kill_all(Duration::from_secs(5)) {
-        let pids: Vec<String> = cgroup.pids().iter().map(|p| p.to_string()).collect();
-        return Err(Error::other(format!(
-            "processes of container '{}' survive SIGKILL (PIDs {}); they may be stuck in the kernel (D state)",
-            c.name,
-            pids.join(" ")
-        )));
+        let pids = cgroup.pids().iter().map(|p| p.as_raw()).collect();
+        return Err(Error::StillRunning { name: c.name.clone(), what: Lingering::Processes(pids) });
     }
     release_runtime(c, cgroup);
     Ok(())
@@ -502,11 +493,7 @@ pub fn release_runtime(c: &Container, cgroup: &ContainerCgroup) {
 /// Declarative containers belong to the host's NixOS configuration.
 pub fn refuse_declarative(c: &Container) -> Result<()> {
     if c.is_declarative() {
-        return Err(Error::other(format!(
-            "container '{}' is declarative ({} is read-only); remove it from your NixOS configuration instead",
-            c.name,
-            c.paths.conf.display()
-        )));
+        return Err(Error::Declarative { name: c.name.clone(), conf: c.paths.conf.clone(), fixed_system: None });
     }
     Ok(())
 }
@@ -520,7 +507,7 @@ pub fn destroy(paths: &Paths, name: &str) -> Result<()> {
     if !p.conf.exists() && marker.exists() {
         // The remains of a create that died half-way.
         let Some(_lock) = Lock::try_exclusive(&p.lock)? else {
-            return Err(crate::lock::busy(name));
+            return Err(Error::Busy { name: name.to_string() });
         };
         // The create may have finished in between: then it is a container.
         if !p.conf.exists() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 
 /// A held lock. It is released when the last descriptor of its open file
 /// goes: on drop, or, when handed to a child process, when that child exits.
@@ -110,11 +110,6 @@ pub fn is_held(path: &Path) -> bool {
         return false;
     };
     flock(&file, libc::LOCK_SH | libc::LOCK_NB) == Err(Errno::EWOULDBLOCK)
-}
-
-/// Explains a lock that could not be taken in time.
-pub fn busy(name: &str) -> Error {
-    Error::other(format!("container '{name}' is busy: another nixos-container command is changing it"))
 }
 
 #[cfg(test)]

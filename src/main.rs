@@ -161,7 +161,7 @@ fn main() {
         std::env::var(nixos_container::supervision::SUPERVISION_VAR).ok().as_deref(),
     ) {
         eprintln!("error: {e}");
-        std::process::exit(Error::other(e).exit_code());
+        std::process::exit(exit::FAILURE);
     }
     let ctx = Ctx { paths, quiet: cli.quiet, verbose: cli.verbose, interactive: std::io::stderr().is_terminal() };
     let code = match dispatch(&ctx, &cli.command) {

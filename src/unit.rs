@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use crate::cgroup::{ContainerCgroup, Hierarchy};
 use crate::conf::Conf;
 use crate::container::{Container, RunState};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Lingering, Result};
 use crate::paths::{ContainerPaths, Paths};
 use crate::supervision::{Phase, RunStatus, Supervision};
 use crate::systemd::{Systemd, UnitSpec, unit_name};
@@ -239,7 +239,7 @@ impl Supervision for UnitSupervisor {
         // Also cancels a restart that a guest's reboot queued.
         let _ = bus()?.request_stop(&unit);
         if !wait_inactive(&unit, Duration::from_secs(15)) {
-            return Err(Error::other(format!("the unit {unit} of container '{}' does not stop", c.name)));
+            return Err(Error::StillRunning { name: c.name.clone(), what: Lingering::Unit(unit) });
         }
         Ok(())
     }

@@ -77,11 +77,11 @@ pub struct Updated {
 fn open_locked(paths: &Paths, name: &str) -> Result<(Container, crate::lock::Lock)> {
     let (c, lock) = lifecycle::open_locked(paths, name)?;
     if let Some(system) = &c.conf.system_path {
-        return Err(Error::other(format!(
-            "container '{name}' boots the fixed system {} (SYSTEM_PATH in {}); it is declarative: change it in its NixOS configuration",
-            system.display(),
-            c.paths.conf.display()
-        )));
+        return Err(Error::Declarative {
+            name: name.to_string(),
+            conf: c.paths.conf.clone(),
+            fixed_system: Some(system.clone()),
+        });
     }
     Ok((c, lock))
 }
@@ -173,20 +173,12 @@ pub fn update(
 /// version, or by nixpkgs' tool) is never built: Nix would evaluate what
 /// the guest wrote as host root. The admin reviews it and adopts it.
 fn no_host_config(c: &Container) -> Error {
-    let name = &c.name;
     let guest_has_one = crate::rootfs::lstat_in_root(&c.paths.root, "etc/nixos/configuration.nix").is_ok();
-    if guest_has_one {
-        return Error::other(format!(
-            "container '{name}' has its configuration only inside its root ({}/etc/nixos/configuration.nix), where its guest can change it, \
-             so it is not built as root: copy it out, review it, and adopt it with \
-             'nixos-container update {name} --config-file FILE' (or give --config or --flake)",
-            c.paths.root.display()
-        ));
+    Error::NoHostConfig {
+        name: c.name.clone(),
+        config: c.paths.nixos_config(),
+        only_in_root: guest_has_one.then(|| c.paths.root.clone()),
     }
-    Error::other(format!(
-        "container '{name}' has no {} to rebuild from; give --config, --config-file or --flake",
-        c.paths.nixos_config().display()
-    ))
 }
 
 fn builds_a_flake(source: &NewSource, conf: &crate::conf::Conf) -> bool {
@@ -204,7 +196,7 @@ pub fn switch_generation(paths: &Paths, name: &str, to: Option<u64>, opts: Apply
     let profile_path = c.paths.system_profile();
     let gens = profile::generations(&profile_path)?;
     let Some(current) = gens.iter().find(|g| g.current) else {
-        return Err(Error::other(format!("container '{name}' has no system generation selected")));
+        return Err(Error::NothingToRollBack { name: name.to_string(), current: None });
     };
     let target = match to {
         Some(n) => gens.iter().find(|g| g.number == n).ok_or_else(|| Error::InvalidValue {
@@ -212,12 +204,8 @@ pub fn switch_generation(paths: &Paths, name: &str, to: Option<u64>, opts: Apply
             value: n.to_string(),
             reason: format!("container '{name}' has no such generation (see 'nixos-container generations {name}')"),
         })?,
-        None => profile::previous_generation(&gens).ok_or_else(|| {
-            Error::other(format!(
-                "container '{name}' has no generation before {} to roll back to (see 'nixos-container generations {name}')",
-                current.number
-            ))
-        })?,
+        None => profile::previous_generation(&gens)
+            .ok_or_else(|| Error::NothingToRollBack { name: name.to_string(), current: Some(current.number) })?,
     };
     let before = Some(current.number);
     profile::switch_generation(&profile_path, target.number)?;

@@ -3,7 +3,7 @@ use std::io::Read;
 use crate::cli::NameArg;
 use crate::commands::{Ctx, require_root};
 use nixos_container::container::{Container, State};
-use nixos_container::error::{Error, Result};
+use nixos_container::error::{Error, IoContext, Result};
 use nixos_container::hostkey::{self, PublicKey};
 use nixos_container::{fsutil, rootfs};
 
@@ -34,7 +34,7 @@ pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
         std::fs::File::from(file)
             .take(hostkey::MAX_LEN as u64 + 1)
             .read_to_end(&mut text)
-            .map_err(|e| Error::other(format!("reading /{key} of container '{}': {e}", c.name)))?;
+            .context(|| format!("reading /{key} of container '{}'", c.name))?;
         let parsed = PublicKey::parse(&text).map_err(bad)?;
         let mut hosts = vec![format!("{}.containers", c.name)];
         let conf = &c.conf;
@@ -43,8 +43,5 @@ pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
         println!("{}", parsed.known_hosts_line(&hosts));
         return Ok(0);
     }
-    Err(Error::other(format!(
-        "container '{}' has no SSH host key (/{} is missing; is services.openssh enabled in it?)",
-        c.name, KEYS[0]
-    )))
+    Err(Error::NoHostKey { name: c.name, key: KEYS[0] })
 }

@@ -5,9 +5,7 @@ use nixos_container::error::{Error, Result};
 
 pub fn run(ctx: &Ctx, args: &NameArg) -> Result<i32> {
     let c = Container::open(&ctx.paths, &args.name)?;
-    let addr = c
-        .address()
-        .ok_or_else(|| Error::other(format!("container '{}' has no IP address (LOCAL_ADDRESS is not set)", c.name)))?;
+    let addr = c.address().ok_or_else(|| Error::NoAddress { name: c.name.clone() })?;
     println!("{addr}");
     Ok(0)
 }

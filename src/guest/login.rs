@@ -6,12 +6,12 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Copies `input` to the connection and the connection to `output` until
 /// the guest closes it (the session ended).
 pub fn relay(conn: UnixStream, mut input: impl Read + Send + 'static, output: &mut dyn Write) -> Result<()> {
-    let mut to_guest = conn.try_clone().map_err(|e| Error::other(format!("login connection: {e}")))?;
+    let mut to_guest = conn.try_clone().context(|| "login connection".into())?;
     std::thread::spawn(move || {
         let _ = io::copy(&mut input, &mut to_guest);
         let _ = to_guest.shutdown(Shutdown::Write);

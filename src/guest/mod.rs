@@ -188,9 +188,6 @@ pub fn run(c: &Container, cmd: &Command, io: Io) -> Result<ExitStatus> {
     }
 }
 
-/// What provides the socket, for the errors below.
-const SOCKET_HINT: &str = "the guest module guest/container-login.nix provides it (README: \"Guest socket contract\")";
-
 /// The error for a guest whose root-shell socket cannot be reached, with
 /// what is wrong with it.
 fn no_root_shell(c: &Container, e: &Error) -> Error {
@@ -201,26 +198,22 @@ fn no_root_shell(c: &Container, e: &Error) -> Error {
         Error::Io { source, .. } => source.to_string(),
         e => e.to_string(),
     });
-    Error::other(format!(
-        "container '{}' has no usable root-shell socket /{ROOT_SHELL_SOCKET} (on the host {}): {problem}; {SOCKET_HINT}",
-        c.name,
-        c.paths.root.join(ROOT_SHELL_SOCKET).display()
-    ))
+    Error::NoRootShell {
+        name: c.name.clone(),
+        socket: ROOT_SHELL_SOCKET,
+        on_host: c.paths.root.join(ROOT_SHELL_SOCKET),
+        problem,
+    }
 }
 
-const NEEDS_THE_AGENT: &str = "a pty or another user in container";
-
-fn needs_the_agent(c: &Container, why: &str) -> Error {
-    Error::other(format!(
-        "{NEEDS_THE_AGENT} '{}' needs the guest agent, and {why}; run the command as root without -t instead",
-        c.name
-    ))
+fn needs_the_agent(c: &Container, why: &'static str) -> Error {
+    Error::NeedsAgent { name: c.name.clone(), why }
 }
 
 /// Whether `run` failed because a pty or another user needed the agent
 /// (`login` then falls back to the guest's login socket).
 pub fn is_needs_the_agent(e: &Error) -> bool {
-    matches!(e, Error::Other(m) if m.starts_with(NEEDS_THE_AGENT))
+    matches!(e, Error::NeedsAgent { .. })
 }
 
 /// What is wrong on the way to `rel` inside the root, looked at one
@@ -289,7 +282,7 @@ fn read_answer(conn: &UnixStream) -> Result<(protocol::Answer, Vec<u8>)> {
             }
             Ok(n) => seen.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::other(format!("waiting for the root shell: {e}"))),
+            Err(e) => return Err(e).context(|| "waiting for the root shell".into()),
         }
     };
     conn.set_read_timeout(None).context(|| "socket".into())?;

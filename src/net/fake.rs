@@ -96,7 +96,7 @@ impl FakeNet {
         self.links
             .get_mut(&key(ns))
             .and_then(|l| l.get_mut(name))
-            .ok_or_else(|| Error::other(format!("network interface {name} does not exist")))
+            .ok_or_else(|| Error::NoInterface { ifname: name.to_string(), wanted_by: None })
     }
 
     fn remove_link(&mut self, ns: Option<String>, name: &str) {

@@ -143,10 +143,10 @@ fn check_host_side(nl: &mut dyn Netlink, plan: &Plan) -> Result<()> {
                 return Err(Error::other(format!("{br} is not a bridge (HOST_BRIDGE of container '{}')", plan.name)));
             }
             None => {
-                return Err(Error::other(format!(
-                    "bridge {br} does not exist (HOST_BRIDGE of container '{}')",
-                    plan.name
-                )));
+                return Err(Error::NoInterface {
+                    ifname: br.clone(),
+                    wanted_by: Some(("HOST_BRIDGE", plan.name.clone())),
+                });
             }
         }
     }
@@ -315,10 +315,10 @@ pub fn move_in(nl: &mut dyn Netlink, plan: &Plan) -> Result<Vec<Moved>> {
     for ifname in &plan.interfaces {
         let step = (|| {
             let Some(link) = nl.link(Ns::Host, ifname)? else {
-                return Err(Error::other(format!(
-                    "network interface {ifname} does not exist on the host (INTERFACES of container '{}')",
-                    plan.name
-                )));
+                return Err(Error::NoInterface {
+                    ifname: ifname.clone(),
+                    wanted_by: Some(("INTERFACES", plan.name.clone())),
+                });
             };
             tracing::info!("moving host interface {ifname} into {}", plan.netns);
             nl.link_move(Ns::Host, &link, ifname, Ns::Named(&plan.netns))?;
@@ -368,10 +368,10 @@ pub fn give_back(nl: &mut dyn Netlink, name: &str, moved: &[Moved]) {
 pub fn add_macvlans(nl: &mut dyn Netlink, plan: &Plan, machine_id: Option<&[u8; 16]>) -> Result<()> {
     for (idx, parent) in (0u64..).zip(&plan.macvlans) {
         let Some(link) = nl.link(Ns::Host, parent)? else {
-            return Err(Error::other(format!(
-                "network interface {parent} does not exist on the host (MACVLANS of container '{}')",
-                plan.name
-            )));
+            return Err(Error::NoInterface {
+                ifname: parent.clone(),
+                wanted_by: Some(("MACVLANS", plan.name.clone())),
+            });
         };
         let ifname = names::macvlan_ifname(parent);
         let mac = machine_id.map(|id| names::macvlan_mac(id, &plan.name, idx));

@@ -174,7 +174,7 @@ impl RtNetlink {
     fn index(&mut self, ns: Ns<'_>, name: &str) -> Result<u32> {
         match self.link(ns, name)? {
             Some(l) => Ok(l.index),
-            None => Err(Error::other(format!("network interface {name} does not exist"))),
+            None => Err(Error::NoInterface { ifname: name.to_string(), wanted_by: None }),
         }
     }
 }

@@ -12,7 +12,7 @@ use super::readiness::{self, Report};
 use super::record::Record;
 use super::{LOCK_FD, REPORT_FD};
 use crate::container::{Container, log_tail};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Lingering, Result};
 use crate::fsutil;
 use crate::lock::Lock;
 use crate::supervision::Phase;
@@ -37,7 +37,7 @@ pub fn launch(c: &Container, timeout: Duration, netns: Option<&Path>) -> Result<
     // on everybody sees that a supervisor runs, even if we die right away.
     // (Within a moment: `status` may be holding a shared lock to look.)
     let Some(alive) = Lock::exclusive_within(&c.paths.supervisor_lock(), Duration::from_secs(2))? else {
-        return Err(Error::other(format!("a supervisor of container '{}' is still running", c.name)));
+        return Err(Error::StillRunning { name: c.name.clone(), what: Lingering::Supervisor });
     };
     Record { pid: None, phase: Phase::Starting }.write(alive.file())?;
 

@@ -30,7 +30,7 @@ pub use run::{EXIT_REBOOT, SuperviseArgs, supervise};
 
 use crate::cgroup::{ContainerCgroup, Hierarchy};
 use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::error::{Error, Lingering, Result};
 use crate::lock::Lock;
 use crate::paths::ContainerPaths;
 use crate::supervision::{RunStatus, Supervision};
@@ -93,7 +93,7 @@ impl Supervision for OwnSupervisor {
                 let _ = kill(pid, Signal::SIGKILL);
             }
             if Instant::now() >= deadline {
-                return Err(Error::other(format!("the supervisor of container '{}' does not exit", c.name)));
+                return Err(Error::StillRunning { name: c.name.clone(), what: Lingering::SupervisorAfterKill });
             }
             std::thread::sleep(Duration::from_millis(5));
         }
