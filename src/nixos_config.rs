@@ -172,18 +172,17 @@ impl ConfigDir {
     fn read(&self, file: &'static str) -> Result<Option<(Vec<u8>, u32)>> {
         let what = || format!("reading {}", self.real.join(file).display());
         let not_regular = || {
-            Error::other(format!("{} is not a regular file; move it away and try again", self.real.join(file).display()))
+            Error::other(format!(
+                "{} is not a regular file; move it away and try again",
+                self.real.join(file).display()
+            ))
         };
-        let path_fd = match openat(
-            self.dir.as_fd(),
-            file,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(nix::errno::Errno::ENOENT) => return Ok(None),
-            Err(e) => return Err(e).context(what),
-        };
+        let path_fd =
+            match openat(self.dir.as_fd(), file, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(nix::errno::Errno::ENOENT) => return Ok(None),
+                Err(e) => return Err(e).context(what),
+            };
         let fd = crate::fsutil::reopen_regular(&path_fd).context(what)?;
         let Some(fd) = fd else { return Err(not_regular()) };
         let st = nix::sys::stat::fstat(&fd).context(what)?;

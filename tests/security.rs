@@ -332,9 +332,8 @@ fn a_guest_fifo_in_etc_nixos_does_not_hang_update() {
             }
         })
     };
-    let mut child = KillOnDrop::spawn(
-        env.command().args(["update", &name, "--config", "environment.etc.\"x\".text = \"1\";"]),
-    );
+    let mut child =
+        KillOnDrop::spawn(env.command().args(["update", &name, "--config", "environment.etc.\"x\".text = \"1\";"]));
     let status = child.wait_timeout(std::time::Duration::from_secs(300));
     stop.store(true, Ordering::Relaxed);
     flipper.join().unwrap();

@@ -409,7 +409,8 @@ mod tests {
             let b = v.to_be_bytes();
             [k, b[0], b[1], b[2], b[3]]
         };
-        for (k, v) in [(0, 256), (0, u32::MAX), (0, i32::MAX as u32), (1, 0), (1, 65), (1, i32::MAX as u32), (1, u32::MAX)]
+        for (k, v) in
+            [(0, 256), (0, u32::MAX), (0, i32::MAX as u32), (1, 0), (1, 65), (1, i32::MAX as u32), (1, u32::MAX)]
         {
             assert!(decode_exit(&frame(k, v)).is_err(), "{k} {v}");
         }
