@@ -45,24 +45,12 @@ pub fn sanitize(bytes: &[u8]) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\x1b' => match chars.next_if(|d| (' '..='~').contains(d)) {
-                Some('[') => skip_csi(&mut chars),
-                // OSC (titles, hyperlinks, clipboard), DCS, SOS, PM, APC.
-                Some(']' | 'P' | 'X' | '^' | '_') => skip_string(&mut chars),
-                // Intermediates (' '..'/'), then one final character.
-                Some(' '..='/') => {
-                    while chars.next_if(|d| (' '..='/').contains(d)).is_some() {}
-                    chars.next_if(|d| ('0'..='~').contains(d));
-                }
-                // Two-character sequences (ESC 7, ESC c, ...); an ESC
-                // before anything else is dropped alone.
-                _ => {}
-            },
+            '\x1b' => skip_escape(&mut chars),
             // The C1 forms (in UTF-8, as terminals read them).
             '\u{9b}' => skip_csi(&mut chars),
             '\u{9d}' | '\u{90}' | '\u{98}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
             '\n' | '\t' => out.push(c),
-            c if c.is_control() => {}
+            c if c.is_control() || is_invisible_format(c) => {}
             c => out.push(c),
         }
     }
@@ -71,6 +59,23 @@ pub fn sanitize(bytes: &[u8]) -> String {
 
 type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
 
+/// What follows an ESC (already taken).
+fn skip_escape(chars: &mut Chars<'_>) {
+    match chars.next_if(|d| (' '..='~').contains(d)) {
+        Some('[') => skip_csi(chars),
+        // OSC (titles, hyperlinks, clipboard), DCS, SOS, PM, APC.
+        Some(']' | 'P' | 'X' | '^' | '_') => skip_string(chars),
+        // Intermediates (' '..'/'), then one final character.
+        Some(' '..='/') => {
+            while chars.next_if(|d| (' '..='/').contains(d)).is_some() {}
+            chars.next_if(|d| ('0'..='~').contains(d));
+        }
+        // Two-character sequences (ESC 7, ESC c, ...); an ESC before
+        // anything else is dropped alone.
+        _ => {}
+    }
+}
+
 /// A control sequence's parameters and intermediates, then its final
 /// character; stops (keeping it) at anything else.
 fn skip_csi(chars: &mut Chars<'_>) {
@@ -78,15 +83,41 @@ fn skip_csi(chars: &mut Chars<'_>) {
     chars.next_if(|d| ('@'..='~').contains(d));
 }
 
-/// A control string, up to BEL or ST (ESC \ or C1 ST), or the end.
+/// A control string, up to BEL or ST (ESC \ or C1 ST). As terminals do,
+/// CAN and SUB end it too, and another ESC starts what follows; a newline
+/// ends it here as well (kept), so that one unfinished string cannot hide
+/// every line after it.
 fn skip_string(chars: &mut Chars<'_>) {
-    while let Some(d) = chars.next() {
+    while let Some(&d) = chars.peek() {
         match d {
-            '\x07' | '\u{9c}' => break,
-            '\x1b' if chars.next_if_eq(&'\\').is_some() => break,
-            _ => {}
+            '\n' => return,
+            '\x1b' => {
+                // ESC \ is ST; any other ESC is left to the caller, which
+                // skips its sequence (no recursion a guest could deepen).
+                let mut ahead = chars.clone();
+                ahead.next();
+                if ahead.peek() == Some(&'\\') {
+                    chars.next();
+                    chars.next();
+                }
+                return;
+            }
+            '\x07' | '\u{9c}' | '\x18' | '\x1a' => {
+                chars.next();
+                return;
+            }
+            _ => {
+                chars.next();
+            }
         }
     }
+}
+
+/// Characters that change how the text around them is shown without being
+/// seen: bidirectional overrides and isolates, zero-width characters, the
+/// byte order mark. A guest could reorder what an admin reads with them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The last `lines` lines of `text` (all of it for None).
@@ -374,8 +405,16 @@ mod tests {
             (b"a\x1bP+q544e\x1b\\b", "ab"),
             (b"a\xc2\x90$qm\xc2\x9cb", "ab"),
             (b"a\x1b_apc\x1b\\b\x1b^pm\x07c\x1bXsos\x1b\\d", "abcd"),
-            // An OSC that never ends swallows the rest, nothing leaks.
-            (b"a\x1b]0;title\nrm -rf /\n", "a"),
+            // An OSC that never ends stops at the line's end: the lines
+            // after it are still shown (without controls, nothing leaks).
+            (b"a\x1b]0;title\nrm -rf /\n", "a\nrm -rf /\n"),
+            (b"a\xc2\x9d0;title\nb\n", "a\nb\n"),
+            // CAN ends a string; another ESC ends it and starts anew.
+            (b"a\x1bPq\x18b\x1b]0;t\x1b[31mc", "abc"),
+            // Strings opened one after the other: no recursion, no leak.
+            (&b"\x1b]".repeat(100_000), ""),
+            // Bidi overrides and zero-width characters are dropped.
+            ("a\u{202e}gpj.exe\u{200b}\u{feff}b".as_bytes(), "agpj.exeb"),
             // CSI with private parameters and intermediates; C1 CSI.
             (b"a\x1b[?1049hb\x1b[2 qc\xc2\x9b?25ld", "abcd"),
             // A CSI cut by a newline ends there; the newline stays.
