@@ -201,7 +201,9 @@ impl ConfigDir {
         if data.len() as u64 > MAX_FILE {
             return Err(too_large());
         }
-        Ok(Some((data, st.st_mode & 0o7777)))
+        // Permission bits only: a set-uid bit a guest put on its copy must not
+        // come back on a file host root writes (restore).
+        Ok(Some((data, st.st_mode & 0o777)))
     }
 
     /// Replaces `file` atomically (temporary file, fsync, rename).
@@ -334,6 +336,12 @@ mod tests {
         assert!(std::fs::read_to_string(&config).unwrap().contains("{\nb = 2;\n    }"));
         etc.restore(previous);
         assert_eq!(std::fs::read(&config).unwrap(), old);
+        // A set-uid bit the guest put on its copy does not come back.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        let previous = etc.replace("c1", &UserConfig::Inline("c = 3;".into()), None).unwrap();
+        etc.restore(previous);
+        assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o7777, 0o755);
         let leftovers: Vec<_> =
             std::fs::read_dir(root.join("etc/nixos")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(leftovers.len(), 2, "{leftovers:?}");
