@@ -273,8 +273,14 @@ fn load(rules: &[Rule]) -> Result<OwnedFd> {
             attr.log_level = 1;
             attr.log_size = log.len() as u32;
             attr.log_buf = log.as_mut_ptr() as u64;
-            let _ = bpf(BPF_PROG_LOAD, &mut attr);
-            let text = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)]).into_owned();
+            // Loaded the second time (the first failure was passing): use
+            // it rather than leak it.
+            if let Ok(fd) = bpf(BPF_PROG_LOAD, &mut attr) {
+                // SAFETY: the kernel just returned this descriptor to us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(&log[..end]).into_owned();
             let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
             return Err(Error::other(format!("loading the guest's device policy (a BPF program): {first} {last}")));
         }
