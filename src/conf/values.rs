@@ -291,12 +291,18 @@ pub fn validate_syscall_filter(token: &str) -> std::result::Result<String, Strin
 }
 
 /// A device node path under /dev.
+/// Normalised (`/dev//fuse` and `/dev/./fuse` are `/dev/fuse`), as systemd's
+/// `DeviceAllow=` requires; no whitespace, `:` or control characters,
+/// which neither `DeviceAllow=` nor nspawn's `--bind=SRC:DST` can carry.
 pub fn validate_device_path(path: &str) -> std::result::Result<PathBuf, String> {
     let p = Path::new(path);
     if !p.starts_with("/dev/") || p.components().any(|c| c == std::path::Component::ParentDir) {
         return Err("devices are paths under /dev (e.g. /dev/fuse)".into());
     }
-    Ok(p.to_path_buf())
+    if path.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':') {
+        return Err("a device path cannot hold spaces, ':' or control characters".into());
+    }
+    Ok(p.components().collect())
 }
 
 /// PRIVATE_USERS as systemd-nspawn takes it: no, yes, pick, identity, or a UID base.
@@ -314,5 +320,20 @@ pub fn guest_root_is_unprivileged(private_users: Option<&str>) -> bool {
         None | Some("no" | "0" | "identity" | "false") => false,
         Some("yes" | "pick" | "1" | "true") => true,
         Some(base) => base.split(':').next().and_then(|b| b.parse::<u64>().ok()).is_some_and(|b| b != 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_paths_are_normalised_for_device_allow() {
+        for (given, want) in [("/dev/fuse", "/dev/fuse"), ("/dev//fuse", "/dev/fuse"), ("/dev/./dri/", "/dev/dri")] {
+            assert_eq!(validate_device_path(given).unwrap(), Path::new(want), "{given}");
+        }
+        for bad in ["/etc/passwd", "/dev/../etc/shadow", "dev/fuse", "/dev/a b", "/dev/fuse:/dev/x", "/dev/a\u{7}"] {
+            assert!(validate_device_path(bad).is_err(), "{bad}");
+        }
     }
 }
