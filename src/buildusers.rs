@@ -34,11 +34,16 @@ const SETTING: &str = "build-users-group";
 /// (`#` to the end of the line) and every other line are ignored;
 /// `include`s are not followed.
 pub fn setting(conf: &str) -> Option<String> {
+    setting_named(conf, SETTING)
+}
+
+/// The last `NAME = VALUE` of a nix.conf text (see [`setting`]).
+fn setting_named(conf: &str, name: &str) -> Option<String> {
     let mut value = None;
     for line in conf.lines() {
         let line = line.split('#').next().unwrap_or("");
         if let Some((key, v)) = line.split_once('=')
-            && key.trim() == SETTING
+            && key.trim() == name
         {
             value = Some(v.trim().to_string());
         }
@@ -48,8 +53,16 @@ pub fn setting(conf: &str) -> Option<String> {
 
 /// The build users' group: `NIX_CONFIG` (`nix_config`) wins over nix.conf
 /// (`conf`), as in Nix; `None` when it is set to nothing (Nix then builds
-/// as root).
+/// as root) or when `auto-allocate-uids` is on.
 pub fn group_name(conf: Option<&str>, nix_config: Option<&str>) -> Option<String> {
+    // With auto-allocate-uids, Nix builds under UIDs of its own range
+    // (from 872415232), not as the group's users.
+    let auto = nix_config
+        .and_then(|c| setting_named(c, "auto-allocate-uids"))
+        .or_else(|| conf.and_then(|c| setting_named(c, "auto-allocate-uids")));
+    if auto.as_deref() == Some("true") {
+        return None;
+    }
     let value = nix_config.and_then(setting).or_else(|| conf.and_then(setting)).unwrap_or_else(|| DEFAULT_GROUP.into());
     (!value.is_empty()).then_some(value)
 }
@@ -164,6 +177,13 @@ mod tests {
         assert_eq!(setting("# build-users-group = a\n"), None);
         assert_eq!(setting("extra-build-users-group = a\nbuild-users-groups = b\n"), None);
         assert_eq!(setting("build-users-group =\n").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn auto_allocated_uids_use_no_build_users() {
+        assert_eq!(group_name(Some("auto-allocate-uids = true\n"), None), None);
+        assert_eq!(group_name(None, Some("auto-allocate-uids = true")), None);
+        assert_eq!(group_name(Some("auto-allocate-uids = false\n"), None).as_deref(), Some("nixbld"));
     }
 
     #[test]
