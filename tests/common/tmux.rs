@@ -140,9 +140,13 @@ impl Tmux {
 
     /// Clears the screen and its history with the shell's `clear`, so that
     /// waits see only new output (also inside a guest's shell).
+    /// Clears the screen and waits until it is clear (a mark of its own is
+    /// all it shows), so that what was on it cannot answer the next wait.
     pub fn clear_screen(&self) {
-        self.line("clear");
-        std::thread::sleep(Duration::from_millis(100));
+        static CLEARS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let mark = format!("SCREEN-CLEARED-{}", CLEARS.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        self.line(&format!("clear; echo {mark}"));
+        self.wait_screen("a cleared screen", |s| s.lines().any(|l| l == mark) && !s.contains("clear; echo"));
         self.tmux(&["clear-history"]);
     }
 
