@@ -422,15 +422,29 @@ fn logs_show_the_console_and_the_journal_of_a_running_and_a_stopped_guest() {
     assert!(tail.lines().all(|l| later.lines().any(|k| k == l)), "{tail}\n---\n{later}");
 
     // -f shows what the guest prints on its console from then on, cleaned.
-    let follow =
+    let mut follow =
         KillOnDrop::spawn(env.command().args(["logs", &name, "-f", "-n", "0"]).stdout(std::process::Stdio::piped()));
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let reader = std::io::BufReader::new(follow.take_stdout());
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
     env.ok(["run", &name, "--", "sh", "-c", "printf 'marker \\033[31mred\\033[0m\\n' > /dev/console"]);
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    // Until it shows the marker (the guest may print other lines first).
+    let mut seen = Vec::new();
+    while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(60)) {
+        seen.push(line);
+        if seen.last().is_some_and(|l| l == "marker red") {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l == "marker red"), "{seen:?}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(follow.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let out = follow.wait_with_output().unwrap();
-    // (The guest may still be finishing its boot.)
-    assert!(stdout(&out).lines().any(|l| l == "marker red"), "{}", stdout(&out));
-    assert!(!stdout(&out).contains("marker\n"), "{}", stdout(&out));
+    assert!(follow.wait_timeout(std::time::Duration::from_secs(30)).is_some(), "logs -f did not end at SIGTERM");
+    assert!(seen.iter().all(|l| !l.contains('\x1b')), "{seen:?}");
 
     // The journal, through the running guest.
     env.ok(["run", &name, "--", "logger", "-t", "admintest", "hello from the guest"]);
@@ -646,7 +660,13 @@ fn errors_of_a_raw_session_print_on_a_restored_terminal() {
     // The container going away under `run -t`.
     t.clear_screen();
     t.line(&format!("{}; echo CLI-EXITED-$?", env.shell_command(&["run", "-t", &name, "--", "sleep", "300"])));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Once the command runs in the guest, not before `run` got there.
+    wait_for(std::time::Duration::from_secs(60), || {
+        processes_of(&name)
+            .into_iter()
+            .find(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"sleep\0300\0"))
+    })
+    .expect("sleep 300 never ran in the guest");
     env.ok(["terminate", &name]);
     let screen = t.wait_screen("the CLI's exit", |s| s.lines().any(|l| l.starts_with("CLI-EXITED-")));
     assert!(

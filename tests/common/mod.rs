@@ -531,6 +531,11 @@ impl KillOnDrop {
         self.0.take().expect("a child").wait_with_output()
     }
 
+    /// The child's piped stdout, to read while it runs.
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.0.as_mut().expect("a child").stdout.take().expect("stdout piped")
+    }
+
     /// Waits up to `timeout` for the child to exit; None if it still runs.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait_for(timeout, || self.try_wait().expect("waiting for a child"))
