@@ -664,7 +664,7 @@ fn errors_of_a_raw_session_print_on_a_restored_terminal() {
     wait_for(std::time::Duration::from_secs(60), || {
         processes_of(&name)
             .into_iter()
-            .find(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"sleep\0300\0"))
+            .find(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"sleep\x00300\x00"))
     })
     .expect("sleep 300 never ran in the guest");
     env.ok(["terminate", &name]);
