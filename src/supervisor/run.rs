@@ -372,10 +372,21 @@ fn stop_nspawn(pid: Pid, cgroup: &ContainerCgroup) {
     cgroup.kill_all(Duration::from_secs(5));
 }
 
+/// Reaps the container's processes that came to us (we are their
+/// subreaper), once the cgroup is empty. A process leaves the cgroup before
+/// the kernel hands its orphans on, so more zombies can reach us a moment
+/// after the cgroup looks empty: we keep reaping until nothing has come for
+/// 100 ms (at most 2 s), or they would be left to the host's init, which
+/// may never reap them.
 fn reap_all() {
-    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_millis(100) {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => std::thread::sleep(Duration::from_millis(5)),
+            Err(Errno::EINTR) => {}
+            Ok(_) => quiet_since = Instant::now(),
+            Err(_) => return,
         }
     }
 }
