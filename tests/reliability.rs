@@ -212,7 +212,9 @@ fn stop_timeout_holds_against_a_guest_that_will_not_halt() {
     let t = Instant::now();
     env.ok(["stop", &name, "--timeout", "5"]);
     let took = t.elapsed();
-    assert!(took < Duration::from_secs(15), "stop --timeout 5 took {took:?}");
+    // (Without the timeout it would wait forever: the bound leaves room
+    // for a busy machine.)
+    assert!(took < Duration::from_secs(45), "stop --timeout 5 took {took:?}");
     // The guest was given its 5 s to halt before it was killed.
     assert!(took >= Duration::from_millis(4500), "stop --timeout 5 killed after {took:?}");
     assert!(processes_of(&name).is_empty());
