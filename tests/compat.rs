@@ -505,7 +505,7 @@ fn root_login_with_piped_input_ends_with_it_and_on_sigterm() {
         let mut input = child.stdin.take().unwrap();
         input.write_all(format!("echo round-$(( {i} + 1 ))\n").as_bytes()).unwrap();
         drop(input);
-        let status = child.wait_timeout(std::time::Duration::from_secs(20));
+        let status = child.wait_timeout(std::time::Duration::from_secs(60));
         assert!(status.is_some(), "round {i}: root-login did not end at the end of its input");
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "round {i}: {}", stderr(&out));
@@ -519,10 +519,27 @@ fn root_login_with_piped_input_ends_with_it_and_on_sigterm() {
             .stdout(std::process::Stdio::piped()),
     );
     let mut input = child.stdin.take().unwrap();
-    input.write_all(b"echo ready\n").unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    input.write_all(b"echo ready-$((6*7))\n").unwrap();
+    // The session is up (the shell ran the line) before the SIGTERM.
+    let (out_tx, out) = std::sync::mpsc::channel();
+    let mut stdout = child.take_stdout();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            let _ = out_tx.send(buf[..n].to_vec());
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(chunk) = out.recv_timeout(std::time::Duration::from_secs(60)) {
+        seen.extend(chunk);
+        if String::from_utf8_lossy(&seen).contains("ready-42") {
+            break;
+        }
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("ready-42"), "the session never ran its input: {seen:?}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(child.wait_timeout(std::time::Duration::from_secs(10)).is_some(), "SIGTERM did not end root-login");
+    assert!(child.wait_timeout(std::time::Duration::from_secs(60)).is_some(), "SIGTERM did not end root-login");
     drop(input);
 }
 
@@ -566,7 +583,7 @@ fn an_update_starts_units_wanted_by_a_target_still_being_reached() {
     env.ok(["start", &name]);
     env.ok(["run", &name, "systemctl", "start", "--no-block", "app.target"]);
     // A target being reached is inactive, with a start job waiting.
-    let waiting = wait_for(std::time::Duration::from_secs(10), || {
+    let waiting = wait_for(std::time::Duration::from_secs(60), || {
         let out = env.run(["run", &name, "systemctl", "list-jobs", "--no-legend"]);
         stdout(&out).lines().any(|l| l.split_whitespace().skip(1).take(2).eq(["app.target", "start"])).then_some(())
     });

@@ -20,8 +20,9 @@ fn as_nobody(env: &Env, args: &[&str]) -> std::process::Output {
     std::fs::set_permissions(&env.base, std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Another test's fork may briefly hold the copy open for writing
-    // ("Text file busy"): try again.
-    let mut tries = 0;
+    // ("Text file busy"): try again, for as long as a busy machine may
+    // take to get that fork to its exec.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let out = Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
@@ -31,8 +32,7 @@ fn as_nobody(env: &Env, args: &[&str]) -> std::process::Output {
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
-        tries += 1;
-        if !stderr(&out).contains("Text file busy") || tries == 50 {
+        if !stderr(&out).contains("Text file busy") || std::time::Instant::now() >= deadline {
             return out;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

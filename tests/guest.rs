@@ -15,7 +15,7 @@ use nixos_container::container::Container;
 use nixos_container::guest;
 use nixos_container::paths::Paths;
 
-const LONG: Duration = Duration::from_secs(30);
+const LONG: Duration = Duration::from_secs(60);
 
 fn started(env: &Env, short: &str, extra: &[&str]) -> String {
     let name = env.name(short);

@@ -34,7 +34,7 @@ fn a_new_users_session_leaves_nothing_behind() {
     assert_eq!(env.ok(["status", &name]), "up\n");
     assert_eq!(env.ok(["run", &name, "--", "uname"]), "Linux\n");
     // The config's tmpfiles rule and oneshot service did their work.
-    let hello = wait_for(Duration::from_secs(20), || {
+    let hello = wait_for(Duration::from_secs(60), || {
         let out = env.run(["run", &name, "--", "cat", "/var/lib/demo/hello"]);
         let s = stdout(&out);
         s.starts_with("hello").then_some(s)
@@ -130,7 +130,7 @@ fn stop_while_booting_then_start_again() {
     env.create(&name, &[]);
     let mut start = KillOnDrop::spawn(env.command().args(["start", &name]));
     // Wait until the guest exists, then stop it while it boots.
-    wait_for(Duration::from_secs(10), || (!processes_of(&name).is_empty()).then_some(()))
+    wait_for(Duration::from_secs(60), || (!processes_of(&name).is_empty()).then_some(()))
         .expect("the container's processes appear");
     let stop = env.run(["stop", &name, "--timeout", "20"]);
     assert!(stop.status.success(), "{}", stderr(&stop));

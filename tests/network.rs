@@ -76,7 +76,7 @@ fn serve_in_guest(env: &Env, name: &str, port: u16, text: &str) {
 
 /// Waits (boundedly) for the guest's service to answer at `addr`.
 fn get_eventually(addr: SocketAddr) -> String {
-    wait_for(Duration::from_secs(20), || http_get(addr).ok().filter(|b| b.contains("200 OK")))
+    wait_for(Duration::from_secs(60), || http_get(addr).ok().filter(|b| b.contains("200 OK")))
         .unwrap_or_else(|| panic!("nothing answered HTTP at {addr}: {:?}", http_get(addr)))
 }
 
@@ -242,7 +242,7 @@ fn port_forwards_reach_the_guest_from_another_namespace_and_from_loopback() {
     in_peer(&["ip", "link", "set", "lo", "up"]);
     in_peer(&["ip", "route", "add", "default", "via", &haddr]);
     let target = SocketAddr::new(ip(&haddr), host_port);
-    let fetched = wait_for(Duration::from_secs(20), || {
+    let fetched = wait_for(Duration::from_secs(60), || {
         in_netns(&peer, move || http_get(target)).ok().filter(|b| b.contains("200 OK"))
     });
     let fetched = fetched.unwrap_or_else(|| panic!("nothing answered at {target} from namespace {peer}"));
@@ -259,7 +259,7 @@ fn port_forwards_reach_the_guest_from_another_namespace_and_from_loopback() {
         "-c",
         "socat -u UDP-RECV:5353 OPEN:/srv/udp,creat",
     ]);
-    let got = wait_for(Duration::from_secs(20), || {
+    let got = wait_for(Duration::from_secs(60), || {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.send_to(b"ping-over-udp\n", ("127.0.0.1", udp_port)).unwrap();
         let out = env.run(["run", &name, "--", "cat", "/srv/udp"]);
@@ -334,7 +334,7 @@ fn a_cli_killed_during_start_leaves_nothing_after_stop() {
     // the veth exists.
     for (point, marker) in [("namespace", &netns), ("veth", &ifpath)] {
         let mut start = KillOnDrop::spawn(env.command().args(["start", &name]).stderr(Stdio::null()));
-        let seen = wait_for(Duration::from_secs(20), || marker.exists().then_some(()));
+        let seen = wait_for(Duration::from_secs(60), || marker.exists().then_some(()));
         start.kill().unwrap();
         let _ = start.wait();
         assert!(seen.is_some(), "start created the {point}");
@@ -344,7 +344,7 @@ fn a_cli_killed_during_start_leaves_nothing_after_stop() {
     }
     // Leftovers of a killed start do not stop the next start either.
     let mut start = KillOnDrop::spawn(env.command().args(["start", &name]).stderr(Stdio::null()));
-    wait_for(Duration::from_secs(20), || ifpath.exists().then_some(())).expect("the veth appears");
+    wait_for(Duration::from_secs(60), || ifpath.exists().then_some(())).expect("the veth appears");
     start.kill().unwrap();
     let _ = start.wait();
     env.ok(["start", &name]);
@@ -529,7 +529,7 @@ fn macvlans_appear_in_the_guest_and_go_with_its_namespace() {
         env.ok(["stop", &name]);
         // The macvlan went with the namespace (the kernel deletes virtual
         // interfaces of a namespace that goes, a moment later).
-        let gone = wait_for(Duration::from_secs(10), || (promiscuity(&parent) == 0).then_some(()));
+        let gone = wait_for(Duration::from_secs(60), || (promiscuity(&parent) == 0).then_some(()));
         assert!(gone.is_some(), "round {round}: a macvlan is still up on {parent} after stop");
         assert_eq!(network_leftovers(&name), Vec::<String>::new(), "round {round}");
         assert!(!cmd_ok("ip", &["link", "show", "dev", &mv]), "round {round}");

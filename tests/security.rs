@@ -221,7 +221,7 @@ impl HostDaemon {
         let child = KillOnDrop::spawn(
             Command::new("nix-daemon").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()),
         );
-        wait_for(std::time::Duration::from_secs(10), || socket.exists().then_some(())).expect("nix-daemon listens");
+        wait_for(std::time::Duration::from_secs(60), || socket.exists().then_some(())).expect("nix-daemon listens");
         HostDaemon(Some(child))
     }
 }

@@ -117,7 +117,7 @@ fn a_guest_cannot_reach_host_services_on_the_loopback() {
          systemd-run --unit=web busybox httpd -f -p 80 -h /srv/www",
     ]);
     let target = SocketAddr::from(([127, 0, 0, 1], forward));
-    let body = wait_for(Duration::from_secs(20), || http_get(target).ok().filter(|b| b.contains("200 OK")))
+    let body = wait_for(Duration::from_secs(60), || http_get(target).ok().filter(|b| b.contains("200 OK")))
         .unwrap_or_else(|| panic!("the forward from 127.0.0.1 broke: {:?}", http_get(target)));
     assert!(body.contains("through-the-forward"), "{body}");
     env.ok(["stop", &name]);
@@ -169,7 +169,7 @@ fn show_host_key_prints_one_checked_known_hosts_line() {
     assert_eq!(code, Some(0), "{err}");
     let mut child =
         KillOnDrop::spawn(env.command().args(["show-host-key", &name]).stdout(Stdio::piped()).stderr(Stdio::piped()));
-    let status = child.wait_timeout(Duration::from_secs(20));
+    let status = child.wait_timeout(Duration::from_secs(60));
     assert!(status.is_some(), "show-host-key hangs on a fifo the guest put in place of its key");
     let out = child.wait_with_output().unwrap();
     assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));

@@ -81,7 +81,9 @@ fn a_boot_that_hangs_is_reported_with_what_it_waits_for() {
 "#,
     );
     env.create(&name, &["--config-file", &cfg]);
-    let out = env.run(["start", &name, "--timeout", "10"]);
+    // Time enough, also on a busy machine, for the boot to get to the
+    // service that never ends.
+    let out = env.run(["start", &name, "--timeout", "30"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     // The console's lines from when the wait ended, not the halt's after it.
@@ -154,7 +156,8 @@ fn stop_takes_as_long_as_the_guests_shutdown() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("killing"), "{}", stderr(&out));
     assert!(took >= Duration::from_millis(4500), "stop took only {took:?}: the service's ExecStop did not run");
-    assert!(took < Duration::from_secs(20), "stop took {took:?} for a 5 s shutdown");
+    // Well below the 60 s timeout, with room for a busy machine.
+    assert!(took < Duration::from_secs(45), "stop took {took:?} for a 5 s shutdown");
     assert!(processes_of(&name).is_empty());
 }
 
@@ -281,9 +284,11 @@ fn a_guest_without_systemd_is_ready_by_its_root_shell() {
     let name = env.name("plain");
     env.create(&name, &["--system-path", &system_without_systemd()]);
     let t = Instant::now();
-    let out = env.run(["start", &name, "--timeout", "30"]);
+    let out = env.run(["start", &name, "--timeout", "120"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(t.elapsed() < Duration::from_secs(15), "start took {:?}", t.elapsed());
+    // Ready by its shell, long before the timeout (with room for a busy
+    // machine).
+    assert!(t.elapsed() < Duration::from_secs(60), "start took {:?}", t.elapsed());
     assert!(stderr(&out).contains("its init is not systemd"), "{}", stderr(&out));
     assert_eq!(env.ok(["status", &name]), "up\n");
     env.ok(["stop", &name, "--timeout", "10"]);

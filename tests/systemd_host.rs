@@ -75,17 +75,13 @@ fn login_sessions_can_be_terminated_and_logged_out() {
     // scope; one run at a root shell elsewhere is not.
     let mut inside = KillOnDrop::spawn(host.command_in_session(&session, "sleep").arg("1000"));
     let mut outside = KillOnDrop::spawn(host.command("sleep").arg("1000"));
-    let in_scope = wait_for(Duration::from_secs(10), || {
-        let procs = host.sh(&format!("cat /sys/fs/cgroup{}/cgroup.procs | xargs -r ps -o comm= -p", session.cgroup));
-        stdout(&procs).lines().any(|l| l == "sleep").then_some(())
-    });
-    assert!(in_scope.is_some(), "the command joined the session's scope");
+    wait_in_scope(&host, &session, "sleep 1000");
 
     host.sh_ok(&format!("loginctl terminate-session {}", session.id));
-    let status = inside.wait_timeout(Duration::from_secs(20)).expect("the session's processes end");
+    let status = inside.wait_timeout(Duration::from_secs(60)).expect("the session's processes end");
     assert!(!status.success(), "killed with the session: {status}");
     assert!(outside.try_wait().unwrap().is_none(), "a process outside the session survives");
-    let gone = wait_for(Duration::from_secs(20), || {
+    let gone = wait_for(Duration::from_secs(60), || {
         (!host.sh(&format!("loginctl show-session {}", session.id)).status.success()).then_some(())
     });
     assert!(gone.is_some(), "session {} is gone after terminate-session", session.id);
@@ -93,11 +89,28 @@ fn login_sessions_can_be_terminated_and_logged_out() {
     // Logout with KillUserProcesses=yes ends what was started in the session.
     let session = host.open_session("alice");
     let mut inside = KillOnDrop::spawn(host.command_in_session(&session, "sleep").arg("1000"));
-    std::thread::sleep(Duration::from_millis(300));
+    // In the scope before the logout, or the logout cannot reach it.
+    wait_in_scope(&host, &session, "sleep 1000");
     host.logout(&session);
-    let status = inside.wait_timeout(Duration::from_secs(20)).expect("logout ends the session's processes");
+    let status = inside.wait_timeout(Duration::from_secs(60)).expect("logout ends the session's processes");
     assert!(!status.success(), "killed at logout: {status}");
     assert!(outside.try_wait().unwrap().is_none(), "a process outside the session survives");
+}
+
+/// Waits until a process with command line `args` (space-separated) is in
+/// `session`'s scope: `command_in_session` moves it there only once it runs.
+/// (By its whole command line: the session's own `sleep infinity` is there
+/// too.)
+fn wait_in_scope(host: &SystemdHost, session: &systemd_host::Session, args: &str) {
+    let script = format!(
+        "for p in $(cat /sys/fs/cgroup{}/cgroup.procs); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done",
+        session.cgroup
+    );
+    let in_scope = wait_for(Duration::from_secs(60), || {
+        let procs = host.sh(&script);
+        stdout(&procs).lines().any(|l| l.trim_end() == args).then_some(())
+    });
+    assert!(in_scope.is_some(), "`{args}` never joined session {}'s scope", session.id);
 }
 
 #[test]
@@ -379,7 +392,7 @@ fn still_runs(host: &SystemdHost, name: &str, after: &str) {
 }
 
 fn session_gone(host: &SystemdHost, id: &str) {
-    let gone = wait_for(Duration::from_secs(20), || {
+    let gone = wait_for(Duration::from_secs(60), || {
         (!host.sh(&format!("loginctl show-session {id}")).status.success()).then_some(())
     });
     assert!(gone.is_some(), "session {id} is gone");

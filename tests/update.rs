@@ -73,7 +73,7 @@ fn fetch(env: &Env, name: &str, port: u16, file: &str) -> String {
 /// Waits until the guest serves `expected` on `port`; returns what it served last.
 fn served(env: &Env, name: &str, port: u16, expected: &str) -> String {
     let mut last = String::new();
-    wait_for(Duration::from_secs(30), || {
+    wait_for(Duration::from_secs(60), || {
         last = fetch(env, name, port, "file");
         (last == expected).then_some(())
     });
@@ -84,7 +84,7 @@ fn served(env: &Env, name: &str, port: u16, expected: &str) -> String {
 /// yet (see `pid1_start`).
 fn guest(env: &Env, name: &str, cmd: &[&str]) -> String {
     let args = [&["run", name, "--"][..], cmd].concat();
-    wait_for(Duration::from_secs(10), || {
+    wait_for(Duration::from_secs(60), || {
         let out = env.run(&args);
         out.status.success().then(|| stdout(&out))
     })

@@ -486,7 +486,9 @@ fn force_cleanup(name: &str) {
     for pid in processes_of(name) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // A cgroup with processes cannot be removed: wait until they are gone
+    // (without a panic: this runs in a drop).
+    wait_for(Duration::from_secs(60), || processes_of(name).is_empty().then_some(()));
     for d in cgroup_dirs(name) {
         nixos_container::cgroup::remove_tree(&d);
     }

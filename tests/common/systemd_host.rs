@@ -559,12 +559,12 @@ impl SystemdHost {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
-        let id = super::wait_for(Duration::from_secs(20), || {
+        let id = super::wait_for(Duration::from_secs(60), || {
             let id =
                 String::from_utf8_lossy(&self.raw_command("cat").arg(&marker).output().ok()?.stdout).trim().to_string();
             (!id.is_empty()).then_some(id)
         })
-        .unwrap_or_else(|| panic!("systemd host {}: no login session for {user} within 20 s", self.name));
+        .unwrap_or_else(|| panic!("systemd host {}: no login session for {user} within 60 s", self.name));
         let cgroup = self
             .sh_ok(&format!(
                 "systemctl show -p ControlGroup --value \"$(loginctl show-session {id} -p Scope --value)\""

@@ -78,6 +78,13 @@ impl Tmux {
         self.tmux(&["send-keys", key]);
     }
 
+    /// Presses `keys` in one go (one send-keys), as a quick typist would.
+    pub fn press_keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend(keys);
+        self.tmux(&args);
+    }
+
     /// Whether the terminal shows its cursor (a prompt may hide it).
     pub fn cursor_visible(&self) -> bool {
         self.tmux(&["display-message", "-p", "#{cursor_flag}"]).trim() == "1"
